@@ -1,0 +1,84 @@
+//! Synthetic models of every architecture build, load and run, with the sizes the papers give.
+
+use qfd_codegen::encode_model;
+use qfd_codegen::stats::{op_stats, total_macs};
+use qfd_codegen::synth::{synth, Arch, SynthConfig};
+use qfd_runtime::Model;
+
+fn build(arch: Arch, input: [usize; 3], width: f32, bits: u8) -> Vec<u8> {
+    let mut cfg = SynthConfig::new(arch, input);
+    cfg.width = width;
+    cfg.weight_bits = bits;
+    cfg.act_bits = bits;
+    encode_model(&synth(&cfg).unwrap()).unwrap()
+}
+
+fn run_random(model: &Model<'_>, seed: u8) -> (usize, Vec<i32>, Vec<Vec<u8>>) {
+    let input: Vec<u8> =
+        (0..model.input_len()).map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed)).collect();
+    let mut arena = vec![0u8; model.arena_size()];
+    let mut logits = vec![0i32; model.num_classes()];
+    let mut layers = Vec::new();
+    let class = model
+        .run_traced(&input, &mut arena, &mut logits, |_, _, out| {
+            if let qfd_runtime::LayerOutput::Codes(c) = out {
+                layers.push(c.to_vec());
+            }
+        })
+        .unwrap();
+    (class, logits, layers)
+}
+
+#[test]
+fn resnet8_matches_mlperf_tiny_and_fits_48_kib() {
+    let bytes = build(Arch::ResNet8, [32, 32, 3], 1.0, 8);
+    let model = Model::load(&bytes).unwrap();
+    let macs = total_macs(model.desc());
+    assert_eq!(macs, 12_501_632, "MLPerf Tiny ResNet-8 has 12.50 M MACs");
+    let params: u64 = op_stats(model.desc()).iter().map(|s| s.params).sum();
+    // 77.7 K parameters including BatchNorm; the folded model has the conv and FC weights only.
+    assert!((74_000..78_000).contains(&params), "{params}");
+    assert!(model.arena_size() <= 48 * 1024, "arena {} > 48 KiB", model.arena_size());
+}
+
+#[test]
+fn every_architecture_runs_and_its_activations_are_alive() {
+    for (arch, input, width) in [
+        (Arch::ResNet8, [32, 32, 3], 1.0),
+        (Arch::ResNet20, [28, 28, 1], 1.0),
+        (Arch::MobileNetV1, [96, 96, 3], 0.25),
+        (Arch::MobileNetV2, [32, 32, 3], 0.35),
+    ] {
+        for bits in [8, 4, 2, 1] {
+            let bytes = build(arch, input, width, bits);
+            let model = Model::load(&bytes).unwrap();
+            let (_, logits, layers) = run_random(&model, 7);
+            let max = (1u16 << bits) - 1;
+            for (i, codes) in layers.iter().enumerate() {
+                let distinct = codes.iter().collect::<std::collections::BTreeSet<_>>().len();
+                assert!(
+                    codes.iter().all(|&c| c as u16 <= max),
+                    "{arch} W{bits}A{bits} layer {i}: code above {max}"
+                );
+                // Plausible requantization: no layer collapses to a constant.
+                assert!(distinct > 1 || codes.len() == 1, "{arch} W{bits}A{bits} layer {i} is constant");
+            }
+            assert!(logits.iter().any(|&l| l != logits[0]), "{arch}: all logits equal");
+        }
+    }
+}
+
+#[test]
+fn mobilenetv1_025_at_96_is_the_visual_wake_words_size() {
+    let bytes = build(Arch::MobileNetV1, [96, 96, 3], 0.25, 8);
+    let model = Model::load(&bytes).unwrap();
+    let macs = total_macs(model.desc()) as f64 / 1e6;
+    assert!((7.0..8.0).contains(&macs), "{macs} M MACs");
+}
+
+#[test]
+fn same_config_gives_byte_identical_files() {
+    let a = build(Arch::ResNet20, [32, 32, 3], 1.0, 4);
+    let b = build(Arch::ResNet20, [32, 32, 3], 1.0, 4);
+    assert_eq!(a, b);
+}

@@ -1,0 +1,118 @@
+//! Values shared by several commands, parsed from their command-line text with errors that say what the
+//! expected form is.
+
+use std::fmt;
+use std::str::FromStr;
+
+use clap::builder::{PossibleValuesParser, TypedValueParser};
+use qfd_codegen::synth::Arch;
+
+/// Weight and activation bit-widths of the inner layers, written `W/A` (`4/2`) or `B` for both (`4`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BitWidths {
+    /// Weight bits, 1-8.
+    pub weight: u8,
+    /// Activation bits, 1-8.
+    pub act: u8,
+}
+
+/// `--bits` text that is not `W/A` or `B` with bit-widths 1-8.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("--bits must be W/A with each 1-8, e.g. 4/4")]
+pub struct BitWidthsError(pub String);
+
+impl FromStr for BitWidths {
+    type Err = BitWidthsError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let bits = |t: &str| t.trim().parse::<u8>().ok().filter(|b| (1..=8).contains(b));
+        let parsed = match s.split_once('/') {
+            Some((w, a)) => bits(w).zip(bits(a)),
+            None => bits(s).map(|b| (b, b)),
+        };
+        parsed.map(|(weight, act)| BitWidths { weight, act }).ok_or_else(|| BitWidthsError(s.to_string()))
+    }
+}
+
+impl fmt::Display for BitWidths {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.weight, self.act)
+    }
+}
+
+/// An input shape written `HxWxC` (`32x32x3`), every dimension 1-65535 (the format stores `u16`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct InputShape(pub [usize; 3]);
+
+/// `--input` text that is not a valid `HxWxC` shape.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum InputShapeError {
+    /// Not three `x`-separated whole numbers.
+    #[error("--input must be HxWxC, e.g. 32x32x3")]
+    Format(String),
+    /// A dimension is 0 or larger than the format allows.
+    #[error("--input must be HxWxC with each dimension 1-65535, but {name} is {value}")]
+    Dimension {
+        /// The whole text.
+        text: String,
+        /// `H`, `W` or `C`.
+        name: &'static str,
+        /// The value found.
+        value: usize,
+    },
+}
+
+impl FromStr for InputShape {
+    type Err = InputShapeError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let format = || InputShapeError::Format(s.to_string());
+        let dims: Vec<usize> = s
+            .split(['x', 'X'])
+            .map(|d| d.trim().parse::<usize>())
+            .collect::<Result<_, _>>()
+            .map_err(|_| format())?;
+        let dims: [usize; 3] = dims.try_into().map_err(|_| format())?;
+        for (name, value) in ["H", "W", "C"].into_iter().zip(dims) {
+            if !(1..=u16::MAX as usize).contains(&value) {
+                return Err(InputShapeError::Dimension { text: s.to_string(), name, value });
+            }
+        }
+        Ok(InputShape(dims))
+    }
+}
+
+impl fmt::Display for InputShape {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let [h, w, c] = self.0;
+        write!(f, "{h}x{w}x{c}")
+    }
+}
+
+/// A clap parser for `--arch` that lists the known architectures in `--help` and in its error.
+pub fn arch_parser() -> impl TypedValueParser<Value = Arch> {
+    PossibleValuesParser::new(Arch::ALL.map(Arch::name)).try_map(|name| name.parse::<Arch>())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bits_accept_pairs_and_single_values() {
+        assert_eq!("4/2".parse(), Ok(BitWidths { weight: 4, act: 2 }));
+        assert_eq!("8".parse(), Ok(BitWidths { weight: 8, act: 8 }));
+        for bad in ["9/9", "0/4", "4/", "/4", "a/b", "", "4/4/4", "-1"] {
+            assert!(bad.parse::<BitWidths>().is_err(), "{bad} accepted");
+        }
+    }
+
+    #[test]
+    fn input_shapes_need_three_positive_dimensions() {
+        assert_eq!("96x96x3".parse(), Ok(InputShape([96, 96, 3])));
+        assert!(matches!("0x32x3".parse::<InputShape>(), Err(InputShapeError::Dimension { name: "H", .. })));
+        for bad in ["32x32", "32x32x3x1", "axbxc", "", "32*32*3", "70000x1x1"] {
+            assert!(bad.parse::<InputShape>().is_err(), "{bad} accepted");
+        }
+    }
+}

@@ -1,0 +1,32 @@
+//! One module per command; each is a `Cmd` whose doc comment is its help text.
+
+mod inspect;
+mod synth;
+
+use std::io::Write;
+
+use anyhow::Context;
+
+/// The commands of `qfd-host`.
+#[derive(Debug, clap::Subcommand)]
+pub enum Command {
+    Synth(synth::Cmd),
+    Inspect(inspect::Cmd),
+}
+
+impl Command {
+    /// Runs the command.
+    pub fn run(self) -> anyhow::Result<()> {
+        match self {
+            Command::Synth(cmd) => cmd.run(),
+            Command::Inspect(cmd) => cmd.run(),
+        }
+    }
+}
+
+/// Writes `text` to stdout; unlike `print!`, a closed pipe (`qfd-host inspect m.qfdm | head`) is an error the
+/// caller sees, not a panic.
+fn print(text: &str) -> anyhow::Result<()> {
+    let mut out = std::io::stdout().lock();
+    out.write_all(text.as_bytes()).and_then(|()| out.flush()).context("cannot write to stdout")
+}

@@ -1,0 +1,63 @@
+//! 2-D convolution: any kernel, stride, padding and grouping (depthwise and pointwise are special cases).
+
+use super::{for_each_tap, odd_grid_acc, Hwc};
+use crate::format::{Clamp, Window};
+use crate::requant::{requantize_to_code, ChannelRequant};
+use crate::weights::PackedWeights;
+
+/// Shapes and window of a convolution.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ConvGeometry {
+    /// Input shape.
+    pub input: Hwc,
+    /// Output shape.
+    pub output: Hwc,
+    /// Kernel, stride and padding.
+    pub window: Window,
+    /// Channel groups (`input.c` and `output.c` are multiples of it).
+    pub groups: usize,
+}
+
+/// `output[oy][ox][o] = clamp(requant_o(sum over taps and the group's input channels of x * w))`.
+///
+/// - `input`: `geo.input.elems()` codes; `output`: `geo.output.elems()` codes.
+/// - `weights`: `[Cout][kh][kw][Cin / groups]` codes of 1-8 bits.
+/// - `requant`: one entry per output channel. Padding reads code 0.
+pub fn conv2d(
+    input: &[u8],
+    geo: &ConvGeometry,
+    weights: PackedWeights<'_>,
+    requant: ChannelRequant<'_>,
+    clamp: Clamp,
+    output: &mut [u8],
+) {
+    let (inp, out) = (geo.input, geo.output);
+    let cin_g = inp.c / geo.groups;
+    let cout_g = out.c / geo.groups;
+    let taps = geo.window.kernel[0] as usize * geo.window.kernel[1] as usize;
+    let filter_len = taps * cin_g;
+    for oy in 0..out.h {
+        for ox in 0..out.w {
+            let out_px = &mut output[(oy * out.w + ox) * out.c..][..out.c];
+            for g in 0..geo.groups {
+                let group_in = g * cin_g;
+                // sum(x) over the patch is shared by every output channel of the group.
+                let mut sum_x = 0i32;
+                for_each_tap(&geo.window, inp, oy, ox, |iy, ix, _| {
+                    let px = &input[(iy * inp.w + ix) * inp.c + group_in..][..cin_g];
+                    sum_x += px.iter().map(|&c| c as i32).sum::<i32>();
+                });
+                let group_out = g * cout_g..(g + 1) * cout_g;
+                for (o, out_code) in group_out.clone().zip(&mut out_px[group_out]) {
+                    let mut sum_xk = 0i32;
+                    for_each_tap(&geo.window, inp, oy, ox, |iy, ix, tap| {
+                        let px = &input[(iy * inp.w + ix) * inp.c + group_in..][..cin_g];
+                        sum_xk += weights.dot_codes(px, o * filter_len + tap * cin_g);
+                    });
+                    let acc = odd_grid_acc(sum_xk, sum_x, weights.bits);
+                    *out_code = requantize_to_code(acc, requant.get(o), clamp.min, clamp.max);
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,75 @@
+//! Fully connected layer over a flattened tensor of codes or of `i32` sums.
+
+use super::odd_grid_acc;
+use crate::format::FcOutput;
+use crate::requant::{requantize_to_code, ChannelRequant};
+use crate::weights::PackedWeights;
+
+/// The input of a fully connected layer.
+#[derive(Debug, Clone, Copy)]
+pub enum FcInput<'a> {
+    /// Activation codes.
+    Codes(&'a [u8]),
+    /// `i32` sums (a global sum pool's output), little-endian bytes.
+    SumsLe(&'a [u8]),
+}
+
+impl FcInput<'_> {
+    /// Number of input elements.
+    pub fn len(&self) -> usize {
+        match self {
+            FcInput::Codes(c) => c.len(),
+            FcInput::SumsLe(b) => b.len() / 4,
+        }
+    }
+
+    /// Whether the input is empty.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// `out[o] = sum_i x[i] * w[o][i]`, then requantized to codes or, for logits, plus `bias` as `i32`.
+///
+/// - `weights`: `[outputs][input.len()]`; `requant`: one entry per output.
+/// - `output`: `outputs` bytes for [`FcOutput::Codes`], `4 * outputs` bytes (`i32` LE) for
+///   [`FcOutput::Logits`].
+pub fn fully_connected(
+    input: FcInput<'_>,
+    weights: PackedWeights<'_>,
+    requant: ChannelRequant<'_>,
+    kind: FcOutput,
+    outputs: usize,
+    output: &mut [u8],
+) {
+    let n = input.len();
+    let sum_x = match input {
+        FcInput::Codes(x) => x.iter().map(|&c| c as i32).sum::<i32>(),
+        FcInput::SumsLe(_) => sums(input).fold(0i32, |a, s| a.wrapping_add(s)),
+    };
+    for o in 0..outputs {
+        let sum_xk = match input {
+            FcInput::Codes(x) => weights.dot_codes(x, o * n),
+            FcInput::SumsLe(_) => {
+                sums(input).enumerate().map(|(i, s)| s * weights.code(o * n + i) as i32).sum()
+            }
+        };
+        let acc = odd_grid_acc(sum_xk, sum_x, weights.bits);
+        let p = requant.get(o);
+        match kind {
+            FcOutput::Codes(clamp) => output[o] = requantize_to_code(acc, p, clamp.min, clamp.max),
+            FcOutput::Logits => {
+                let logit = acc.saturating_add(p.bias);
+                output[4 * o..4 * o + 4].copy_from_slice(&logit.to_le_bytes());
+            }
+        }
+    }
+}
+
+fn sums<'a>(input: FcInput<'a>) -> impl Iterator<Item = i32> + 'a {
+    let bytes = match input {
+        FcInput::SumsLe(b) => b,
+        FcInput::Codes(_) => &[],
+    };
+    bytes.chunks_exact(4).map(|b| i32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+}

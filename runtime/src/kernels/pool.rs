@@ -1,0 +1,66 @@
+//! Pooling: max, average and global sum.
+
+use super::{for_each_tap, Hwc};
+use crate::format::{Clamp, Window};
+use crate::requant::{requantize_to_code, RequantParams};
+
+/// Shapes and window of a pool (input and output have the same channels).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PoolGeometry {
+    /// Input shape.
+    pub input: Hwc,
+    /// Output shape.
+    pub output: Hwc,
+    /// Kernel, stride and padding.
+    pub window: Window,
+}
+
+/// Visits every output element with the list of its window's valid taps folded by `fold`.
+#[inline]
+fn pool(
+    input: &[u8],
+    geo: &PoolGeometry,
+    output: &mut [u8],
+    init: i32,
+    fold: impl Fn(i32, u8) -> i32,
+    finish: impl Fn(i32) -> u8,
+) {
+    let (inp, out) = (geo.input, geo.output);
+    for oy in 0..out.h {
+        for ox in 0..out.w {
+            for c in 0..out.c {
+                let mut acc = init;
+                for_each_tap(&geo.window, inp, oy, ox, |iy, ix, _| {
+                    acc = fold(acc, input[(iy * inp.w + ix) * inp.c + c]);
+                });
+                output[(oy * out.w + ox) * out.c + c] = finish(acc);
+            }
+        }
+    }
+}
+
+/// Max over each window. Padding cells never win (codes are `>= 0`, the start value).
+pub fn max_pool(input: &[u8], geo: &PoolGeometry, output: &mut [u8]) {
+    pool(input, geo, output, 0, |m, x| m.max(x as i32), |m| m as u8);
+}
+
+/// Window sum (padding counts as code 0) requantized by `requant`, which carries the `1 / (kh * kw)`.
+pub fn avg_pool(input: &[u8], geo: &PoolGeometry, requant: RequantParams, clamp: Clamp, output: &mut [u8]) {
+    pool(
+        input,
+        geo,
+        output,
+        0,
+        |s, x| s + x as i32,
+        |s| requantize_to_code(s, requant, clamp.min, clamp.max),
+    );
+}
+
+/// Sums each channel over all pixels: `out[c] = sum_{y,x} in[y][x][c]`, written as `i32` little-endian.
+/// `output` holds `4 * input.c` bytes.
+pub fn global_sum_pool(input: &[u8], shape: Hwc, output: &mut [u8]) {
+    for c in 0..shape.c {
+        let s: i32 = input.iter().skip(c).step_by(shape.c).map(|&x| x as i32).sum();
+        output[4 * c..4 * c + 4].copy_from_slice(&s.to_le_bytes());
+    }
+}

@@ -1,0 +1,251 @@
+//! The interpreter: a loaded, validated model that runs in a caller-provided arena.
+
+use core::ops::Range;
+
+use crate::error::{LoadError, RunError};
+use crate::format::{ElemType, FileHeader, ModelDesc, OpDesc, ValueDesc, FORMAT_MAJOR, FORMAT_MINOR, MAGIC};
+use crate::kernels::{self, ConvGeometry, FcInput, Hwc, PoolGeometry};
+use crate::validate::validate;
+
+/// CRC-32 used for the payload checksum (ISO-HDLC, the one zlib and PNG use).
+pub const PAYLOAD_CRC: crc::Crc<u32> = crc::Crc::<u32>::new(&crc::CRC_32_ISO_HDLC);
+
+/// A validated model borrowing its weights from the file bytes.
+#[derive(Debug, Clone)]
+pub struct Model<'a> {
+    desc: ModelDesc<'a>,
+    producer: &'a str,
+    format_version: (u16, u16),
+}
+
+/// One layer's output, as passed to the trace hook of [`Model::run_traced`].
+#[derive(Debug, Clone, Copy)]
+pub enum LayerOutput<'b> {
+    /// Activation codes.
+    Codes(&'b [u8]),
+    /// `i32` values, little-endian bytes; read them with [`LayerOutput::i32_at`].
+    I32Le(&'b [u8]),
+}
+
+impl LayerOutput<'_> {
+    /// Element `i` as `i32`, whatever the element type.
+    pub fn i32_at(&self, i: usize) -> i32 {
+        match self {
+            LayerOutput::Codes(c) => c[i] as i32,
+            LayerOutput::I32Le(b) => i32::from_le_bytes([b[4 * i], b[4 * i + 1], b[4 * i + 2], b[4 * i + 3]]),
+        }
+    }
+}
+
+fn map_postcard(e: postcard::Error) -> LoadError {
+    match e {
+        postcard::Error::DeserializeUnexpectedEnd => LoadError::Truncated,
+        _ => LoadError::Malformed,
+    }
+}
+
+impl<'a> Model<'a> {
+    /// Parses and validates a `.qfdm` file. Nothing is copied but the small op and value tables; every
+    /// check the kernels rely on is done here, once.
+    pub fn load(bytes: &'a [u8]) -> Result<Self, LoadError> {
+        if bytes.len() < MAGIC.len() {
+            return Err(LoadError::Truncated);
+        }
+        if bytes[..MAGIC.len()] != MAGIC {
+            return Err(LoadError::BadMagic);
+        }
+        // Read the version before the rest, so a future layout is reported as a version, not as garbage.
+        let (major, _) = postcard::take_from_bytes::<u16>(&bytes[MAGIC.len()..]).map_err(map_postcard)?;
+        if major != FORMAT_MAJOR {
+            return Err(LoadError::UnsupportedVersion { major });
+        }
+        let (header, rest) = postcard::take_from_bytes::<FileHeader<'a>>(bytes).map_err(map_postcard)?;
+        if !rest.is_empty() {
+            return Err(LoadError::TrailingBytes);
+        }
+        if PAYLOAD_CRC.checksum(header.payload) != header.payload_crc32 {
+            return Err(LoadError::CrcMismatch);
+        }
+        let (desc, rest) =
+            postcard::take_from_bytes::<ModelDesc<'a>>(header.payload).map_err(map_postcard)?;
+        // A newer minor version may append fields to the payload; this reader ignores them.
+        let newer_minor = header.format_minor > FORMAT_MINOR;
+        if !rest.is_empty() && !newer_minor {
+            return Err(LoadError::TrailingBytes);
+        }
+        validate(&desc)?;
+        let format_version = (header.format_major, header.format_minor);
+        Ok(Model { desc, producer: header.producer, format_version })
+    }
+
+    /// The decoded description (ops, values, metadata).
+    pub fn desc(&self) -> &ModelDesc<'a> {
+        &self.desc
+    }
+
+    /// The tool that wrote the file.
+    pub fn producer(&self) -> &'a str {
+        self.producer
+    }
+
+    /// `(major, minor)` format version of the file.
+    pub fn format_version(&self) -> (u16, u16) {
+        self.format_version
+    }
+
+    /// Bytes of arena [`run`](Self::run) needs.
+    pub fn arena_size(&self) -> usize {
+        self.desc.arena_bytes as usize
+    }
+
+    /// Input shape `[H, W, C]`.
+    pub fn input_shape(&self) -> [u16; 3] {
+        self.desc.values[0].shape
+    }
+
+    /// Bytes of input (`H * W * C` codes).
+    pub fn input_len(&self) -> usize {
+        self.desc.values[0].elems()
+    }
+
+    /// Number of classes (length of the logits).
+    pub fn num_classes(&self) -> usize {
+        self.desc.values[self.desc.values.len() - 1].shape[2] as usize
+    }
+
+    /// Runs the model on `input` (`H x W x C` codes, raw pixels for a trained model) using `arena` as the
+    /// only working memory, writes the logits and returns the predicted class (the first largest logit).
+    pub fn run(&self, input: &[u8], arena: &mut [u8], logits: &mut [i32]) -> Result<usize, RunError> {
+        self.run_traced(input, arena, logits, |_, _, _| {})
+    }
+
+    /// Like [`run`](Self::run), and calls `trace(op_index, op, output)` after each op with its output.
+    pub fn run_traced(
+        &self,
+        input: &[u8],
+        arena: &mut [u8],
+        logits: &mut [i32],
+        mut trace: impl FnMut(usize, &OpDesc<'a>, LayerOutput<'_>),
+    ) -> Result<usize, RunError> {
+        let values = &self.desc.values;
+        let input_value = &values[0];
+        if input.len() != input_value.elems() {
+            return Err(RunError::InputLength { expected: input_value.elems(), found: input.len() });
+        }
+        if let ElemType::Codes { bits } = input_value.elem {
+            if bits < 8 {
+                if let Some(index) = input.iter().position(|&c| (c >> bits) != 0) {
+                    return Err(RunError::InputCodeOutOfRange { index });
+                }
+            }
+        }
+        if arena.len() < self.arena_size() {
+            return Err(RunError::ArenaTooSmall { needed: self.arena_size(), found: arena.len() });
+        }
+        if logits.len() != self.num_classes() {
+            return Err(RunError::LogitsLength { expected: self.num_classes(), found: logits.len() });
+        }
+
+        arena[range(input_value)].copy_from_slice(input);
+        for (i, op) in self.desc.ops.iter().enumerate() {
+            let out_value = &values[i + 1];
+            let (reader, out) = split_arena(arena, range(out_value));
+            run_op(op, values, &reader, out_value, out);
+            let produced = match out_value.elem {
+                ElemType::Codes { .. } => LayerOutput::Codes(out),
+                ElemType::I32 => LayerOutput::I32Le(out),
+            };
+            trace(i, op, produced);
+        }
+
+        let out = LayerOutput::I32Le(&arena[range(&values[values.len() - 1])]);
+        for (i, l) in logits.iter_mut().enumerate() {
+            *l = out.i32_at(i);
+        }
+        let mut best = 0;
+        for (i, &l) in logits.iter().enumerate() {
+            if l > logits[best] {
+                best = i;
+            }
+        }
+        Ok(best)
+    }
+}
+
+fn range(v: &ValueDesc) -> Range<usize> {
+    v.arena_offset as usize..v.arena_offset as usize + v.bytes()
+}
+
+fn hwc(v: &ValueDesc) -> Hwc {
+    Hwc::new(v.shape[0] as usize, v.shape[1] as usize, v.shape[2] as usize)
+}
+
+/// Read access to the arena outside the range being written.
+struct ArenaReader<'b> {
+    before: &'b [u8],
+    after: &'b [u8],
+    after_start: usize,
+}
+
+impl ArenaReader<'_> {
+    /// Bytes of a value; validation guarantees it does not overlap the output being written.
+    fn get(&self, v: &ValueDesc) -> &[u8] {
+        let r = range(v);
+        if r.end <= self.before.len() {
+            &self.before[r]
+        } else {
+            &self.after[r.start - self.after_start..r.end - self.after_start]
+        }
+    }
+}
+
+fn split_arena(arena: &mut [u8], out: Range<usize>) -> (ArenaReader<'_>, &mut [u8]) {
+    let (before, rest) = arena.split_at_mut(out.start);
+    let (out_bytes, after) = rest.split_at_mut(out.end - out.start);
+    (ArenaReader { before, after, after_start: out.end }, out_bytes)
+}
+
+fn run_op(
+    op: &OpDesc<'_>,
+    values: &[ValueDesc],
+    arena: &ArenaReader<'_>,
+    out_value: &ValueDesc,
+    out: &mut [u8],
+) {
+    let value = |i: u16| &values[i as usize];
+    match op {
+        OpDesc::Conv2d(c) => {
+            let geo = ConvGeometry {
+                input: hwc(value(c.input)),
+                output: hwc(out_value),
+                window: c.window,
+                groups: c.groups as usize,
+            };
+            kernels::conv2d(arena.get(value(c.input)), &geo, c.weights, c.requant, c.clamp, out);
+        }
+        OpDesc::FullyConnected(f) => {
+            let inp = value(f.input);
+            let input = match inp.elem {
+                ElemType::Codes { .. } => FcInput::Codes(arena.get(inp)),
+                ElemType::I32 => FcInput::SumsLe(arena.get(inp)),
+            };
+            let outputs = out_value.shape[2] as usize;
+            kernels::fully_connected(input, f.weights, f.requant, f.output, outputs, out);
+        }
+        OpDesc::Add(a) => {
+            let (x, y) = (arena.get(value(a.inputs[0])), arena.get(value(a.inputs[1])));
+            kernels::add(x, y, a.input_weights, a.requant, a.clamp, out);
+        }
+        OpDesc::MaxPool(p) => {
+            let geo = PoolGeometry { input: hwc(value(p.input)), output: hwc(out_value), window: p.window };
+            kernels::max_pool(arena.get(value(p.input)), &geo, out);
+        }
+        OpDesc::AvgPool(p) => {
+            let geo = PoolGeometry { input: hwc(value(p.input)), output: hwc(out_value), window: p.window };
+            kernels::avg_pool(arena.get(value(p.input)), &geo, p.requant, p.clamp, out);
+        }
+        OpDesc::GlobalSumPool(p) => {
+            kernels::global_sum_pool(arena.get(value(p.input)), hwc(value(p.input)), out);
+        }
+    }
+}
