@@ -60,7 +60,7 @@ pub fn avg_pool(input: &[u8], geo: &PoolGeometry, requant: RequantParams, clamp:
 /// `output` holds `4 * input.c` bytes.
 pub fn global_sum_pool(input: &[u8], shape: Hwc, output: &mut [u8]) {
     for c in 0..shape.c {
-        let s: i32 = input.iter().skip(c).step_by(shape.c).map(|&x| x as i32).sum();
+        let s: i32 = input[..shape.elems()].iter().skip(c).step_by(shape.c).map(|&x| x as i32).sum();
         output[4 * c..4 * c + 4].copy_from_slice(&s.to_le_bytes());
     }
 }
