@@ -102,6 +102,9 @@ pub enum LoadError {
     /// The input normalisation does not have one entry per input channel, or the class names are neither
     /// empty nor one per class.
     BadSpec,
+    /// One inference would take more inner-loop steps than the load limit allows (see
+    /// [`Model::load_with_limit`](crate::Model::load_with_limit)).
+    TooMuchWork,
 }
 
 /// Why [`Model::run`](crate::Model::run) refused to run.
@@ -172,6 +175,7 @@ impl fmt::Display for LoadError {
             AccumulatorOverflow { op } => write!(f, "op {op}: worst-case accumulator does not fit in i32"),
             BadOutput => write!(f, "the model must read activation codes and end in 1x1xC i32 logits"),
             BadSpec => write!(f, "input normalisation or class names do not match the channels or classes"),
+            TooMuchWork => write!(f, "one inference would exceed the work limit of this loader"),
         }
     }
 }

@@ -35,4 +35,4 @@ pub mod weights;
 
 pub use error::{LoadError, RunError};
 pub use format::{ModelDesc, OpDesc};
-pub use model::{LayerOutput, Model, PAYLOAD_CRC};
+pub use model::{LayerOutput, Model, DEFAULT_MAX_WORK, PAYLOAD_CRC};

@@ -16,7 +16,12 @@ pub struct Model<'a> {
     desc: ModelDesc<'a>,
     producer: &'a str,
     format_version: (u16, u16),
+    work: u64,
 }
+
+/// Default bound on [`Model::work`] for [`Model::load`]: 2^32 inner-loop steps, hundreds of times a
+/// MobileNetV2 at 224x224, and seconds of host time.
+pub const DEFAULT_MAX_WORK: u64 = 1 << 32;
 
 /// One layer's output, as passed to the trace hook of [`Model::run_traced`].
 #[derive(Debug, Clone, Copy)]
@@ -46,8 +51,15 @@ fn map_postcard(e: postcard::Error) -> LoadError {
 
 impl<'a> Model<'a> {
     /// Parses and validates a `.qfdm` file. Nothing is copied but the small op and value tables; every
-    /// check the kernels rely on is done here, once.
+    /// check the kernels rely on is done here, once. Models needing more than [`DEFAULT_MAX_WORK`] inner-loop
+    /// steps per inference are refused; see [`load_with_limit`](Self::load_with_limit).
     pub fn load(bytes: &'a [u8]) -> Result<Self, LoadError> {
+        Self::load_with_limit(bytes, DEFAULT_MAX_WORK)
+    }
+
+    /// [`load`](Self::load) with an explicit bound on the work of one inference ([`Model::work`]), so that a
+    /// small hostile file cannot make a device spin for hours. Use `u64::MAX` for no bound.
+    pub fn load_with_limit(bytes: &'a [u8], max_work: u64) -> Result<Self, LoadError> {
         if bytes.len() < MAGIC.len() {
             return Err(LoadError::Truncated);
         }
@@ -73,9 +85,9 @@ impl<'a> Model<'a> {
         if !rest.is_empty() && !newer_minor {
             return Err(LoadError::TrailingBytes);
         }
-        validate(&desc)?;
+        let work = validate(&desc, max_work)?;
         let format_version = (header.format_major, header.format_minor);
-        Ok(Model { desc, producer: header.producer, format_version })
+        Ok(Model { desc, producer: header.producer, format_version, work })
     }
 
     /// The decoded description (ops, values, metadata).
@@ -86,6 +98,12 @@ impl<'a> Model<'a> {
     /// The tool that wrote the file.
     pub fn producer(&self) -> &'a str {
         self.producer
+    }
+
+    /// Inner-loop steps (multiply-accumulates, window taps, element visits) of one inference: a measure of
+    /// its time, known before running it.
+    pub fn work(&self) -> u64 {
+        self.work
     }
 
     /// `(major, minor)` format version of the file.

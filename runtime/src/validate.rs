@@ -10,8 +10,10 @@ use crate::weights::{codes_per_byte, max_code, packed_len, PackedWeights};
 
 const I32_MAX: u64 = i32::MAX as u64;
 
-/// Checks a decoded model; see the module docs.
-pub(crate) fn validate(desc: &ModelDesc<'_>) -> Result<(), LoadError> {
+/// Checks a decoded model (see the module docs) and returns the work of one inference: the number of
+/// inner-loop steps (multiply-accumulates, window taps, element visits) the kernels will take, refusing a
+/// model whose work exceeds `max_work`.
+pub(crate) fn validate(desc: &ModelDesc<'_>, max_work: u64) -> Result<u64, LoadError> {
     let (values, ops) = (&desc.values, &desc.ops);
     if ops.is_empty() {
         return Err(LoadError::BadOutput);
@@ -43,7 +45,33 @@ pub(crate) fn validate(desc: &ModelDesc<'_>) -> Result<(), LoadError> {
         }
         max_abs[i + 1] = check_op(at, op, values, &max_abs)?;
     }
-    check_lifetimes(desc)
+    check_lifetimes(desc)?;
+    let work = desc.ops.iter().enumerate().fold(0u64, |w, (i, op)| w.saturating_add(op_work(op, values, i)));
+    if work > max_work {
+        return Err(LoadError::TooMuchWork);
+    }
+    Ok(work)
+}
+
+/// Inner-loop steps of op `i`: every tap of every window (padding included, the kernels visit it), every
+/// multiply-accumulate, every element. Shapes are validated, so each product fits `u64`.
+fn op_work(op: &OpDesc<'_>, values: &[ValueDesc], i: usize) -> u64 {
+    let out = &values[i + 1];
+    let elems = |v: &ValueDesc| v.shape.iter().map(|&d| d as u64).product::<u64>();
+    let taps = |w: &Window| w.kernel[0] as u64 * w.kernel[1] as u64;
+    match op {
+        OpDesc::Conv2d(c) => {
+            let cin = values[c.input as usize].shape[2] as u64;
+            // The patch sum visits each window once per group; the dot products once per output channel.
+            let patch = taps(&c.window) * cin / c.groups as u64;
+            elems(out) * patch + (elems(out) / out.shape[2] as u64) * taps(&c.window) * cin
+        }
+        OpDesc::FullyConnected(f) => elems(out) * elems(&values[f.input as usize]),
+        OpDesc::Add(_) => elems(out),
+        OpDesc::MaxPool(p) => elems(out) * taps(&p.window),
+        OpDesc::AvgPool(p) => elems(out) * taps(&p.window),
+        OpDesc::GlobalSumPool(p) => elems(&values[p.input as usize]),
+    }
 }
 
 fn check_specs(desc: &ModelDesc<'_>) -> Result<(), LoadError> {
