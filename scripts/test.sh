@@ -2,7 +2,8 @@
 # The project's test command (README quick start, step 2). CI runs it through .ci/run.
 #
 #   scripts/test.sh           format, lints, all workspace tests, cross builds, firmware parity under QEMU
-#   QFD_SLOW=1 scripts/test.sh  also the slow suites (longer fuzzing-style runs); see docs/testing.md
+#
+# Longer fuzzing is separate: docs/fuzzing.md.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -25,7 +26,7 @@ for target in thumbv7em-none-eabihf thumbv6m-none-eabi; do
     cargo build -p qfd-runtime --release --target "$target"
 done
 
-if [ -x firmware/parity-smoke.sh ]; then
-    step "firmware parity on emulated boards"
-    firmware/parity-smoke.sh
-fi
+step "firmware parity on emulated boards (QEMU): device output == host runtime output, bit for bit"
+for board in qemu-m3 qemu-m4 qemu-m55; do
+    firmware/parity-smoke.sh "$board" resnet8 16x16x3 4 5
+done

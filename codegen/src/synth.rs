@@ -346,33 +346,11 @@ impl<'c> Builder<'c> {
             (1024, 2),
             (1024, 1),
         ];
-        let mut x = self.conv(
-            "conv1",
-            x,
-            ConvLayer {
-                out_channels: scaled(32, width),
-                kernel: 3,
-                stride: 2,
-                depthwise: false,
-                weight_bits: 8,
-                kind: relu,
-            },
-        )?;
+        let mut x = self.conv("conv1", x, ConvLayer::new(scaled(32, width), 3, 2, 8, relu))?;
         for (i, &(c, s)) in BLOCKS.iter().enumerate() {
             let cin = self.graph.value(x).map(|v| v.shape[2]).unwrap_or(0);
             x = self.conv(&format!("blocks.{i}.dw"), x, ConvLayer::depthwise(cin, s, w))?;
-            x = self.conv(
-                &format!("blocks.{i}.pw"),
-                x,
-                ConvLayer {
-                    out_channels: scaled(c, width),
-                    kernel: 1,
-                    stride: 1,
-                    depthwise: false,
-                    weight_bits: w,
-                    kind: relu,
-                },
-            )?;
+            x = self.conv(&format!("blocks.{i}.pw"), x, ConvLayer::new(scaled(c, width), 1, 1, w, relu))?;
         }
         Ok(x)
     }
@@ -390,18 +368,7 @@ impl<'c> Builder<'c> {
             (6, 160, 3, 2),
             (6, 320, 1, 1),
         ];
-        let mut x = self.conv(
-            "conv1",
-            x,
-            ConvLayer {
-                out_channels: scaled(32, width),
-                kernel: 3,
-                stride: 2,
-                depthwise: false,
-                weight_bits: 8,
-                kind: relu,
-            },
-        )?;
+        let mut x = self.conv("conv1", x, ConvLayer::new(scaled(32, width), 3, 2, 8, relu))?;
         let mut block = 0;
         for &(t, c, n, s) in &STAGES {
             for i in 0..n {
