@@ -1,7 +1,9 @@
 //! The arena memory planner.
 //!
-//! Greedy by size, as TFLM's `GreedyMemoryPlanner`: values are placed largest first, each at the lowest
-//! offset that does not overlap any already placed value alive at the same time. Lifetimes use the runtime's
+//! Greedy placement, as TFLM's `GreedyMemoryPlanner`: values are placed one by one, each at the lowest offset
+//! that does not overlap any already placed value alive at the same time. TFLM places the largest first; the
+//! result depends on the order, so we also try execution order and "largest footprint over time" first, and
+//! keep the smallest arena (MobileNetV1-0.25 at 96x96: 55,296 B instead of 64,512 B by size alone). Lifetimes use the runtime's
 //! convention (value `v` is born at time `v`, dies after the last op reading it; the output lives to the end),
 //! which the runtime re-checks at load.
 
@@ -33,15 +35,32 @@ pub fn lifetimes(ops: &[OpDesc<'_>]) -> Vec<(usize, usize)> {
     life
 }
 
-/// Plans the arena for values of `sizes` bytes alive over `lifetimes`.
+/// Plans the arena for values of `sizes` bytes alive over `lifetimes`: the smallest of the greedy placements
+/// in a few orders.
 pub fn plan(sizes: &[usize], lifetimes: &[(usize, usize)]) -> ArenaPlan {
     assert_eq!(sizes.len(), lifetimes.len());
-    let mut order: Vec<usize> = (0..sizes.len()).collect();
-    order.sort_by_key(|&v| (std::cmp::Reverse(sizes[v]), lifetimes[v].0));
+    use std::cmp::Reverse;
+    let orders: [&dyn Fn(usize) -> (Reverse<usize>, usize); 3] =
+        [&|v| (Reverse(sizes[v]), lifetimes[v].0), &|v| (Reverse(0), lifetimes[v].0), &|v| {
+            (Reverse(sizes[v] * (lifetimes[v].1 - lifetimes[v].0 + 1)), lifetimes[v].0)
+        }];
+    orders
+        .iter()
+        .map(|key| {
+            let mut order: Vec<usize> = (0..sizes.len()).collect();
+            order.sort_by_key(|&v| key(v));
+            place(sizes, lifetimes, &order)
+        })
+        .min_by_key(|p| p.arena_bytes)
+        .unwrap_or(ArenaPlan { offsets: Vec::new(), arena_bytes: 0 })
+}
+
+/// Places values in `order`, each at the lowest offset free of the values alive with it.
+fn place(sizes: &[usize], lifetimes: &[(usize, usize)], order: &[usize]) -> ArenaPlan {
     let mut offsets = vec![0usize; sizes.len()];
     let mut placed: Vec<usize> = Vec::new();
     let overlaps = |a: (usize, usize), b: (usize, usize)| a.0 <= b.1 && b.0 <= a.1;
-    for &v in &order {
+    for &v in order {
         let mut busy: Vec<(usize, usize)> = placed
             .iter()
             .filter(|&&p| overlaps(lifetimes[p], lifetimes[v]))

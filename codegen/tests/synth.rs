@@ -74,6 +74,9 @@ fn mobilenetv1_025_at_96_is_the_visual_wake_words_size() {
     let model = Model::load(&bytes).unwrap();
     let macs = total_macs(model.desc()) as f64 / 1e6;
     assert!((7.0..8.0).contains(&macs), "{macs} M MACs");
+    // The largest two tensors alive together: block 0's 48x48x8 depthwise output and 48x48x16 pointwise
+    // output (18,432 + 36,864 bytes). The planner reaches that lower bound.
+    assert_eq!(model.arena_size(), 18_432 + 36_864);
 }
 
 #[test]

@@ -5,7 +5,8 @@
 //! - [`fsutil`]: reading files with errors that name the path, and atomic writes;
 //! - [`model_file`]: reading and validating a `.qfdm` file, with a hint for the user when it is refused;
 //! - [`report`]: the description of a model that `qfd-host inspect` prints as text or JSON;
-//! - [`table`]: aligned plain-text tables.
+//! - [`table`]: aligned plain-text tables;
+//! - [`train`]: the training graph: quantized layers, architectures and losses (QFD and baselines).
 //!
 //! ```no_run
 //! use qfd_host::{model_file::ModelFile, report::ModelReport};
@@ -22,6 +23,7 @@ pub mod fsutil;
 pub mod model_file;
 pub mod report;
 pub mod table;
+pub mod train;
 
 /// Written into every model file this tool produces.
 pub const PRODUCER: &str = concat!("qfd-host ", env!("CARGO_PKG_VERSION"));

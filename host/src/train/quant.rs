@@ -1,0 +1,288 @@
+//! Quantized layers of the training graph: the quantizer of EWGS, which the QFD paper uses, arranged so
+//! that the fake-quantized forward pass computes what the integer runtime computes (`docs/arithmetic.md`).
+//!
+//! With `L = 2^bits`:
+//! - weights: `k = round(clamp((w - lW) / (uW - lW), 0, 1) * (L - 1))`, value `(2k - (L - 1)) / (L - 1)`, the odd
+//!   zero-free grid whose integer form `2k - (L - 1)` the runtime uses;
+//! - activations: `c = round(clamp((x - lA) / (uA - lA), 0, 1) * (L - 1))`; a convolution reads the normalised
+//!   code `c / (L - 1)` (the runtime reads `c`), and an identity shortcut or a pool reads the reconstructed
+//!   value `lA + (uA - lA) c / (L - 1)`;
+//! - a quantized convolution computes `|alpha| * conv(c / (L - 1), w_q)`.
+//!
+//! Rounding has a straight-through gradient; the bounds and `alpha` are learned. A quantizer belongs to a
+//! stored tensor, not to the layer reading it: every reader of one tensor sees the same codes, as on the
+//! device (the residual shortcut reads the block input's codes).
+
+use tch::{nn, Tensor};
+
+/// Optimizer parameter group of the quantizer parameters (bounds and `alpha`), which train with their own,
+/// smaller learning rate; weights and BatchNorm are group 0.
+pub const QUANT_GROUP: usize = 1;
+
+/// Rounds with a straight-through gradient: forward `round(x)`, backward identity.
+pub fn round_ste(x: &Tensor) -> Tensor {
+    x + (x.round() - x).detach()
+}
+
+/// `2^bits - 1` as a float.
+fn levels(bits: u8) -> f64 {
+    ((1u32 << bits) - 1) as f64
+}
+
+/// What the layers of a model do with their quantizers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum QuantMode {
+    /// Full precision: quantizers pass values through.
+    Float,
+    /// Fake quantization with the current parameters.
+    Quantize,
+    /// Fake quantization after setting each quantizer's parameters from the batch it sees (EWGS init).
+    Calibrate,
+}
+
+/// A tensor as stored between layers, in the three forms its readers need.
+#[derive(Debug)]
+pub struct QTensor {
+    /// The value before quantization (used by calibration).
+    pub float: Tensor,
+    /// `c / (L - 1)` in `[0, 1]`: what a convolution reads.
+    pub norm: Tensor,
+    /// `lA + (uA - lA) c / (L - 1)`: the reconstructed value, for shortcuts and pools.
+    pub value: Tensor,
+}
+
+impl QTensor {
+    /// A tensor that is not quantized (full precision, or the raw input before its fixed quantizer).
+    pub fn float(x: Tensor) -> Self {
+        QTensor { norm: x.shallow_clone(), value: x.shallow_clone(), float: x }
+    }
+}
+
+/// Learned lower and upper bound of a quantizer.
+#[derive(Debug)]
+pub struct Bounds {
+    /// `l`.
+    pub lower: Tensor,
+    /// `u`.
+    pub upper: Tensor,
+}
+
+impl Bounds {
+    fn new(path: &nn::Path, lower: f64, upper: f64) -> Self {
+        let path = path.set_group(QUANT_GROUP);
+        Bounds {
+            lower: path.var("lower", &[1], nn::Init::Const(lower)),
+            upper: path.var("upper", &[1], nn::Init::Const(upper)),
+        }
+    }
+
+    /// `clamp((x - l) / (u - l), 0, 1)`.
+    fn unit(&self, x: &Tensor) -> Tensor {
+        ((x - &self.lower) / (&self.upper - &self.lower)).clamp(0.0, 1.0)
+    }
+
+    /// Sets both bounds without recording gradients.
+    fn set(&self, lower: &Tensor, upper: &Tensor) {
+        tch::no_grad(|| {
+            self.lower.shallow_clone().copy_(&lower.reshape([1]));
+            self.upper.shallow_clone().copy_(&upper.reshape([1]));
+        });
+    }
+}
+
+/// Activation quantizer of one stored tensor.
+#[derive(Debug)]
+pub struct ActQuant {
+    /// `lA`, `uA`.
+    pub bounds: Bounds,
+    /// Bit-width.
+    pub bits: u8,
+}
+
+impl ActQuant {
+    /// A quantizer of `bits` bits with bounds `[0, 1]` until calibrated.
+    pub fn new(path: &nn::Path, bits: u8) -> Self {
+        ActQuant { bounds: Bounds::new(path, 0.0, 1.0), bits }
+    }
+
+    /// EWGS initialisation: `uA = 3 std(x) / sqrt(1 - 2/pi)`, `lA = min(x)`.
+    pub fn calibrate(&self, x: &Tensor) {
+        let x = x.detach();
+        let upper = x.std(true) * (3.0 / (1.0 - 2.0 / std::f64::consts::PI).sqrt());
+        let lower = x.min();
+        // A tensor that is constant (or nearly) would give an empty range.
+        let upper = upper.maximum(&(&lower + 1e-3));
+        self.bounds.set(&lower, &upper);
+    }
+
+    /// Quantizes `x` (see the module docs); in [`QuantMode::Float`] passes it through.
+    pub fn forward(&self, x: Tensor, mode: QuantMode) -> QTensor {
+        if mode == QuantMode::Float {
+            return QTensor::float(x);
+        }
+        if mode == QuantMode::Calibrate {
+            self.calibrate(&x);
+        }
+        let l = levels(self.bits);
+        let norm = round_ste(&(self.bounds.unit(&x) * l)) / l;
+        let value = &self.bounds.lower + (&self.bounds.upper - &self.bounds.lower) * &norm;
+        QTensor { float: x, norm, value }
+    }
+
+    /// Integer codes `c` of `x` (no gradient), for tests and export.
+    pub fn codes(&self, x: &Tensor) -> Tensor {
+        tch::no_grad(|| (self.bounds.unit(x) * levels(self.bits)).round())
+    }
+}
+
+/// Weight quantizer of one layer: learned bounds and output scale `alpha`.
+#[derive(Debug)]
+pub struct WeightQuant {
+    /// `lW`, `uW`.
+    pub bounds: Bounds,
+    /// Output scale; the layer multiplies by `|alpha|`.
+    pub alpha: Tensor,
+    /// Bit-width.
+    pub bits: u8,
+}
+
+impl WeightQuant {
+    /// A quantizer of `bits` bits, uncalibrated.
+    pub fn new(path: &nn::Path, bits: u8) -> Self {
+        WeightQuant {
+            bounds: Bounds::new(path, -1.0, 1.0),
+            alpha: path.set_group(QUANT_GROUP).var("alpha", &[1], nn::Init::Const(1.0)),
+            bits,
+        }
+    }
+
+    /// The quantized weights `(2k - (L - 1)) / (L - 1)` of `w`.
+    pub fn quantize(&self, w: &Tensor) -> Tensor {
+        let l = levels(self.bits);
+        let k = round_ste(&(self.bounds.unit(w) * l));
+        (k * 2.0 - l) / l
+    }
+
+    /// Integer codes `k` of `w` (no gradient), as the model file stores them.
+    pub fn codes(&self, w: &Tensor) -> Tensor {
+        tch::no_grad(|| (self.bounds.unit(w) * levels(self.bits)).round())
+    }
+
+    /// EWGS initialisation of the bounds: `uW = 3 std(W)`, `lW = -uW`.
+    fn calibrate_bounds(&self, w: &Tensor) {
+        let u = w.detach().std(true) * 3.0;
+        self.bounds.set(&(-&u), &u);
+    }
+
+    /// EWGS initialisation of `alpha = mean|float output| / mean|quantized output|`.
+    fn calibrate_alpha(&self, float_out: &Tensor, quant_out: &Tensor) {
+        let ratio = float_out.detach().abs().mean(tch::Kind::Float)
+            / quant_out.detach().abs().mean(tch::Kind::Float).clamp_min(1e-12);
+        tch::no_grad(|| {
+            self.alpha.shallow_clone().copy_(&ratio.reshape([1]));
+        });
+    }
+}
+
+/// Convolution geometry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ConvShape {
+    /// Input channels.
+    pub cin: i64,
+    /// Output channels.
+    pub cout: i64,
+    /// Square kernel size.
+    pub kernel: i64,
+    /// Stride.
+    pub stride: i64,
+    /// Zero padding on every side.
+    pub padding: i64,
+    /// Groups (`cin` for depthwise).
+    pub groups: i64,
+}
+
+/// A convolution with quantized weights, or a float one when `quant` is `None`. No bias: a BatchNorm
+/// follows every convolution.
+#[derive(Debug)]
+pub struct QConv2d {
+    /// `[cout, cin / groups, k, k]`.
+    pub weight: Tensor,
+    /// Weight quantizer, `None` for a float layer.
+    pub quant: Option<WeightQuant>,
+    /// Geometry.
+    pub shape: ConvShape,
+}
+
+impl QConv2d {
+    /// A convolution under `path` with Kaiming-initialised weights; `weight_bits` `None` keeps it float.
+    pub fn new(path: &nn::Path, shape: ConvShape, weight_bits: Option<u8>) -> Self {
+        let fan_in = shape.cin / shape.groups * shape.kernel * shape.kernel;
+        let dims = [shape.cout, shape.cin / shape.groups, shape.kernel, shape.kernel];
+        let weight =
+            path.var("weight", &dims, nn::Init::Randn { mean: 0.0, stdev: (2.0 / fan_in as f64).sqrt() });
+        let quant = weight_bits.map(|bits| WeightQuant::new(&(path / "wq"), bits));
+        QConv2d { weight, quant, shape }
+    }
+
+    fn conv(&self, x: &Tensor, w: &Tensor) -> Tensor {
+        let s = self.shape;
+        x.conv2d(w, None::<Tensor>, [s.stride], [s.padding], [1], s.groups)
+    }
+
+    /// Applies the layer to a stored tensor: the float value in float mode, the normalised codes otherwise.
+    pub fn forward(&self, x: &QTensor, mode: QuantMode) -> Tensor {
+        match (&self.quant, mode) {
+            (None, _) | (_, QuantMode::Float) => self.conv(&x.value, &self.weight),
+            (Some(q), _) => {
+                if mode == QuantMode::Calibrate {
+                    q.calibrate_bounds(&self.weight);
+                }
+                let out = self.conv(&x.norm, &q.quantize(&self.weight));
+                if mode == QuantMode::Calibrate {
+                    q.calibrate_alpha(&self.conv(&x.float, &self.weight), &out);
+                }
+                out * q.alpha.abs()
+            }
+        }
+    }
+}
+
+/// A fully connected layer with quantized weights (or float), reading a float feature vector.
+#[derive(Debug)]
+pub struct QLinear {
+    /// `[outputs, inputs]`.
+    pub weight: Tensor,
+    /// `[outputs]`.
+    pub bias: Tensor,
+    /// Weight quantizer, `None` for a float layer.
+    pub quant: Option<WeightQuant>,
+}
+
+impl QLinear {
+    /// A layer under `path`; `weight_bits` `None` keeps it float.
+    pub fn new(path: &nn::Path, inputs: i64, outputs: i64, weight_bits: Option<u8>) -> Self {
+        let bound = 1.0 / (inputs as f64).sqrt();
+        QLinear {
+            weight: path.var("weight", &[outputs, inputs], nn::Init::Uniform { lo: -bound, up: bound }),
+            bias: path.var("bias", &[outputs], nn::Init::Const(0.0)),
+            quant: weight_bits.map(|bits| WeightQuant::new(&(path / "wq"), bits)),
+        }
+    }
+
+    /// `x W^T + b`, with `W` quantized and scaled by `|alpha|` unless float.
+    pub fn forward(&self, x: &Tensor, mode: QuantMode) -> Tensor {
+        match (&self.quant, mode) {
+            (None, _) | (_, QuantMode::Float) => x.linear(&self.weight, Some(&self.bias)),
+            (Some(q), _) => {
+                if mode == QuantMode::Calibrate {
+                    q.calibrate_bounds(&self.weight);
+                }
+                let out = x.linear(&q.quantize(&self.weight), None::<Tensor>);
+                if mode == QuantMode::Calibrate {
+                    q.calibrate_alpha(&x.linear(&self.weight, None::<Tensor>), &out);
+                }
+                out * q.alpha.abs() + &self.bias
+            }
+        }
+    }
+}

@@ -1,0 +1,147 @@
+//! The training graph's quantizers compute what the integer contract says, and learn.
+
+use qfd_host::train::method::{loss, Method};
+use qfd_host::train::models::{Arch, Net, NetSpec};
+use qfd_host::train::quant::{ActQuant, ConvShape, QConv2d, QTensor, QuantMode, WeightQuant};
+use tch::nn::{self, OptimizerConfig};
+use tch::{Device, Kind, Tensor};
+
+fn spec(arch: Arch, bits: u8, feature_bits: Option<u8>) -> NetSpec {
+    NetSpec {
+        arch,
+        input: [1, 12, 12],
+        classes: 4,
+        weight_bits: bits,
+        act_bits: bits,
+        fp_first_last: false,
+        feature_bits,
+        mean: vec![0.3],
+        std: 0.35,
+    }
+}
+
+/// True when every element of `t` is (within float error) an integer.
+fn all_integers(t: &Tensor) -> bool {
+    f64::try_from((t - t.round()).abs().max()).unwrap() < 1e-4
+}
+
+#[test]
+fn weights_lie_exactly_on_the_odd_grid() {
+    tch::manual_seed(1);
+    for bits in 1..=8u8 {
+        let vs = nn::VarStore::new(Device::Cpu);
+        let q = WeightQuant::new(&vs.root(), bits);
+        let w = Tensor::randn([64, 9], (Kind::Float, Device::Cpu)) * 0.7;
+        let l = ((1u32 << bits) - 1) as f64;
+        let ints = q.quantize(&w) * l;
+        assert!(all_integers(&ints), "{bits} bits: not integers");
+        // Odd: (w_int + L - 1) / 2 is an integer code in [0, L - 1].
+        let k = (&ints + l) / 2.0;
+        assert!(all_integers(&k), "{bits} bits: not odd");
+        assert!(f64::try_from(k.min()).unwrap() >= 0.0 && f64::try_from(k.max()).unwrap() <= l);
+        // The integer form is exactly 2 * codes - (L - 1), the runtime's weight value.
+        let from_codes = q.codes(&w) * 2.0 - l;
+        assert!(f64::try_from((from_codes - ints).abs().max()).unwrap() < 1e-4);
+    }
+}
+
+#[test]
+fn activation_codes_stay_in_range_and_values_reconstruct_them() {
+    tch::manual_seed(2);
+    let x = Tensor::randn([8, 3, 5, 5], (Kind::Float, Device::Cpu)) * 3.0;
+    for bits in [1u8, 2, 3, 4, 8] {
+        let vs = nn::VarStore::new(Device::Cpu);
+        let q = ActQuant::new(&vs.root(), bits);
+        let out = q.forward(x.shallow_clone(), QuantMode::Calibrate);
+        let l = ((1u32 << bits) - 1) as f64;
+        let codes = &out.norm * l;
+        assert!(all_integers(&codes));
+        assert!(f64::try_from(codes.min()).unwrap() >= 0.0 && f64::try_from(codes.max()).unwrap() <= l);
+        assert!(f64::try_from((q.codes(&x) - &codes).abs().max()).unwrap() < 1e-4);
+        let (lo, hi) = (f64::try_from(&q.bounds.lower).unwrap(), f64::try_from(&q.bounds.upper).unwrap());
+        assert!(lo < hi, "calibration gives a non-empty range");
+        let rebuilt = codes / l * (hi - lo) + lo;
+        assert!(f64::try_from((rebuilt - &out.value).abs().max()).unwrap() < 1e-4);
+    }
+}
+
+#[test]
+fn gradients_reach_bounds_alpha_and_weights() {
+    tch::manual_seed(3);
+    let vs = nn::VarStore::new(Device::Cpu);
+    let root = vs.root();
+    let aq = ActQuant::new(&(&root / "aq"), 4);
+    let shape = ConvShape { cin: 3, cout: 5, kernel: 3, stride: 1, padding: 1, groups: 1 };
+    let conv = QConv2d::new(&(&root / "conv"), shape, Some(4));
+    let x = Tensor::randn([4, 3, 6, 6], (Kind::Float, Device::Cpu));
+    let _ = conv.forward(&aq.forward(x.shallow_clone(), QuantMode::Calibrate), QuantMode::Calibrate);
+    let y = conv.forward(&aq.forward(x, QuantMode::Quantize), QuantMode::Quantize);
+    (y.pow_tensor_scalar(2).mean(Kind::Float)).backward();
+    let wq = conv.quant.as_ref().unwrap();
+    for (name, t) in [
+        ("lA", &aq.bounds.lower),
+        ("uA", &aq.bounds.upper),
+        ("lW", &wq.bounds.lower),
+        ("uW", &wq.bounds.upper),
+        ("alpha", &wq.alpha),
+        ("weight", &conv.weight),
+    ] {
+        let g = t.grad();
+        assert!(g.defined(), "{name}: no gradient");
+        assert!(f64::try_from(g.abs().sum(Kind::Float)).unwrap() > 0.0, "{name}: zero gradient");
+    }
+}
+
+#[test]
+fn calibration_sets_ewgs_initial_values() {
+    tch::manual_seed(4);
+    let vs = nn::VarStore::new(Device::Cpu);
+    let conv = QConv2d::new(
+        &vs.root(),
+        ConvShape { cin: 2, cout: 3, kernel: 3, stride: 1, padding: 1, groups: 1 },
+        Some(2),
+    );
+    let x = QTensor::float(Tensor::rand([2, 2, 5, 5], (Kind::Float, Device::Cpu)));
+    let _ = conv.forward(&x, QuantMode::Calibrate);
+    let q = conv.quant.as_ref().unwrap();
+    let u = f64::try_from(&q.bounds.upper).unwrap();
+    let want = 3.0 * f64::try_from(conv.weight.std(true)).unwrap();
+    assert!((u - want).abs() < 1e-5, "uW {u} vs 3 std {want}");
+    assert!((f64::try_from(&q.bounds.lower).unwrap() + u).abs() < 1e-6, "lW = -uW");
+    assert!(f64::try_from(&q.alpha).unwrap() > 0.0);
+}
+
+#[test]
+fn a_tiny_quantized_resnet_learns_with_every_method() {
+    tch::manual_seed(5);
+    // Four classes told apart by which quadrant of the image is bright.
+    let n = 64;
+    let labels = Tensor::arange(n, (Kind::Int64, Device::Cpu)).remainder(4);
+    let images = Tensor::rand([n, 1, 12, 12], (Kind::Float, Device::Cpu)) * 0.2;
+    for i in 0..n {
+        let q = i % 4;
+        let (y, x) = ((q / 2) * 6, (q % 2) * 6);
+        let _ = images.get(i).narrow(1, y, 6).narrow(2, x, 6).fill_(0.9);
+    }
+    let teacher_vs = nn::VarStore::new(Device::Cpu);
+    let teacher = Net::new(&teacher_vs.root(), &spec(Arch::ResNet8, 4, Some(4))).unwrap();
+    for method in [Method::Qat, Method::Qfd, Method::LogitKd] {
+        let vs = nn::VarStore::new(Device::Cpu);
+        let net = Net::new(&vs.root(), &spec(Arch::ResNet8, 4, None)).unwrap();
+        let _ = net.forward(&images, true, QuantMode::Calibrate);
+        let mut opt = nn::Adam::default().build(&vs, 3e-3).unwrap();
+        let mut first = None;
+        let mut last = 0.0;
+        for _ in 0..40 {
+            let out = net.forward(&images, true, QuantMode::Quantize);
+            let t = method
+                .needs_teacher()
+                .then(|| tch::no_grad(|| teacher.forward(&images, false, QuantMode::Float)));
+            let l = loss(method, &out, t.as_ref(), &labels, 0.5, 4.0);
+            opt.backward_step(&l.total);
+            last = f64::try_from(&l.task).unwrap();
+            first.get_or_insert(last);
+        }
+        assert!(last < 0.5 * first.unwrap(), "{method}: task loss {} -> {last}", first.unwrap());
+    }
+}
