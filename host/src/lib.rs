@@ -2,6 +2,7 @@
 //!
 //! The commands in `src/cmd/` stay short; what they do lives here so tests and later commands reuse it:
 //! - [`args`]: parsing of the shared command-line values (`--bits 4/4`, `--input 32x32x3`, `--arch`);
+//! - [`data`]: training sets (Fashion-MNIST, CIFAR-10/100) decoded once into flat memory;
 //! - [`fsutil`]: reading files with errors that name the path, and atomic writes;
 //! - [`model_file`]: reading and validating a `.qfdm` file, with a hint for the user when it is refused;
 //! - [`report`]: the description of a model that `qfd-host inspect` prints as text or JSON;
@@ -19,6 +20,7 @@
 #![warn(missing_docs)]
 
 pub mod args;
+pub mod data;
 pub mod fsutil;
 pub mod model_file;
 pub mod report;
