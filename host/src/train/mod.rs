@@ -1,9 +1,24 @@
 //! `qfd-host train`: quantization-aware training with Quantized Feature Distillation, on `tch`.
 //!
+//! The training graph:
 //! - [`quant`]: the EWGS quantizers and quantized conv / linear layers;
 //! - [`models`]: the architectures, with one quantizer per stored tensor, mirroring the integer graph;
 //! - [`method`]: fp, qat, logit-kd, feature-kd and qfd losses.
+//!
+//! Around it:
+//! - [`config`]: every option of a run, as flags or a TOML file;
+//! - [`batches`]: the data on the device once, shuffled and augmented in batches;
+//! - [`schedule`]: cosine learning rate with warm-up;
+//! - [`checkpoint`]: atomic checkpoints in the run directory;
+//! - [`metrics`], [`plot`], [`progress`]: what the user sees (JSON lines, PNG, progress bars).
 
+pub mod batches;
+pub mod checkpoint;
+pub mod config;
 pub mod method;
+pub mod metrics;
 pub mod models;
+pub mod plot;
+pub mod progress;
 pub mod quant;
+pub mod schedule;
