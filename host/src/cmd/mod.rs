@@ -2,6 +2,7 @@
 
 mod inspect;
 mod synth;
+mod train;
 
 use std::io::Write;
 
@@ -12,6 +13,7 @@ use anyhow::Context;
 pub enum Command {
     Synth(synth::Cmd),
     Inspect(inspect::Cmd),
+    Train(Box<train::Cmd>),
 }
 
 impl Command {
@@ -20,6 +22,7 @@ impl Command {
         match self {
             Command::Synth(cmd) => cmd.run(),
             Command::Inspect(cmd) => cmd.run(),
+            Command::Train(cmd) => cmd.run(),
         }
     }
 }

@@ -321,3 +321,26 @@ fn unique_id() -> String {
 fn fnv1a64(bytes: &[u8]) -> u64 {
     bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, &b| (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3))
 }
+
+/// Copies into `vs` every variable of the checkpoint in `dir` whose name and shape match, whatever the
+/// configuration it was trained with: how a student starts from the full-precision model. Returns the names
+/// of the variables of `vs` that the checkpoint did not have (quantizer parameters, left for calibration).
+pub fn load_matching_weights(dir: &Path, vs: &mut VarStore) -> Result<Vec<String>, CheckpointError> {
+    let file = read_state_file(dir)?;
+    let path = dir.join(&file.weights.name);
+    let tensors: HashMap<String, Tensor> = read_tensors(&path, &file.weights)?.into_iter().collect();
+    let mut missing = Vec::new();
+    tch::no_grad(|| {
+        for (name, var) in vs.variables().iter_mut() {
+            match tensors.get(name) {
+                Some(t) if t.size() == var.size() => var
+                    .f_copy_(t)
+                    .map_err(|source| CheckpointError::Tensors { path: path.clone(), source })?,
+                _ => missing.push(name.clone()),
+            }
+        }
+        Ok::<(), CheckpointError>(())
+    })?;
+    missing.sort();
+    Ok(missing)
+}

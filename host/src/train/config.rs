@@ -48,6 +48,17 @@ pub enum OptimizerKind {
     Adam,
 }
 
+impl FromStr for OptimizerKind {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "sgd" => Ok(OptimizerKind::Sgd),
+            "adam" => Ok(OptimizerKind::Adam),
+            other => Err(format!("unknown optimizer '{other}' (expected sgd or adam)")),
+        }
+    }
+}
+
 impl OptimizerKind {
     /// The learning rate used when none is given.
     pub fn default_lr(self) -> f64 {

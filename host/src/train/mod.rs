@@ -10,6 +10,7 @@
 //! - [`batches`]: the data on the device once, shuffled and augmented in batches;
 //! - [`schedule`]: cosine learning rate with warm-up;
 //! - [`checkpoint`]: atomic checkpoints in the run directory;
+//! - [`run`]: the pipeline of stages (full-precision model, QFD teacher, student) and the epoch loop;
 //! - [`metrics`], [`plot`], [`progress`]: what the user sees (JSON lines, PNG, progress bars).
 
 pub mod batches;
@@ -21,4 +22,5 @@ pub mod models;
 pub mod plot;
 pub mod progress;
 pub mod quant;
+pub mod run;
 pub mod schedule;

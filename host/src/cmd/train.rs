@@ -1,0 +1,108 @@
+use std::path::PathBuf;
+
+use anyhow::Context;
+
+use qfd_host::args::BitWidths;
+use qfd_host::data::DatasetKind;
+use qfd_host::train::config::{DeviceChoice, OptimizerKind, TrainConfig};
+use qfd_host::train::method::Method;
+use qfd_host::train::run::train;
+
+/// Train a network with quantization-aware training and Quantized Feature Distillation.
+///
+/// Trains whatever the method needs and is missing: the full-precision model, the feature-quantized
+/// teacher (qfd), then the student; each is cached as a checkpoint in its run directory (under runs/) and
+/// reused next time. Options come from --config FILE (TOML, keys named as the flags) and then the flags.
+/// Each run directory holds metrics.jsonl, training.png and the checkpoint.
+#[derive(Debug, clap::Parser)]
+pub struct Cmd {
+    /// TOML file with any of the options below (flags given on the command line win).
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Architecture: resnet8 or resnet20 [default: resnet20].
+    #[arg(long)]
+    arch: Option<String>,
+    /// fp, qat, logit-kd, feature-kd or qfd [default: qfd].
+    #[arg(long)]
+    method: Option<Method>,
+    /// Bits of weights and activations of the inner layers: one number or W/A [default: 4/4].
+    #[arg(long, value_name = "W/A")]
+    bits: Option<BitWidths>,
+    /// fashion-mnist, cifar10 or cifar100 [default: fashion-mnist].
+    #[arg(long)]
+    dataset: Option<DatasetKind>,
+    /// Directory of the data set files [default: where the Debian package puts Fashion-MNIST].
+    #[arg(long, value_name = "DIR")]
+    data: Option<PathBuf>,
+    /// Train on the first N training images (stratified) and as many test images, for quick runs.
+    #[arg(long, value_name = "N")]
+    subset: Option<usize>,
+    /// Epochs of each stage [default: 10].
+    #[arg(long)]
+    epochs: Option<usize>,
+    /// Batch size [default: 128].
+    #[arg(long)]
+    batch_size: Option<usize>,
+    /// sgd or adam [default: sgd].
+    #[arg(long)]
+    optimizer: Option<OptimizerKind>,
+    /// Base learning rate [default: 0.05 for sgd, 0.001 for adam].
+    #[arg(long)]
+    lr: Option<f64>,
+    /// Learning rate of the quantizer bounds and scales [default: lr / 10].
+    #[arg(long)]
+    quant_lr: Option<f64>,
+    /// Weight of the distillation term: loss = CE + lambda * distillation [default: 0.5].
+    #[arg(long)]
+    lambda: Option<f64>,
+    /// Bits of the QFD teacher's quantized pooled feature: 1, 4 or 8 [default: 4].
+    #[arg(long)]
+    teacher_feature_bits: Option<u8>,
+    /// Softmax temperature of logit-kd [default: 4].
+    #[arg(long)]
+    temperature: Option<f64>,
+    /// Keep the first conv and last FC in full precision (the paper's setting; export refuses it).
+    #[arg(long)]
+    fp_first_last: bool,
+    /// auto, cpu, cuda or cuda:N [default: auto, CUDA when available].
+    #[arg(long)]
+    device: Option<DeviceChoice>,
+    /// Random seed [default: 0].
+    #[arg(long)]
+    seed: Option<u64>,
+    /// Run directory of the final stage [default: runs/<dataset>-<arch>-<method>-w<W>a<A>].
+    #[arg(long, value_name = "DIR")]
+    run_dir: Option<PathBuf>,
+    /// Distil from this teacher run directory instead of training one.
+    #[arg(long, value_name = "DIR")]
+    teacher: Option<PathBuf>,
+    /// Continue an interrupted stage from its last completed epoch.
+    #[arg(long)]
+    resume: bool,
+}
+
+impl Cmd {
+    pub fn run(self) -> anyhow::Result<()> {
+        let mut cfg = match &self.config {
+            Some(path) => TrainConfig::from_toml_file(path)?,
+            None => TrainConfig::default(),
+        };
+        macro_rules! set {
+            ($($field:ident),*) => { $( if let Some(v) = self.$field { cfg.$field = v.into(); } )* };
+        }
+        set!(arch, method, dataset, epochs, batch_size, optimizer, lambda, teacher_feature_bits, temperature);
+        set!(device, seed);
+        if let Some(b) = self.bits {
+            (cfg.wbits, cfg.abits) = (b.weight, b.act);
+        }
+        cfg.data = self.data.or(cfg.data);
+        cfg.subset = self.subset.or(cfg.subset);
+        cfg.lr = self.lr.or(cfg.lr);
+        cfg.quant_lr = self.quant_lr.or(cfg.quant_lr);
+        cfg.run_dir = self.run_dir.or(cfg.run_dir);
+        cfg.teacher = self.teacher.or(cfg.teacher);
+        cfg.fp_first_last |= self.fp_first_last;
+        let dir = train(&cfg, self.resume).context("training failed")?;
+        super::print(&format!("trained: {}\n", dir.display()))
+    }
+}
