@@ -256,6 +256,10 @@ fn dir_feature_bits(config: &TrainConfig, dir: &Path) -> Option<u8> {
 /// Trains every stage of `config` that is not already complete; returns the final run directory.
 pub fn train(config: &TrainConfig, resume: bool) -> Result<PathBuf, TrainError> {
     config.validate()?;
+    if config.ewgs {
+        // tch has no custom autograd functions; EWGS needs one for its scaled straight-through gradient.
+        return Err(TrainError::Build("ewgs gradient scaling is not supported yet; remove `ewgs = true`".into()));
+    }
     let device = config.device.resolve()?;
     let data = Data::load(config, device)?;
     let stages = plan_stages(config);
