@@ -258,7 +258,9 @@ pub fn train(config: &TrainConfig, resume: bool) -> Result<PathBuf, TrainError> 
     config.validate()?;
     if config.ewgs {
         // tch has no custom autograd functions; EWGS needs one for its scaled straight-through gradient.
-        return Err(TrainError::Build("ewgs gradient scaling is not supported yet; remove `ewgs = true`".into()));
+        return Err(TrainError::Build(
+            "ewgs gradient scaling is not supported yet; remove `ewgs = true`".into(),
+        ));
     }
     let device = config.device.resolve()?;
     let data = Data::load(config, device)?;
