@@ -17,6 +17,7 @@ fn spec(arch: Arch, bits: u8, feature_bits: Option<u8>) -> NetSpec {
         feature_bits,
         mean: vec![0.3],
         std: 0.35,
+        width: 1.0,
     }
 }
 
@@ -144,4 +145,113 @@ fn a_tiny_quantized_resnet_learns_with_every_method() {
         }
         assert!(last < 0.5 * first.unwrap(), "{method}: task loss {} -> {last}", first.unwrap());
     }
+}
+
+/// `(out channels, kernel, stride, groups)` of every conv, in order.
+type ConvGeometry = Vec<(usize, usize, usize, usize)>;
+
+/// A MobileNet spec at `[C, H, W]` with `width`.
+fn mobilenet_spec(arch: Arch, input: [i64; 3], width: f64, bits: u8) -> NetSpec {
+    NetSpec {
+        arch,
+        input,
+        classes: 5,
+        weight_bits: bits,
+        act_bits: bits,
+        fp_first_last: false,
+        feature_bits: None,
+        mean: vec![0.4; input[0] as usize],
+        std: 0.3,
+        width,
+    }
+}
+
+/// The convs of the integer graph `qfd_codegen::synth` builds for the same architecture, input and width.
+fn synth_convs(spec: &NetSpec) -> ConvGeometry {
+    use qfd_codegen::synth::{synth, SynthConfig};
+    use qfd_runtime::format::OpDesc;
+    let [c, h, w] = spec.input.map(|d| d as usize);
+    let config = SynthConfig { width: spec.width as f32, ..SynthConfig::new(spec.arch, [h, w, c]) };
+    let graph = synth(&config).unwrap();
+    graph
+        .nodes
+        .iter()
+        .filter_map(|n| match &n.op {
+            OpDesc::Conv2d(d) => Some((
+                n.output.shape[2],
+                d.window.kernel[0] as usize,
+                d.window.stride[0] as usize,
+                d.groups as usize,
+            )),
+            _ => None,
+        })
+        .collect()
+}
+
+fn net_convs(net: &Net) -> ConvGeometry {
+    net.convs()
+        .iter()
+        .map(|c| {
+            let s = c.shape;
+            (s.cout as usize, s.kernel as usize, s.stride as usize, s.groups as usize)
+        })
+        .collect()
+}
+
+fn check_mobilenet(arch: Arch, input: [i64; 3], width: f64, bits: u8) {
+    tch::manual_seed(6);
+    let spec = mobilenet_spec(arch, input, width, bits);
+    let vs = nn::VarStore::new(Device::Cpu);
+    let net = Net::new(&vs.root(), &spec).unwrap();
+
+    // Same convs as the integer graph: channels, kernels, strides, groups.
+    let convs = net_convs(&net);
+    assert_eq!(convs, synth_convs(&spec), "{arch}: convs differ from the integer graph");
+    // Every conv's output has its own quantizer (V2's adds add one each).
+    let adds = net.act_quantizers().iter().filter(|(name, _)| *name == "add").count();
+    assert_eq!(net.act_quantizers().len(), convs.len() + adds, "{arch}: one quantizer per stored tensor");
+    if arch == Arch::MobileNetV2 {
+        assert!(adds > 0, "mobilenetv2 has residual adds");
+    }
+    // Parameter names follow synth's layer names.
+    let names: Vec<String> = vs.variables().into_keys().collect();
+    for want in ["conv1.conv.weight", "blocks.0.dw.conv.weight", "fc.weight"] {
+        assert!(names.iter().any(|n| n == want), "{arch}: no {want} in {names:?}");
+    }
+    let layer = if arch == Arch::MobileNetV1 { "blocks.12.pw.conv.weight" } else { "conv_last.conv.weight" };
+    assert!(names.iter().any(|n| n == layer), "{arch}: no {layer}");
+
+    // Forward shapes.
+    let n = 8;
+    let images = Tensor::rand([n, input[0], input[1], input[2]], (Kind::Float, Device::Cpu));
+    let labels = Tensor::arange(n, (Kind::Int64, Device::Cpu)).remainder(spec.classes);
+    let out = net.forward(&images, true, QuantMode::Calibrate);
+    let last = convs.last().unwrap().0 as i64;
+    assert_eq!(out.logits.size(), [n, spec.classes]);
+    assert_eq!(out.feature.size(), [n, last]);
+
+    // A few Adam steps after calibration lower the loss in Quantize mode.
+    let mut opt = nn::Adam::default().build(&vs, 3e-3).unwrap();
+    let mut losses = Vec::new();
+    for _ in 0..15 {
+        let out = net.forward(&images, true, QuantMode::Quantize);
+        let l = out.logits.cross_entropy_for_logits(&labels);
+        opt.backward_step(&l);
+        let loss = f64::try_from(&l).unwrap();
+        assert!(loss.is_finite(), "{arch}: loss {loss}");
+        losses.push(loss);
+    }
+    // The mean of the last three steps, as single steps of a deep fake-quantized net are noisy.
+    let end = losses[losses.len() - 3..].iter().sum::<f64>() / 3.0;
+    assert!(end < 0.8 * losses[0], "{arch}: losses {losses:?}");
+}
+
+#[test]
+fn mobilenet_v1_mirrors_the_integer_graph_and_learns() {
+    check_mobilenet(Arch::MobileNetV1, [1, 32, 32], 0.25, 8);
+}
+
+#[test]
+fn mobilenet_v2_mirrors_the_integer_graph_and_learns() {
+    check_mobilenet(Arch::MobileNetV2, [3, 32, 32], 0.35, 8);
 }

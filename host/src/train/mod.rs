@@ -8,6 +8,7 @@
 //! Around it:
 //! - [`config`]: every option of a run, as flags or a TOML file;
 //! - [`batches`]: the data on the device once, shuffled and augmented in batches;
+//! - [`optim`]: SGD with momentum and Adam, with their buffers saved in checkpoints;
 //! - [`schedule`]: cosine learning rate with warm-up;
 //! - [`checkpoint`]: atomic checkpoints in the run directory;
 //! - [`run`]: the pipeline of stages (full-precision model, QFD teacher, student) and the epoch loop;
@@ -19,6 +20,7 @@ pub mod config;
 pub mod method;
 pub mod metrics;
 pub mod models;
+pub mod optim;
 pub mod plot;
 pub mod progress;
 pub mod quant;

@@ -3,15 +3,16 @@
 
 use std::path::{Path, PathBuf};
 
-use tch::nn::{self, OptimizerConfig, VarStore};
-use tch::{Device, Kind};
+use tch::nn::VarStore;
+use tch::{Device, Kind, Tensor};
 
 use super::batches::{steps_per_epoch, DeviceData};
 use super::checkpoint::{load_matching_weights, Checkpoint, CheckpointError, TrainState};
-use super::config::{ConfigError, DeviceError, OptimizerKind, TrainConfig};
+use super::config::{ConfigError, DeviceError, TrainConfig};
 use super::method::{loss, Method};
 use super::metrics::{append_metrics, write_metrics, EpochMetrics, MetricsError, METRICS_FILE};
 use super::models::{Arch, Net, NetOutput, NetSpec};
+use super::optim::{OptimError, Optimizer};
 use super::plot::{plot_training, PlotError, PLOT_FILE};
 use super::progress::EpochProgress;
 use super::quant::{QuantMode, QUANT_GROUP};
@@ -44,6 +45,20 @@ pub enum TrainError {
     /// libtorch refused an operation.
     #[error("libtorch: {0}")]
     Torch(#[from] tch::TchError),
+    /// The optimiser state saved in a checkpoint cannot be used.
+    #[error(transparent)]
+    Optim(#[from] OptimError),
+    /// Training stopped after an epoch because [`train_until`] was asked to (a stand-in for a kill, for
+    /// tests); the checkpoint of that epoch is complete and `--resume` continues it.
+    #[error("stage {stage}: stopped after epoch {epoch} as asked; pass --resume to continue {}", dir.display())]
+    Stopped {
+        /// Stage name.
+        stage: &'static str,
+        /// The last completed epoch.
+        epoch: usize,
+        /// The run directory.
+        dir: PathBuf,
+    },
     /// The loss became NaN or infinite.
     #[error(
         "stage {stage}: the loss became {loss} at epoch {epoch}; the last good checkpoint is kept in {}. \
@@ -213,6 +228,7 @@ fn net_spec(config: &TrainConfig, feature_bits: Option<u8>, data: &Data) -> Resu
         feature_bits,
         mean: data.mean.clone(),
         std: data.std,
+        width: config.width,
     })
 }
 
@@ -255,6 +271,16 @@ fn dir_feature_bits(config: &TrainConfig, dir: &Path) -> Option<u8> {
 
 /// Trains every stage of `config` that is not already complete; returns the final run directory.
 pub fn train(config: &TrainConfig, resume: bool) -> Result<PathBuf, TrainError> {
+    train_until(config, resume, None)
+}
+
+/// [`train`], stopping with [`TrainError::Stopped`] right after the checkpoint of epoch `stop_after_epoch`
+/// of any stage that trains that epoch: how tests simulate a kill between epochs.
+pub fn train_until(
+    config: &TrainConfig,
+    resume: bool,
+    stop_after_epoch: Option<usize>,
+) -> Result<PathBuf, TrainError> {
     config.validate()?;
     if config.ewgs {
         // tch has no custom autograd functions; EWGS needs one for its scaled straight-through gradient.
@@ -268,13 +294,21 @@ pub fn train(config: &TrainConfig, resume: bool) -> Result<PathBuf, TrainError> 
     let mut last = PathBuf::new();
     for stage in &stages {
         last = stage.config.run_dir();
-        train_stage(stage, &data, device, resume)?;
+        train_stage(stage, &data, device, resume, stop_after_epoch)?;
     }
     Ok(last)
 }
 
-/// Trains one stage, reusing a complete checkpoint and continuing an unfinished one on `resume`.
-pub fn train_stage(stage: &Stage, data: &Data, device: Device, resume: bool) -> Result<(), TrainError> {
+/// Trains one stage, reusing a complete checkpoint and continuing an unfinished one on `resume` (weights,
+/// BatchNorm statistics, optimiser buffers and step, schedule position: on CPU the result is bitwise that of
+/// an uninterrupted run). With `stop_after_epoch`, returns [`TrainError::Stopped`] after saving that epoch.
+pub fn train_stage(
+    stage: &Stage,
+    data: &Data,
+    device: Device,
+    resume: bool,
+    stop_after_epoch: Option<usize>,
+) -> Result<(), TrainError> {
     let cfg = &stage.config;
     let dir = cfg.run_dir();
     tch::manual_seed(cfg.seed as i64);
@@ -282,6 +316,7 @@ pub fn train_stage(stage: &Stage, data: &Data, device: Device, resume: bool) -> 
     let net = Net::new(&vs.root(), &net_spec(cfg, stage.feature_bits, data)?).map_err(TrainError::Build)?;
     let mode = stage_mode(stage);
 
+    let mut opt = Optimizer::from_config(cfg, &vs);
     let mut state = if Checkpoint::exists(&dir) {
         let ck = Checkpoint::load(&dir, &mut vs, cfg)?;
         if ck.state.epochs_completed >= cfg.epochs {
@@ -292,6 +327,14 @@ pub fn train_stage(stage: &Stage, data: &Data, device: Device, resume: bool) -> 
             return Err(TrainError::Unfinished { dir, done: ck.state.epochs_completed, total: cfg.epochs });
         }
         eprintln!("{}: resuming {} after epoch {}", stage.name, dir.display(), ck.state.epochs_completed);
+        if ck.extra.is_empty() {
+            eprintln!(
+                "{}: warning: the checkpoint holds no optimizer state (an older version?); momentum restarts",
+                stage.name
+            );
+        } else {
+            opt.load_state(&ck.extra)?;
+        }
         write_metrics(&dir.join(METRICS_FILE), &ck.state.metrics)?;
         ck.state
     } else {
@@ -321,11 +364,13 @@ pub fn train_stage(stage: &Stage, data: &Data, device: Device, resume: bool) -> 
         Some(t) => Some(load_trained(t, data, device)?),
         None => None,
     };
-    let mut opt = optimizer(cfg, &vs)?;
     let schedule = cfg.schedule();
     let steps = steps_per_epoch(data.train.len(), cfg.batch_size);
     eprintln!("{}: training {} ({}) into {}", stage.name, cfg.arch, cfg.method, dir.display());
     for epoch in state.epochs_completed + 1..=cfg.epochs {
+        // Nothing in an epoch should draw from libtorch's global generator (batches come from a host
+        // generator); reseeding per epoch keeps a resumed run identical even if something does.
+        tch::manual_seed(cfg.seed.wrapping_add(epoch as u64) as i64);
         let mut progress = EpochProgress::new(epoch, cfg.epochs, steps);
         let (mut sums, mut seen, mut correct) = ([0f64; 3], 0u64, 0i64);
         for (i, batch) in
@@ -343,7 +388,7 @@ pub fn train_stage(stage: &Stage, data: &Data, device: Device, resume: bool) -> 
             if !total.is_finite() || total > 1e6 {
                 return Err(TrainError::Diverged { stage: stage.name, epoch, loss: total, dir });
             }
-            opt.backward_step(&l.total);
+            opt.backward_step(&l.total)?;
             let n = batch.labels.size()[0] as u64;
             sums[0] += total * n as f64;
             sums[1] += f64::try_from(&l.task)? * n as f64;
@@ -375,8 +420,13 @@ pub fn train_stage(stage: &Stage, data: &Data, device: Device, resume: bool) -> 
         state.metrics.push(m);
         state.epochs_completed = epoch;
         state.best_test_acc = Some(state.best_test_acc.unwrap_or(0.0).max(test_acc));
-        Checkpoint::save(&dir, &vs, &[], &state)?;
+        let opt_state = opt.state();
+        let extra: Vec<(&str, &Tensor)> = opt_state.iter().map(|(n, t)| (n.as_str(), t)).collect();
+        Checkpoint::save(&dir, &vs, &extra, &state)?;
         plot_training(&state.metrics, &dir.join(PLOT_FILE))?;
+        if stop_after_epoch == Some(epoch) && epoch < cfg.epochs {
+            return Err(TrainError::Stopped { stage: stage.name, epoch, dir });
+        }
     }
     Ok(())
 }
@@ -387,19 +437,6 @@ fn stage_mode_of(config: &TrainConfig) -> QuantMode {
     } else {
         QuantMode::Float
     }
-}
-
-fn optimizer(cfg: &TrainConfig, vs: &VarStore) -> Result<nn::Optimizer, TrainError> {
-    let mut opt = match cfg.optimizer {
-        OptimizerKind::Sgd => {
-            nn::Sgd { momentum: cfg.momentum, dampening: 0.0, wd: cfg.weight_decay, nesterov: cfg.nesterov }
-                .build(vs, cfg.lr())?
-        }
-        OptimizerKind::Adam => nn::Adam { wd: cfg.weight_decay, ..Default::default() }.build(vs, cfg.lr())?,
-    };
-    // Weight decay would pull the quantizer bounds and scales towards zero.
-    opt.set_weight_decay_group(QUANT_GROUP, 0.0);
-    Ok(opt)
 }
 
 /// Mean cross-entropy and top-1 accuracy over `data`, in evaluation mode.

@@ -7,8 +7,14 @@
 //!   normalisation folds exactly into the first layer's bias and scale), 8-bit conv, BN, ReLU, quantizer;
 //! - ResNet basic block (He et al.): `conv1-BN-ReLU-q1`, `conv2-BN-q2`, shortcut = the block input's value or
 //!   `1x1 conv-BN-q`, `ReLU(q2 + shortcut)`, quantizer; both branches reach the add as codes;
+//! - MobileNetV1/V2 (see [`mobilenet`]): the stem has stride 2 and `scaled(32, width)` channels; depthwise
+//!   convs are grouped [`QConv2d`]s; V2's projections are quantized without ReLU and its residual add
+//!   quantizes the sum of the two values, without ReLU;
 //! - head: mean of the last tensor's values over the pixels (the pooled feature), optionally quantized (the
 //!   QFD teacher's feature quantizer), then an 8-bit fully connected layer.
+
+mod mobilenet;
+mod resnet;
 
 use tch::nn::{self, ModuleT};
 use tch::{Kind, Tensor};
@@ -39,6 +45,8 @@ pub struct NetSpec {
     pub mean: Vec<f64>,
     /// One std of `p / 255` shared by the channels.
     pub std: f64,
+    /// Channel width multiplier of the MobileNets (ResNets ignore it).
+    pub width: f64,
 }
 
 /// Outputs of a forward pass.
@@ -84,34 +92,47 @@ fn conv_shape(cin: i64, cout: i64, kernel: i64, stride: i64) -> ConvShape {
     ConvShape { cin, cout, kernel, stride, padding: kernel / 2, groups: 1 }
 }
 
-/// ResNet basic block.
+/// The layers between the stem and the head.
 #[derive(Debug)]
-struct BasicBlock {
-    conv1: ConvBnQ,
-    conv2: ConvBnQ,
-    shortcut: Option<ConvBnQ>,
-    out: ActQuant,
+enum Body {
+    ResNet(resnet::ResNet),
+    MobileNetV1(mobilenet::MobileNetV1),
+    /// Boxed: its last layer makes it much larger than the others.
+    MobileNetV2(Box<mobilenet::MobileNetV2>),
 }
 
-impl BasicBlock {
-    fn new(path: &nn::Path, cin: i64, cout: i64, stride: i64, spec: &NetSpec) -> Self {
-        let (w, a) = (Some(spec.weight_bits), spec.act_bits);
-        BasicBlock {
-            conv1: ConvBnQ::new(&(path / "conv1"), conv_shape(cin, cout, 3, stride), w, a, true),
-            conv2: ConvBnQ::new(&(path / "conv2"), conv_shape(cout, cout, 3, 1), w, a, false),
-            shortcut: (stride != 1 || cin != cout)
-                .then(|| ConvBnQ::new(&(path / "shortcut"), conv_shape(cin, cout, 1, stride), w, a, false)),
-            out: ActQuant::new(&(path / "out"), a),
+impl Body {
+    /// Channels of the last tensor (the pooled feature's width).
+    fn channels(&self) -> i64 {
+        match self {
+            Body::ResNet(b) => b.channels(),
+            Body::MobileNetV1(b) => b.channels(),
+            Body::MobileNetV2(b) => b.channels(),
         }
     }
 
-    fn forward(&self, x: &QTensor, train: bool, mode: QuantMode) -> QTensor {
-        let h = self.conv2.forward(&self.conv1.forward(x, train, mode), train, mode);
-        let shortcut = match &self.shortcut {
-            Some(sc) => sc.forward(x, train, mode).value,
-            None => x.value.shallow_clone(),
-        };
-        self.out.forward((h.value + shortcut).relu(), mode)
+    fn forward(&self, h: QTensor, train: bool, mode: QuantMode) -> QTensor {
+        match self {
+            Body::ResNet(b) => b.forward(h, train, mode),
+            Body::MobileNetV1(b) => b.forward(h, train, mode),
+            Body::MobileNetV2(b) => b.forward(h, train, mode),
+        }
+    }
+
+    fn act_quantizers<'a>(&'a self, v: &mut Vec<(&'static str, &'a ActQuant)>) {
+        match self {
+            Body::ResNet(b) => b.act_quantizers(v),
+            Body::MobileNetV1(b) => b.act_quantizers(v),
+            Body::MobileNetV2(b) => b.act_quantizers(v),
+        }
+    }
+
+    fn convs<'a>(&'a self, v: &mut Vec<&'a QConv2d>) {
+        match self {
+            Body::ResNet(b) => b.convs(v),
+            Body::MobileNetV1(b) => b.convs(v),
+            Body::MobileNetV2(b) => b.convs(v),
+        }
     }
 }
 
@@ -121,7 +142,7 @@ pub struct Net {
     /// What it was built from.
     pub spec: NetSpec,
     stem: ConvBnQ,
-    blocks: Vec<BasicBlock>,
+    body: Body,
     feature_quant: Option<ActQuant>,
     fc: QLinear,
     mean: Tensor,
@@ -130,50 +151,39 @@ pub struct Net {
 impl Net {
     /// Builds the network's variables under `path`.
     pub fn new(path: &nn::Path, spec: &NetSpec) -> Result<Self, String> {
-        let stages: &[i64] = &[16, 32, 64];
-        let blocks_per_stage = match spec.arch {
-            Arch::ResNet8 => 1,
-            Arch::ResNet20 => 3,
-            other => return Err(format!("the trainer does not build {other} yet (resnet8, resnet20)")),
-        };
         if spec.mean.len() != spec.input[0] as usize {
             return Err(format!("{} mean values for {} input channels", spec.mean.len(), spec.input[0]));
         }
-        // The stem pads before normalising (see the module docs), so its conv has no padding of its own.
-        let stem_shape = ConvShape { padding: 0, ..conv_shape(spec.input[0], stages[0], 3, 1) };
-        let stem = ConvBnQ::new(&(path / "conv1"), stem_shape, edge_bits(spec), spec.act_bits, true);
-        let mut blocks = Vec::new();
-        let mut cin = stages[0];
-        for (s, &cout) in stages.iter().enumerate() {
-            for b in 0..blocks_per_stage {
-                let stride = if s > 0 && b == 0 { 2 } else { 1 };
-                blocks.push(BasicBlock::new(
-                    &(path / format!("layer{}", s + 1) / b),
-                    cin,
-                    cout,
-                    stride,
-                    spec,
-                ));
-                cin = cout;
-            }
+        let mobile = matches!(spec.arch, Arch::MobileNetV1 | Arch::MobileNetV2);
+        if mobile && !(spec.width > 0.0 && spec.width <= 4.0) {
+            return Err(format!("width {} must be in (0, 4]", spec.width));
         }
+        let (stem_channels, stem_stride) =
+            if mobile { (mobilenet::stem_channels(spec.width), 2) } else { (resnet::ResNet::STEM, 1) };
+        // The stem pads before normalising (see the module docs), so its conv has no padding of its own.
+        let stem_shape = ConvShape { padding: 0, ..conv_shape(spec.input[0], stem_channels, 3, stem_stride) };
+        let stem = ConvBnQ::new(&(path / "conv1"), stem_shape, edge_bits(spec), spec.act_bits, true);
+        let body = match spec.arch {
+            Arch::ResNet8 => Body::ResNet(resnet::ResNet::new(path, spec, 1)),
+            Arch::ResNet20 => Body::ResNet(resnet::ResNet::new(path, spec, 3)),
+            Arch::MobileNetV1 => Body::MobileNetV1(mobilenet::MobileNetV1::new(path, spec)),
+            Arch::MobileNetV2 => Body::MobileNetV2(Box::new(mobilenet::MobileNetV2::new(path, spec))),
+        };
+        let cin = body.channels();
         let feature_quant = spec.feature_bits.map(|bits| ActQuant::new(&(path / "feature_q"), bits));
         let fc = QLinear::new(&(path / "fc"), cin, spec.classes, edge_bits(spec));
         let mean = Tensor::from_slice(&spec.mean)
             .to_kind(Kind::Float)
             .reshape([1, -1, 1, 1])
             .to_device(path.device());
-        Ok(Net { spec: spec.clone(), stem, blocks, feature_quant, fc, mean })
+        Ok(Net { spec: spec.clone(), stem, body, feature_quant, fc, mean })
     }
 
     /// Forward pass on pixels `p / 255` (`[N, C, H, W]` floats in `[0, 1]`).
     pub fn forward(&self, pixels: &Tensor, train: bool, mode: QuantMode) -> NetOutput {
         let x = pixels.constant_pad_nd([1, 1, 1, 1]);
         let x = (x - &self.mean) / self.spec.std;
-        let mut h = self.stem.forward(&QTensor::float(x), train, mode);
-        for block in &self.blocks {
-            h = block.forward(&h, train, mode);
-        }
+        let h = self.body.forward(self.stem.forward(&QTensor::float(x), train, mode), train, mode);
         let pooled = h.value.mean_dim(&[2i64, 3][..], false, Kind::Float);
         let feature = match &self.feature_quant {
             // The teacher's feature quantizer works in every mode: it is the teacher's own layer.
@@ -188,26 +198,14 @@ impl Net {
     /// The network's activation quantizers with their names (for tests and export).
     pub fn act_quantizers(&self) -> Vec<(&'static str, &ActQuant)> {
         let mut v = vec![("stem", &self.stem.q)];
-        for b in &self.blocks {
-            v.push(("conv1", &b.conv1.q));
-            v.push(("conv2", &b.conv2.q));
-            if let Some(sc) = &b.shortcut {
-                v.push(("shortcut", &sc.q));
-            }
-            v.push(("out", &b.out));
-        }
+        self.body.act_quantizers(&mut v);
         v
     }
 
     /// The network's quantized convolutions (stem first).
     pub fn convs(&self) -> Vec<&QConv2d> {
         let mut v = vec![&self.stem.conv];
-        for b in &self.blocks {
-            v.extend([&b.conv1.conv, &b.conv2.conv]);
-            if let Some(sc) = &b.shortcut {
-                v.push(&sc.conv);
-            }
-        }
+        self.body.convs(&mut v);
         v
     }
 

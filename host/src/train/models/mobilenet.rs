@@ -1,0 +1,209 @@
+//! MobileNetV1 and MobileNetV2 bodies, mirroring `qfd_codegen::synth`'s integer topologies layer for layer
+//! (same channel rounding, block tables, strides and layer names).
+//!
+//! - V1 (Howard et al.): 13 blocks of a 3x3 depthwise conv and a 1x1 pointwise conv, each BN, ReLU, quantizer.
+//! - V2 (Sandler et al.): inverted residuals: `expand` (1x1, skipped when t = 1), `dw` (3x3 depthwise), both
+//!   BN, ReLU, quantizer; `project` (1x1) BN and quantizer without ReLU (the linear bottleneck); when the
+//!   stride is 1 and the channels match, `add` quantizes `project + input` (values, no ReLU). Then
+//!   `conv_last` (1x1 to 1280 channels, scaled when width > 1), BN, ReLU, quantizer.
+
+use tch::nn;
+
+use super::super::quant::{ActQuant, ConvShape, QConv2d, QTensor, QuantMode};
+use super::{conv_shape, ConvBnQ, NetSpec};
+
+/// Channels scaled by the width multiplier, rounded to a multiple of 8: `qfd_codegen::synth`'s rounding,
+/// in the same `f32` arithmetic so both sides agree on every width.
+pub(super) fn scaled(c: i64, width: f64) -> i64 {
+    let v = c as f32 * width as f32;
+    let r = ((((v + 4.0) / 8.0).floor() as i64) * 8).max(8);
+    if (r as f32) < 0.9 * v {
+        r + 8
+    } else {
+        r
+    }
+}
+
+/// Stem output channels of both MobileNets.
+pub(super) fn stem_channels(width: f64) -> i64 {
+    scaled(32, width)
+}
+
+/// 3x3 depthwise convolution geometry (padding 1).
+fn depthwise(channels: i64, stride: i64) -> ConvShape {
+    ConvShape { groups: channels, ..conv_shape(channels, channels, 3, stride) }
+}
+
+/// MobileNetV1's blocks: (pointwise channels, depthwise stride).
+const V1_BLOCKS: [(i64, i64); 13] = [
+    (64, 1),
+    (128, 2),
+    (128, 1),
+    (256, 2),
+    (256, 1),
+    (512, 2),
+    (512, 1),
+    (512, 1),
+    (512, 1),
+    (512, 1),
+    (512, 1),
+    (1024, 2),
+    (1024, 1),
+];
+
+/// MobileNetV2's stages: (expansion t, channels c, repeats n, first stride s), the paper's Table 2.
+const V2_STAGES: [(i64, i64, usize, i64); 7] = [
+    (1, 16, 1, 1),
+    (6, 24, 2, 2),
+    (6, 32, 3, 2),
+    (6, 64, 4, 2),
+    (6, 96, 3, 1),
+    (6, 160, 3, 2),
+    (6, 320, 1, 1),
+];
+
+/// Depthwise-separable block of MobileNetV1.
+#[derive(Debug)]
+struct DwPw {
+    dw: ConvBnQ,
+    pw: ConvBnQ,
+}
+
+/// MobileNetV1 after the stem.
+#[derive(Debug)]
+pub(super) struct MobileNetV1 {
+    blocks: Vec<DwPw>,
+    channels: i64,
+}
+
+impl MobileNetV1 {
+    pub(super) fn new(path: &nn::Path, spec: &NetSpec) -> Self {
+        let (w, a) = (Some(spec.weight_bits), spec.act_bits);
+        let mut cin = stem_channels(spec.width);
+        let mut blocks = Vec::new();
+        for (i, &(c, s)) in V1_BLOCKS.iter().enumerate() {
+            let p = path / "blocks" / i;
+            let cout = scaled(c, spec.width);
+            blocks.push(DwPw {
+                dw: ConvBnQ::new(&(&p / "dw"), depthwise(cin, s), w, a, true),
+                pw: ConvBnQ::new(&(&p / "pw"), conv_shape(cin, cout, 1, 1), w, a, true),
+            });
+            cin = cout;
+        }
+        MobileNetV1 { blocks, channels: cin }
+    }
+
+    pub(super) fn channels(&self) -> i64 {
+        self.channels
+    }
+
+    pub(super) fn forward(&self, mut h: QTensor, train: bool, mode: QuantMode) -> QTensor {
+        for b in &self.blocks {
+            h = b.pw.forward(&b.dw.forward(&h, train, mode), train, mode);
+        }
+        h
+    }
+
+    pub(super) fn act_quantizers<'a>(&'a self, v: &mut Vec<(&'static str, &'a ActQuant)>) {
+        for b in &self.blocks {
+            v.push(("dw", &b.dw.q));
+            v.push(("pw", &b.pw.q));
+        }
+    }
+
+    pub(super) fn convs<'a>(&'a self, v: &mut Vec<&'a QConv2d>) {
+        for b in &self.blocks {
+            v.extend([&b.dw.conv, &b.pw.conv]);
+        }
+    }
+}
+
+/// Inverted residual block of MobileNetV2.
+#[derive(Debug)]
+struct InvertedResidual {
+    expand: Option<ConvBnQ>,
+    dw: ConvBnQ,
+    project: ConvBnQ,
+    /// Quantizer of `project + input`, when the block has the residual add.
+    add: Option<ActQuant>,
+}
+
+impl InvertedResidual {
+    fn forward(&self, x: &QTensor, train: bool, mode: QuantMode) -> QTensor {
+        let e = self.expand.as_ref().map(|e| e.forward(x, train, mode));
+        let h = self.dw.forward(e.as_ref().unwrap_or(x), train, mode);
+        let h = self.project.forward(&h, train, mode);
+        match &self.add {
+            Some(q) => q.forward(h.value + &x.value, mode),
+            None => h,
+        }
+    }
+}
+
+/// MobileNetV2 after the stem, `conv_last` included.
+#[derive(Debug)]
+pub(super) struct MobileNetV2 {
+    blocks: Vec<InvertedResidual>,
+    last: ConvBnQ,
+}
+
+impl MobileNetV2 {
+    pub(super) fn new(path: &nn::Path, spec: &NetSpec) -> Self {
+        let (w, a) = (Some(spec.weight_bits), spec.act_bits);
+        let mut cin = stem_channels(spec.width);
+        let mut blocks = Vec::new();
+        for &(t, c, n, s) in &V2_STAGES {
+            for i in 0..n {
+                let p = path / "blocks" / blocks.len();
+                let stride = if i == 0 { s } else { 1 };
+                let (hidden, cout) = (cin * t, scaled(c, spec.width));
+                blocks.push(InvertedResidual {
+                    expand: (t != 1)
+                        .then(|| ConvBnQ::new(&(&p / "expand"), conv_shape(cin, hidden, 1, 1), w, a, true)),
+                    dw: ConvBnQ::new(&(&p / "dw"), depthwise(hidden, stride), w, a, true),
+                    project: ConvBnQ::new(&(&p / "project"), conv_shape(hidden, cout, 1, 1), w, a, false),
+                    add: (stride == 1 && cin == cout).then(|| ActQuant::new(&(&p / "add"), a)),
+                });
+                cin = cout;
+            }
+        }
+        let last_channels = if spec.width > 1.0 { scaled(1280, spec.width) } else { 1280 };
+        let last = ConvBnQ::new(&(path / "conv_last"), conv_shape(cin, last_channels, 1, 1), w, a, true);
+        MobileNetV2 { blocks, last }
+    }
+
+    pub(super) fn channels(&self) -> i64 {
+        self.last.conv.shape.cout
+    }
+
+    pub(super) fn forward(&self, mut h: QTensor, train: bool, mode: QuantMode) -> QTensor {
+        for b in &self.blocks {
+            h = b.forward(&h, train, mode);
+        }
+        self.last.forward(&h, train, mode)
+    }
+
+    pub(super) fn act_quantizers<'a>(&'a self, v: &mut Vec<(&'static str, &'a ActQuant)>) {
+        for b in &self.blocks {
+            if let Some(e) = &b.expand {
+                v.push(("expand", &e.q));
+            }
+            v.push(("dw", &b.dw.q));
+            v.push(("project", &b.project.q));
+            if let Some(q) = &b.add {
+                v.push(("add", q));
+            }
+        }
+        v.push(("conv_last", &self.last.q));
+    }
+
+    pub(super) fn convs<'a>(&'a self, v: &mut Vec<&'a QConv2d>) {
+        for b in &self.blocks {
+            if let Some(e) = &b.expand {
+                v.push(&e.conv);
+            }
+            v.extend([&b.dw.conv, &b.project.conv]);
+        }
+        v.push(&self.last.conv);
+    }
+}

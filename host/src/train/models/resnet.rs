@@ -1,0 +1,100 @@
+//! ResNet-8 / ResNet-20 body: stages of basic blocks (He et al.) after the stem.
+
+use tch::nn;
+
+use super::super::quant::{ActQuant, QConv2d, QTensor, QuantMode};
+use super::{conv_shape, ConvBnQ, NetSpec};
+
+/// ResNet basic block.
+#[derive(Debug)]
+struct BasicBlock {
+    conv1: ConvBnQ,
+    conv2: ConvBnQ,
+    shortcut: Option<ConvBnQ>,
+    out: ActQuant,
+}
+
+impl BasicBlock {
+    fn new(path: &nn::Path, cin: i64, cout: i64, stride: i64, spec: &NetSpec) -> Self {
+        let (w, a) = (Some(spec.weight_bits), spec.act_bits);
+        BasicBlock {
+            conv1: ConvBnQ::new(&(path / "conv1"), conv_shape(cin, cout, 3, stride), w, a, true),
+            conv2: ConvBnQ::new(&(path / "conv2"), conv_shape(cout, cout, 3, 1), w, a, false),
+            shortcut: (stride != 1 || cin != cout)
+                .then(|| ConvBnQ::new(&(path / "shortcut"), conv_shape(cin, cout, 1, stride), w, a, false)),
+            out: ActQuant::new(&(path / "out"), a),
+        }
+    }
+
+    fn forward(&self, x: &QTensor, train: bool, mode: QuantMode) -> QTensor {
+        let h = self.conv2.forward(&self.conv1.forward(x, train, mode), train, mode);
+        let shortcut = match &self.shortcut {
+            Some(sc) => sc.forward(x, train, mode).value,
+            None => x.value.shallow_clone(),
+        };
+        self.out.forward((h.value + shortcut).relu(), mode)
+    }
+}
+
+/// The stages of a CIFAR ResNet (16/32/64 channels), reading the stem's output.
+#[derive(Debug)]
+pub(super) struct ResNet {
+    blocks: Vec<BasicBlock>,
+    channels: i64,
+}
+
+impl ResNet {
+    /// Stem output channels.
+    pub(super) const STEM: i64 = 16;
+
+    pub(super) fn new(path: &nn::Path, spec: &NetSpec, blocks_per_stage: usize) -> Self {
+        let stages: [i64; 3] = [Self::STEM, 32, 64];
+        let mut blocks = Vec::new();
+        let mut cin = Self::STEM;
+        for (s, &cout) in stages.iter().enumerate() {
+            for b in 0..blocks_per_stage {
+                let stride = if s > 0 && b == 0 { 2 } else { 1 };
+                blocks.push(BasicBlock::new(
+                    &(path / format!("layer{}", s + 1) / b),
+                    cin,
+                    cout,
+                    stride,
+                    spec,
+                ));
+                cin = cout;
+            }
+        }
+        ResNet { blocks, channels: cin }
+    }
+
+    pub(super) fn channels(&self) -> i64 {
+        self.channels
+    }
+
+    pub(super) fn forward(&self, mut h: QTensor, train: bool, mode: QuantMode) -> QTensor {
+        for block in &self.blocks {
+            h = block.forward(&h, train, mode);
+        }
+        h
+    }
+
+    pub(super) fn act_quantizers<'a>(&'a self, v: &mut Vec<(&'static str, &'a ActQuant)>) {
+        for b in &self.blocks {
+            v.push(("conv1", &b.conv1.q));
+            v.push(("conv2", &b.conv2.q));
+            if let Some(sc) = &b.shortcut {
+                v.push(("shortcut", &sc.q));
+            }
+            v.push(("out", &b.out));
+        }
+    }
+
+    pub(super) fn convs<'a>(&'a self, v: &mut Vec<&'a QConv2d>) {
+        for b in &self.blocks {
+            v.extend([&b.conv1.conv, &b.conv2.conv]);
+            if let Some(sc) = &b.shortcut {
+                v.push(&sc.conv);
+            }
+        }
+    }
+}
