@@ -23,6 +23,10 @@ use qfd_runtime::format::{Clamp, FcOutput, Padding, Window};
 use qfd_runtime::requant::RequantParams;
 use qfd_runtime::weights::max_code;
 
+use crate::arch::{
+    mobilenet_v2_last_channels, scaled_channels, MOBILENET_STEM_CHANNELS, MOBILENET_V1_BLOCKS,
+    MOBILENET_V2_STAGES,
+};
 use crate::fixed_point::{quantize_multiplier, requant_for};
 use crate::graph::{ConvSpec, FcSpec, Graph, GraphError, GraphMeta, ValueId};
 
@@ -132,17 +136,6 @@ pub fn synth(config: &SynthConfig) -> Result<Graph, SynthError> {
     };
     b.classifier(features)?;
     Ok(b.graph)
-}
-
-/// Channels scaled by the width multiplier, rounded to a multiple of 8 (as the MobileNet papers' code does).
-fn scaled(c: usize, width: f32) -> usize {
-    let v = c as f32 * width;
-    let r = (((v + 4.0) / 8.0).floor() as usize * 8).max(8);
-    if (r as f32) < 0.9 * v {
-        r + 8
-    } else {
-        r
-    }
 }
 
 fn window(k: u8, s: u8) -> Window {
@@ -331,26 +324,20 @@ impl<'c> Builder<'c> {
 
     fn mobilenet_v1(&mut self, x: ValueId) -> Result<ValueId, SynthError> {
         let (w, relu, width) = (self.cfg.weight_bits, OutputKind::Relu, self.cfg.width);
-        const BLOCKS: [(usize, u8); 13] = [
-            (64, 1),
-            (128, 2),
-            (128, 1),
-            (256, 2),
-            (256, 1),
-            (512, 2),
-            (512, 1),
-            (512, 1),
-            (512, 1),
-            (512, 1),
-            (512, 1),
-            (1024, 2),
-            (1024, 1),
-        ];
-        let mut x = self.conv("conv1", x, ConvLayer::new(scaled(32, width), 3, 2, 8, relu))?;
-        for (i, &(c, s)) in BLOCKS.iter().enumerate() {
+        let mut x = self.conv(
+            "conv1",
+            x,
+            ConvLayer::new(scaled_channels(MOBILENET_STEM_CHANNELS, width), 3, 2, 8, relu),
+        )?;
+        for (i, &(c, s)) in MOBILENET_V1_BLOCKS.iter().enumerate() {
+            let s = s as u8;
             let cin = self.graph.value(x).map(|v| v.shape[2]).unwrap_or(0);
             x = self.conv(&format!("blocks.{i}.dw"), x, ConvLayer::depthwise(cin, s, w))?;
-            x = self.conv(&format!("blocks.{i}.pw"), x, ConvLayer::new(scaled(c, width), 1, 1, w, relu))?;
+            x = self.conv(
+                &format!("blocks.{i}.pw"),
+                x,
+                ConvLayer::new(scaled_channels(c, width), 1, 1, w, relu),
+            )?;
         }
         Ok(x)
     }
@@ -358,24 +345,19 @@ impl<'c> Builder<'c> {
     fn mobilenet_v2(&mut self, x: ValueId) -> Result<ValueId, SynthError> {
         let (w, relu, centred, width) =
             (self.cfg.weight_bits, OutputKind::Relu, OutputKind::Centred, self.cfg.width);
-        // (expansion t, channels c, repeats n, first stride s), from the paper's Table 2.
-        const STAGES: [(usize, usize, usize, u8); 7] = [
-            (1, 16, 1, 1),
-            (6, 24, 2, 2),
-            (6, 32, 3, 2),
-            (6, 64, 4, 2),
-            (6, 96, 3, 1),
-            (6, 160, 3, 2),
-            (6, 320, 1, 1),
-        ];
-        let mut x = self.conv("conv1", x, ConvLayer::new(scaled(32, width), 3, 2, 8, relu))?;
+        let mut x = self.conv(
+            "conv1",
+            x,
+            ConvLayer::new(scaled_channels(MOBILENET_STEM_CHANNELS, width), 3, 2, 8, relu),
+        )?;
         let mut block = 0;
-        for &(t, c, n, s) in &STAGES {
+        for &(t, c, n, s) in &MOBILENET_V2_STAGES {
+            let s = s as u8;
             for i in 0..n {
                 let name = format!("blocks.{block}");
                 let stride = if i == 0 { s } else { 1 };
                 let cin = self.graph.value(x).map(|v| v.shape[2]).unwrap_or(0);
-                let cout = scaled(c, width);
+                let cout = scaled_channels(c, width);
                 let mut h = x;
                 if t != 1 {
                     h = self.conv(&format!("{name}.expand"), h, ConvLayer::new(cin * t, 1, 1, w, relu))?;
@@ -392,7 +374,7 @@ impl<'c> Builder<'c> {
                 block += 1;
             }
         }
-        let last = if width > 1.0 { scaled(1280, width) } else { 1280 };
+        let last = mobilenet_v2_last_channels(width);
         self.conv("conv_last", x, ConvLayer::new(last, 1, 1, w, relu))
     }
 

@@ -7,60 +7,29 @@
 //!   stride is 1 and the channels match, `add` quantizes `project + input` (values, no ReLU). Then
 //!   `conv_last` (1x1 to 1280 channels, scaled when width > 1), BN, ReLU, quantizer.
 
+use qfd_codegen::arch::{
+    mobilenet_v2_last_channels, scaled_channels, MOBILENET_STEM_CHANNELS, MOBILENET_V1_BLOCKS,
+    MOBILENET_V2_STAGES,
+};
 use tch::nn;
 
 use super::super::quant::{ActQuant, ConvShape, QConv2d, QTensor, QuantMode};
 use super::{conv_shape, ConvBnQ, NetSpec};
 
-/// Channels scaled by the width multiplier, rounded to a multiple of 8: `qfd_codegen::synth`'s rounding,
-/// in the same `f32` arithmetic so both sides agree on every width.
-pub(super) fn scaled(c: i64, width: f64) -> i64 {
-    let v = c as f32 * width as f32;
-    let r = ((((v + 4.0) / 8.0).floor() as i64) * 8).max(8);
-    if (r as f32) < 0.9 * v {
-        r + 8
-    } else {
-        r
-    }
+/// Channels scaled by the width multiplier: the integer graph's rounding, from the shared table crate.
+fn scaled(c: usize, width: f64) -> i64 {
+    scaled_channels(c, width as f32) as i64
 }
 
 /// Stem output channels of both MobileNets.
 pub(super) fn stem_channels(width: f64) -> i64 {
-    scaled(32, width)
+    scaled(MOBILENET_STEM_CHANNELS, width)
 }
 
 /// 3x3 depthwise convolution geometry (padding 1).
 fn depthwise(channels: i64, stride: i64) -> ConvShape {
     ConvShape { groups: channels, ..conv_shape(channels, channels, 3, stride) }
 }
-
-/// MobileNetV1's blocks: (pointwise channels, depthwise stride).
-const V1_BLOCKS: [(i64, i64); 13] = [
-    (64, 1),
-    (128, 2),
-    (128, 1),
-    (256, 2),
-    (256, 1),
-    (512, 2),
-    (512, 1),
-    (512, 1),
-    (512, 1),
-    (512, 1),
-    (512, 1),
-    (1024, 2),
-    (1024, 1),
-];
-
-/// MobileNetV2's stages: (expansion t, channels c, repeats n, first stride s), the paper's Table 2.
-const V2_STAGES: [(i64, i64, usize, i64); 7] = [
-    (1, 16, 1, 1),
-    (6, 24, 2, 2),
-    (6, 32, 3, 2),
-    (6, 64, 4, 2),
-    (6, 96, 3, 1),
-    (6, 160, 3, 2),
-    (6, 320, 1, 1),
-];
 
 /// Depthwise-separable block of MobileNetV1.
 #[derive(Debug)]
@@ -81,7 +50,8 @@ impl MobileNetV1 {
         let (w, a) = (Some(spec.weight_bits), spec.act_bits);
         let mut cin = stem_channels(spec.width);
         let mut blocks = Vec::new();
-        for (i, &(c, s)) in V1_BLOCKS.iter().enumerate() {
+        for (i, &(c, s)) in MOBILENET_V1_BLOCKS.iter().enumerate() {
+            let s = s as i64;
             let p = path / "blocks" / i;
             let cout = scaled(c, spec.width);
             blocks.push(DwPw {
@@ -152,7 +122,8 @@ impl MobileNetV2 {
         let (w, a) = (Some(spec.weight_bits), spec.act_bits);
         let mut cin = stem_channels(spec.width);
         let mut blocks = Vec::new();
-        for &(t, c, n, s) in &V2_STAGES {
+        for &(t, c, n, s) in &MOBILENET_V2_STAGES {
+            let (t, s) = (t as i64, s as i64);
             for i in 0..n {
                 let p = path / "blocks" / blocks.len();
                 let stride = if i == 0 { s } else { 1 };
@@ -167,7 +138,7 @@ impl MobileNetV2 {
                 cin = cout;
             }
         }
-        let last_channels = if spec.width > 1.0 { scaled(1280, spec.width) } else { 1280 };
+        let last_channels = mobilenet_v2_last_channels(spec.width as f32) as i64;
         let last = ConvBnQ::new(&(path / "conv_last"), conv_shape(cin, last_channels, 1, 1), w, a, true);
         MobileNetV2 { blocks, last }
     }

@@ -1,0 +1,54 @@
+//! The published architecture tables, in one place: the synthetic models here and the trainer's graphs in
+//! `qfd-host` both build from them, so the trained network and the integer graph cannot drift apart.
+
+/// MobileNetV1's depthwise-separable blocks (Howard et al., Table 1): (pointwise channels, depthwise stride).
+pub const MOBILENET_V1_BLOCKS: [(usize, usize); 13] = [
+    (64, 1),
+    (128, 2),
+    (128, 1),
+    (256, 2),
+    (256, 1),
+    (512, 2),
+    (512, 1),
+    (512, 1),
+    (512, 1),
+    (512, 1),
+    (512, 1),
+    (1024, 2),
+    (1024, 1),
+];
+
+/// MobileNetV2's stages (Sandler et al., Table 2): (expansion t, channels c, repeats n, first stride s).
+pub const MOBILENET_V2_STAGES: [(usize, usize, usize, usize); 7] = [
+    (1, 16, 1, 1),
+    (6, 24, 2, 2),
+    (6, 32, 3, 2),
+    (6, 64, 4, 2),
+    (6, 96, 3, 1),
+    (6, 160, 3, 2),
+    (6, 320, 1, 1),
+];
+
+/// Output channels of both MobileNets' stem before scaling.
+pub const MOBILENET_STEM_CHANNELS: usize = 32;
+
+/// Channels scaled by the width multiplier, rounded to a multiple of 8 and never below 90% of the scaled
+/// value (the MobileNet papers' `make_divisible`). Computed in `f32` so every caller agrees on every width.
+pub fn scaled_channels(c: usize, width: f32) -> usize {
+    let v = c as f32 * width;
+    let r = (((v + 4.0) / 8.0).floor() as usize * 8).max(8);
+    if (r as f32) < 0.9 * v {
+        r + 8
+    } else {
+        r
+    }
+}
+
+/// Channels of MobileNetV2's last 1x1 conv: 1280, scaled only for widths above 1.
+pub fn mobilenet_v2_last_channels(width: f32) -> usize {
+    if width > 1.0 {
+        scaled_channels(1280, width)
+    } else {
+        1280
+    }
+}
