@@ -1,19 +1,14 @@
 //! `qfd-host train` end to end on a small Fashion-MNIST subset (CPU): the stages a method needs are trained
 //! once, written atomically, and reused.
 
+mod common;
+
+use common::fashion_mnist_installed;
 use std::path::Path;
 use std::process::Command;
 
 fn qfd_host(dir: &Path, args: &[&str]) -> std::process::Output {
     Command::new(env!("CARGO_BIN_EXE_qfd-host")).current_dir(dir).args(args).output().expect("qfd-host runs")
-}
-
-fn fashion_mnist_installed() -> bool {
-    let ok = Path::new("/usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz").is_file();
-    if !ok {
-        eprintln!("Fashion-MNIST is not installed (scripts/setup.sh installs it); skipping");
-    }
-    ok
 }
 
 #[test]

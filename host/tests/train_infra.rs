@@ -8,6 +8,7 @@ use qfd_host::train::batches::{crop_flip, steps_per_epoch, DeviceData};
 use qfd_host::train::checkpoint::{fingerprint, Checkpoint, CheckpointError, TrainState, STATE_FILE};
 use qfd_host::train::config::{ConfigError, DeviceChoice, OptimizerKind, TrainConfig};
 use qfd_host::train::method::Method;
+use qfd_host::train::metrics::Evaluation;
 use tch::{nn::VarStore, Device, Kind, Tensor};
 
 // ---- config ----
@@ -145,6 +146,7 @@ fn state(epochs_completed: usize) -> TrainState {
         best_test_acc: Some(0.5),
         config: TrainConfig { arch: "resnet8".into(), epochs: 4, ..TrainConfig::default() },
         metrics: vec![],
+        start: Some(Evaluation { loss: 0.9, acc: 0.6, distill: Some(0.01) }),
     }
 }
 

@@ -18,6 +18,7 @@ fn spec(arch: Arch, bits: u8, feature_bits: Option<u8>) -> NetSpec {
         mean: vec![0.3],
         std: 0.35,
         width: 1.0,
+        ewgs_delta: None,
     }
 }
 
@@ -93,6 +94,44 @@ fn gradients_reach_bounds_alpha_and_weights() {
     }
 }
 
+/// With EWGS, a whole network's gradients are the straight-through ones, scaled element-wise by at most
+/// `1 +- delta / 2` at each rounding: different, still pointing the same way, and reaching every quantizer.
+#[test]
+fn ewgs_scales_a_networks_gradients_without_turning_them() {
+    let grads = |ewgs_delta: Option<f64>| {
+        tch::manual_seed(11);
+        let vs = nn::VarStore::new(Device::Cpu);
+        let net = Net::new(&vs.root(), &NetSpec { ewgs_delta, ..spec(Arch::ResNet8, 3, None) }).unwrap();
+        let images = Tensor::rand([6, 1, 12, 12], (Kind::Float, Device::Cpu));
+        let labels = Tensor::from_slice(&[0i64, 1, 2, 3, 0, 1]);
+        tch::no_grad(|| net.forward(&images, true, QuantMode::Calibrate));
+        let out = net.forward(&images, true, QuantMode::Quantize);
+        net.backward(&out.logits.cross_entropy_for_logits(&labels)).unwrap();
+        let mut v: Vec<(String, Tensor)> =
+            vs.variables().into_iter().filter(|(_, t)| t.requires_grad()).collect();
+        v.sort_by(|a, b| a.0.cmp(&b.0));
+        v.into_iter().map(|(name, t)| (name, t.grad().flatten(0, -1))).collect::<Vec<_>>()
+    };
+    let (ste, ewgs) = (grads(None), grads(Some(0.5)));
+    let all = |g: &[(String, Tensor)]| {
+        Tensor::cat(&g.iter().map(|(_, t)| t.shallow_clone()).collect::<Vec<_>>(), 0)
+    };
+    for (name, g) in &ewgs {
+        let quantizer = ["lower", "upper", "alpha"].iter().any(|p| name.ends_with(p));
+        if quantizer && !name.starts_with("feature") {
+            assert!(
+                g.defined() && f64::try_from(g.abs().sum(Kind::Float)).unwrap() > 0.0,
+                "{name}: no gradient"
+            );
+        }
+    }
+    let (a, b) = (all(&ste), all(&ewgs));
+    let cosine = f64::try_from((&a * &b).sum(Kind::Float) / (a.norm() * b.norm())).unwrap();
+    let relative = f64::try_from((&a - &b).norm() / a.norm()).unwrap();
+    assert!(relative > 1e-4, "EWGS changed nothing: relative difference {relative}");
+    assert!(cosine > 0.9, "EWGS turned the gradient: cosine {cosine}");
+}
+
 #[test]
 fn calibration_sets_ewgs_initial_values() {
     tch::manual_seed(4);
@@ -163,6 +202,7 @@ fn mobilenet_spec(arch: Arch, input: [i64; 3], width: f64, bits: u8) -> NetSpec 
         mean: vec![0.4; input[0] as usize],
         std: 0.3,
         width,
+        ewgs_delta: None,
     }
 }
 

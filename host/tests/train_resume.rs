@@ -3,6 +3,9 @@
 //!
 //! The kill is simulated with `train_until(.., stop_after_epoch)`, which returns right after saving a
 //! checkpoint, exactly the state a kill after that save leaves.
+mod common;
+
+use common::fashion_mnist_installed;
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -16,14 +19,6 @@ use tch::Tensor;
 /// Building a network draws from libtorch's global generator right after seeding it: runs in parallel
 /// threads would interleave their draws.
 static TORCH_RNG: Mutex<()> = Mutex::new(());
-
-fn fashion_mnist_installed() -> bool {
-    let ok = Path::new("/usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz").is_file();
-    if !ok {
-        eprintln!("Fashion-MNIST is not installed (scripts/setup.sh installs it); skipping");
-    }
-    ok
-}
 
 fn config(optimizer: OptimizerKind, run_dir: &Path) -> TrainConfig {
     TrainConfig {

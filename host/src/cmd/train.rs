@@ -19,15 +19,24 @@ pub struct Cmd {
     /// TOML file with any of the options below (flags given on the command line win).
     #[arg(long, value_name = "FILE")]
     config: Option<PathBuf>,
-    /// Architecture: resnet8 or resnet20 [default: resnet20].
+    /// Architecture: resnet8, resnet20, mobilenetv1 or mobilenetv2 [default: resnet20].
     #[arg(long)]
     arch: Option<String>,
+    /// Channel width multiplier of the MobileNets [default: 1].
+    #[arg(long)]
+    width: Option<f64>,
     /// fp, qat, logit-kd, feature-kd or qfd [default: qfd].
     #[arg(long)]
     method: Option<Method>,
     /// Bits of weights and activations of the inner layers: one number or W/A [default: 4/4].
     #[arg(long, value_name = "W/A")]
     bits: Option<BitWidths>,
+    /// Weight bits of the inner layers (overrides --bits).
+    #[arg(long, value_parser = clap::value_parser!(u8).range(1..=8))]
+    wbits: Option<u8>,
+    /// Activation bits of the inner layers (overrides --bits).
+    #[arg(long, value_parser = clap::value_parser!(u8).range(1..=8))]
+    abits: Option<u8>,
     /// fashion-mnist, cifar10 or cifar100 [default: fashion-mnist].
     #[arg(long)]
     dataset: Option<DatasetKind>,
@@ -37,21 +46,38 @@ pub struct Cmd {
     /// Train on the first N training images (stratified) and as many test images, for quick runs.
     #[arg(long, value_name = "N")]
     subset: Option<usize>,
-    /// Epochs of each stage [default: 10].
+    /// Epochs of the final stage, and of the QFD teacher's fine-tuning [default: 10].
     #[arg(long)]
     epochs: Option<usize>,
+    /// Epochs of the full-precision model that quantized methods start from [default: --epochs].
+    #[arg(long)]
+    fp_epochs: Option<usize>,
     /// Batch size [default: 128].
     #[arg(long)]
     batch_size: Option<usize>,
     /// sgd or adam [default: sgd].
     #[arg(long)]
     optimizer: Option<OptimizerKind>,
-    /// Base learning rate [default: 0.05 for sgd, 0.001 for adam].
+    /// Base learning rate [default: 0.05 for sgd, 0.001 for adam; a fifth of that when fine-tuning a
+    /// trained model: the QFD teacher and quantized students].
     #[arg(long)]
     lr: Option<f64>,
+    /// Base learning rate of the full-precision model that quantized methods start from [default: 0.05
+    /// for sgd, 0.001 for adam].
+    #[arg(long)]
+    fp_lr: Option<f64>,
     /// Learning rate of the quantizer bounds and scales [default: lr / 10].
     #[arg(long)]
     quant_lr: Option<f64>,
+    /// SGD momentum [default: 0.9].
+    #[arg(long)]
+    momentum: Option<f64>,
+    /// L2 weight decay of the weights [default: 5e-4].
+    #[arg(long)]
+    weight_decay: Option<f64>,
+    /// Linear learning-rate warm-up at the start of each stage, in epochs [default: 1].
+    #[arg(long, value_name = "EPOCHS")]
+    warmup_epochs: Option<f64>,
     /// Weight of the distillation term: loss = CE + lambda * distillation [default: 0.5].
     #[arg(long)]
     lambda: Option<f64>,
@@ -64,6 +90,12 @@ pub struct Cmd {
     /// Keep the first conv and last FC in full precision (the paper's setting; export refuses it).
     #[arg(long)]
     fp_first_last: bool,
+    /// Scale the straight-through gradient of each rounding element-wise, as EWGS does.
+    #[arg(long)]
+    ewgs: bool,
+    /// EWGS's delta: gradient scale 1 + delta * sign(g) * (x - round(x)), in code units [default: 0.2].
+    #[arg(long, requires = "ewgs")]
+    ewgs_delta: Option<f64>,
     /// auto, cpu, cuda or cuda:N [default: auto, CUDA when available].
     #[arg(long)]
     device: Option<DeviceChoice>,
@@ -91,17 +123,21 @@ impl Cmd {
             ($($field:ident),*) => { $( if let Some(v) = self.$field { cfg.$field = v.into(); } )* };
         }
         set!(arch, method, dataset, epochs, batch_size, optimizer, lambda, teacher_feature_bits, temperature);
-        set!(device, seed);
+        set!(device, seed, width, momentum, weight_decay, warmup_epochs, ewgs_delta);
         if let Some(b) = self.bits {
             (cfg.wbits, cfg.abits) = (b.weight, b.act);
         }
+        set!(wbits, abits);
         cfg.data = self.data.or(cfg.data);
         cfg.subset = self.subset.or(cfg.subset);
         cfg.lr = self.lr.or(cfg.lr);
+        cfg.fp_lr = self.fp_lr.or(cfg.fp_lr);
+        cfg.fp_epochs = self.fp_epochs.or(cfg.fp_epochs);
         cfg.quant_lr = self.quant_lr.or(cfg.quant_lr);
         cfg.run_dir = self.run_dir.or(cfg.run_dir);
         cfg.teacher = self.teacher.or(cfg.teacher);
         cfg.fp_first_last |= self.fp_first_last;
+        cfg.ewgs |= self.ewgs;
         let dir = train(&cfg, self.resume).context("training failed")?;
         super::print(&format!("trained: {}\n", dir.display()))
     }

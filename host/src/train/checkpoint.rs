@@ -17,7 +17,7 @@ use serde::{Deserialize, Serialize};
 use tch::{nn::VarStore, Device, Tensor};
 
 use super::config::TrainConfig;
-use super::metrics::EpochMetrics;
+use super::metrics::{EpochMetrics, Evaluation};
 use crate::fsutil::{self, FsError};
 
 /// The file that makes a directory a checkpoint.
@@ -105,6 +105,10 @@ pub struct TrainState {
     pub config: TrainConfig,
     /// Metrics of every completed epoch.
     pub metrics: Vec<EpochMetrics>,
+    /// The model as training started, for stages that start from a trained one (after calibrating the
+    /// quantizers): the accuracy quantization alone leaves, and the distance to the teacher.
+    #[serde(default)]
+    pub start: Option<Evaluation>,
 }
 
 #[derive(Serialize, Deserialize)]

@@ -38,6 +38,10 @@ pub enum ConfigError {
     },
 }
 
+/// The default learning rate of a fine-tuning stage, as a fraction of the optimiser's default: starting
+/// quantization-aware training from trained weights at the from-scratch rate throws much of them away.
+pub const FINETUNE_LR_FACTOR: f64 = 0.2;
+
 /// Which optimiser updates the weights.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
@@ -176,13 +180,25 @@ pub struct TrainConfig {
     pub lambda: f64,
     /// Softening temperature of logit distillation.
     pub temperature: f64,
-    /// EWGS gradient scaling in the quantizers.
+    /// EWGS gradient scaling in the quantizers (see [`ewgs`](super::ewgs)).
     pub ewgs: bool,
+    /// EWGS's `delta`: how strongly the gradient of a rounded value is scaled by its distance (in code units)
+    /// to the rounded value.
+    pub ewgs_delta: f64,
     /// Optimiser.
     pub optimizer: OptimizerKind,
-    /// Base learning rate; `None` for the optimiser's default ([`OptimizerKind::default_lr`]).
+    /// Base learning rate of this run's last stage; `None` for the optimiser's default
+    /// ([`OptimizerKind::default_lr`]) when it trains from scratch, a fifth of it when it fine-tunes a
+    /// trained model (the QFD teacher and every quantized student).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub lr: Option<f64>,
+    /// Base learning rate of the shared full-precision stage of a non-`fp` method; `None` for the
+    /// optimiser's default.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fp_lr: Option<f64>,
+    /// Epochs of the shared full-precision stage of a non-`fp` method; `None` for `epochs`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fp_epochs: Option<usize>,
     /// Base learning rate of the quantizer parameters (bounds, alpha); `None` for `lr / 10`; 0 freezes them.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub quant_lr: Option<f64>,
@@ -230,8 +246,11 @@ impl Default for TrainConfig {
             lambda: 0.5,
             temperature: 4.0,
             ewgs: false,
+            ewgs_delta: 0.2,
             optimizer: OptimizerKind::Sgd,
             lr: None,
+            fp_lr: None,
+            fp_epochs: None,
             quant_lr: None,
             momentum: 0.9,
             nesterov: true,
@@ -266,6 +285,12 @@ impl TrainConfig {
     /// The base learning rate: the one given, or the optimiser's default.
     pub fn lr(&self) -> f64 {
         self.lr.unwrap_or_else(|| self.optimizer.default_lr())
+    }
+
+    /// The base learning rate of a stage that fine-tunes a trained model: the one given, or
+    /// [`FINETUNE_LR_FACTOR`] times the optimiser's default.
+    pub fn finetune_lr(&self) -> f64 {
+        self.lr.unwrap_or_else(|| self.optimizer.default_lr() * FINETUNE_LR_FACTOR)
     }
 
     /// The base learning rate of the quantizer parameters: the one given, or `lr() / 10`.
@@ -321,8 +346,11 @@ impl TrainConfig {
         if ![1, 4, 8].contains(&self.teacher_feature_bits) {
             return bad("teacher-feature-bits", format!("{}: must be 1, 4 or 8", self.teacher_feature_bits));
         }
-        let checks: [(&'static str, f64, bool, &str); 8] = [
+        let fp_lr = self.fp_lr.unwrap_or(1.0);
+        let checks: [(&'static str, f64, bool, &str); 10] = [
+            ("ewgs-delta", self.ewgs_delta, non_neg(self.ewgs_delta), "must be >= 0"),
             ("lambda", self.lambda, non_neg(self.lambda), "must be >= 0"),
+            ("fp-lr", fp_lr, pos(fp_lr), "must be > 0"),
             ("temperature", self.temperature, pos(self.temperature), "must be > 0"),
             ("lr", self.lr(), pos(self.lr()), "must be > 0"),
             ("quant-lr", self.quant_lr(), non_neg(self.quant_lr()), "must be >= 0"),
@@ -344,6 +372,9 @@ impl TrainConfig {
         }
         if self.epochs == 0 {
             return bad("epochs", "must be at least 1".into());
+        }
+        if self.fp_epochs == Some(0) {
+            return bad("fp-epochs", "must be at least 1".into());
         }
         if self.subset == Some(0) {
             return bad("subset", "must be at least 1 image".into());

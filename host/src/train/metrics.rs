@@ -41,6 +41,25 @@ pub enum MetricsError {
     },
 }
 
+/// How a model does on the test split (e.g. before its first epoch).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Evaluation {
+    /// Mean cross-entropy.
+    pub loss: f64,
+    /// Top-1 accuracy in `[0, 1]`.
+    pub acc: f64,
+    /// Mean distillation term of the stage's method, when it has a teacher.
+    pub distill: Option<f64>,
+}
+
+impl Evaluation {
+    /// One line, e.g. `test loss 0.4102  test acc 85.31%  (kd 0.0312)`.
+    pub fn summary(&self) -> String {
+        let distill = self.distill.map(|d| format!("  (kd {d:.4})")).unwrap_or_default();
+        format!("test loss {:.4}  test acc {:.2}%{distill}", self.loss, 100.0 * self.acc)
+    }
+}
+
 /// What one epoch achieved. Losses and accuracies are means over the epoch's images; accuracies in `[0, 1]`.
 ///
 /// JSON has no NaN or infinity: such a value (a diverged epoch) is written as `null` and read back as NaN.
@@ -65,6 +84,9 @@ pub struct EpochMetrics {
     /// Test accuracy.
     #[serde(deserialize_with = "nan_if_null")]
     pub test_acc: f64,
+    /// Mean distillation term on the test split, for methods that have one.
+    #[serde(default)]
+    pub test_distill_loss: Option<f64>,
     /// Learning rate at the epoch's last step.
     #[serde(deserialize_with = "nan_if_null")]
     pub lr: f64,
@@ -86,9 +108,10 @@ impl EpochMetrics {
             Some(d) => format!(" (ce {:.4}, kd {d:.4})", self.train_task_loss),
             None => String::new(),
         };
+        let test_distill = self.test_distill_loss.map(|d| format!(" (kd {d:.4})")).unwrap_or_default();
         format!(
-            "epoch {:>width$}/{epochs}  loss {:.4}{distill}  acc {:.2}%  test loss {:.4}  test acc {:.2}%  \
-             lr {:.3e}  {:.0} img/s  {:.1} s",
+            "epoch {:>width$}/{epochs}  loss {:.4}{distill}  acc {:.2}%  test loss {:.4}{test_distill}  \
+             test acc {:.2}%  lr {:.3e}  {:.0} img/s  {:.1} s",
             self.epoch,
             self.train_loss,
             100.0 * self.train_acc,
@@ -165,6 +188,7 @@ mod tests {
             train_acc: 0.5 + 0.01 * epoch as f64,
             test_loss: 1.9 / epoch as f64,
             test_acc: 0.55 + 0.01 * epoch as f64,
+            test_distill_loss: None,
             lr: 0.05,
             images_per_sec: 1234.5,
             seconds: 12.34,

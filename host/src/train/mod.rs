@@ -1,7 +1,8 @@
 //! `qfd-host train`: quantization-aware training with Quantized Feature Distillation, on `tch`.
 //!
 //! The training graph:
-//! - [`quant`]: the EWGS quantizers and quantized conv / linear layers;
+//! - [`quant`]: the EWGS quantizers and quantized conv / linear layers; [`ewgs`]: their optional gradient
+//!   scaling;
 //! - [`models`]: the architectures, with one quantizer per stored tensor, mirroring the integer graph;
 //! - [`method`]: fp, qat, logit-kd, feature-kd and qfd losses.
 //!
@@ -17,6 +18,7 @@
 pub mod batches;
 pub mod checkpoint;
 pub mod config;
+pub mod ewgs;
 pub mod method;
 pub mod metrics;
 pub mod models;
@@ -26,3 +28,4 @@ pub mod progress;
 pub mod quant;
 pub mod run;
 pub mod schedule;
+pub mod stages;

@@ -184,6 +184,7 @@ mod tests {
                 train_acc: 0.9 - 0.5 / e as f64,
                 test_loss: 2.1 / e as f64,
                 test_acc: 0.88 - 0.45 / e as f64,
+                test_distill_loss: Some(0.1 / e as f64),
                 lr: 0.05,
                 images_per_sec: 1000.0,
                 seconds: 10.0,

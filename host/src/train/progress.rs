@@ -96,6 +96,7 @@ mod tests {
             train_acc: 0.8,
             test_loss: 0.2,
             test_acc: 0.75,
+            test_distill_loss: None,
             lr: 0.01,
             images_per_sec: p.images_per_sec(),
             seconds: p.elapsed().as_secs_f64(),

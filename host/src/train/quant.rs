@@ -15,14 +15,11 @@
 
 use tch::{nn, Tensor};
 
+pub use super::ewgs::round_ste;
+
 /// Optimizer parameter group of the quantizer parameters (bounds and `alpha`), which train with their own,
 /// smaller learning rate; weights and BatchNorm are group 0.
 pub const QUANT_GROUP: usize = 1;
-
-/// Rounds with a straight-through gradient: forward `round(x)`, backward identity.
-pub fn round_ste(x: &Tensor) -> Tensor {
-    x + (x.round() - x).detach()
-}
 
 /// `2^bits - 1` as a float.
 fn levels(bits: u8) -> f64 {

@@ -1,5 +1,5 @@
-//! The training pipeline: the stages a method needs (full-precision model, feature-quantized teacher,
-//! student), each trained once and cached as a checkpoint in its own run directory.
+//! Training: runs the stages [`plan_stages`] lists, each trained once and cached as a checkpoint in its own
+//! run directory, and evaluates trained models.
 
 use std::path::{Path, PathBuf};
 
@@ -9,13 +9,14 @@ use tch::{Device, Kind, Tensor};
 use super::batches::{steps_per_epoch, DeviceData};
 use super::checkpoint::{load_matching_weights, Checkpoint, CheckpointError, TrainState};
 use super::config::{ConfigError, DeviceError, TrainConfig};
-use super::method::{loss, Method};
-use super::metrics::{append_metrics, write_metrics, EpochMetrics, MetricsError, METRICS_FILE};
-use super::models::{Arch, Net, NetOutput, NetSpec};
+use super::method::loss;
+use super::metrics::{append_metrics, write_metrics, EpochMetrics, Evaluation, MetricsError, METRICS_FILE};
+use super::models::{Arch, Net, NetSpec};
 use super::optim::{OptimError, Optimizer};
 use super::plot::{plot_training, PlotError, PLOT_FILE};
 use super::progress::EpochProgress;
 use super::quant::{QuantMode, QUANT_GROUP};
+use super::stages::{plan_stages, Stage};
 use crate::data::{DataError, Dataset, DatasetKind, Split};
 
 /// Why training stopped.
@@ -87,92 +88,6 @@ pub enum TrainError {
     },
 }
 
-/// One model to train.
-#[derive(Debug, Clone)]
-pub struct Stage {
-    /// `fp`, `teacher` or `student`.
-    pub name: &'static str,
-    /// Its options (method and run directory set for the stage).
-    pub config: TrainConfig,
-    /// Bits of the pooled-feature quantizer (the QFD teacher).
-    pub feature_bits: Option<u8>,
-    /// Checkpoint to start from (the full-precision model).
-    pub init_from: Option<PathBuf>,
-    /// Checkpoint of the teacher to distil from.
-    pub teacher: Option<PathBuf>,
-}
-
-/// The stages `config` needs, in order. Stages shared between methods (the full-precision model, the QFD
-/// teacher) live in sibling run directories named by what they are, so other runs reuse them.
-pub fn plan_stages(config: &TrainConfig) -> Vec<Stage> {
-    let defaults = TrainConfig::default();
-    let sibling = |cfg: &TrainConfig, suffix: &str| match &config.run_dir {
-        Some(dir) => dir.join(suffix),
-        None => PathBuf::from(format!("{}{}", cfg.run_dir().display(), suffix.trim_start_matches("fp"))),
-    };
-    // The full-precision model does not depend on the quantization options: keep them at their defaults so
-    // every method and bit-width shares one.
-    let fp = TrainConfig {
-        method: Method::Fp,
-        wbits: defaults.wbits,
-        abits: defaults.abits,
-        teacher_feature_bits: defaults.teacher_feature_bits,
-        lambda: defaults.lambda,
-        temperature: defaults.temperature,
-        ewgs: defaults.ewgs,
-        quant_lr: None,
-        fp_first_last: defaults.fp_first_last,
-        teacher: None,
-        run_dir: None,
-        ..config.clone()
-    };
-    let fp_dir = sibling(&fp, "fp");
-    let fp_stage = Stage {
-        name: "fp",
-        config: TrainConfig { run_dir: Some(fp_dir.clone()), ..fp.clone() },
-        feature_bits: None,
-        init_from: None,
-        teacher: None,
-    };
-    let student = |teacher: Option<PathBuf>| Stage {
-        name: "student",
-        config: config.clone(),
-        feature_bits: None,
-        init_from: Some(fp_dir.clone()),
-        teacher,
-    };
-    match config.method {
-        Method::Fp => vec![Stage { config: config.clone(), ..fp_stage }],
-        Method::Qat => vec![fp_stage, student(None)],
-        Method::LogitKd | Method::FeatureKd => match &config.teacher {
-            Some(t) => vec![fp_stage, student(Some(t.clone()))],
-            None => vec![fp_stage, student(Some(fp_dir.clone()))],
-        },
-        Method::Qfd => {
-            if let Some(t) = &config.teacher {
-                return vec![fp_stage, student(Some(t.clone()))];
-            }
-            let bits = config.teacher_feature_bits;
-            let teacher_dir = match &config.run_dir {
-                Some(dir) => dir.join(format!("teacher-f{bits}")),
-                None => PathBuf::from(format!("{}-teacher-f{bits}", fp_dir.display())),
-            };
-            let teacher = Stage {
-                name: "teacher",
-                config: TrainConfig {
-                    teacher_feature_bits: bits,
-                    run_dir: Some(teacher_dir.clone()),
-                    ..fp.clone()
-                },
-                feature_bits: Some(bits),
-                init_from: Some(fp_dir.clone()),
-                teacher: None,
-            };
-            vec![fp_stage, teacher, student(Some(teacher_dir))]
-        }
-    }
-}
-
 /// Training and test data on the device, with what the network needs to know about them.
 pub struct Data {
     /// Training images and labels.
@@ -229,17 +144,8 @@ fn net_spec(config: &TrainConfig, feature_bits: Option<u8>, data: &Data) -> Resu
         mean: data.mean.clone(),
         std: data.std,
         width: config.width,
+        ewgs_delta: config.ewgs.then_some(config.ewgs_delta),
     })
-}
-
-/// The quantizer mode a stage trains and evaluates in: float for the full-precision model and the teacher
-/// (whose feature quantizer is active in every mode), fake quantization for students.
-fn stage_mode(stage: &Stage) -> QuantMode {
-    if stage.config.method.quantized() {
-        QuantMode::Quantize
-    } else {
-        QuantMode::Float
-    }
 }
 
 /// A trained network, loaded from its run directory.
@@ -282,12 +188,6 @@ pub fn train_until(
     stop_after_epoch: Option<usize>,
 ) -> Result<PathBuf, TrainError> {
     config.validate()?;
-    if config.ewgs {
-        // tch has no custom autograd functions; EWGS needs one for its scaled straight-through gradient.
-        return Err(TrainError::Build(
-            "ewgs gradient scaling is not supported yet; remove `ewgs = true`".into(),
-        ));
-    }
     let device = config.device.resolve()?;
     let data = Data::load(config, device)?;
     let stages = plan_stages(config);
@@ -298,6 +198,10 @@ pub fn train_until(
     }
     Ok(last)
 }
+
+/// Training batches (not augmented) over which a quantized model's BatchNorm statistics are re-estimated
+/// after each epoch.
+const BN_BATCHES: usize = 20;
 
 /// Trains one stage, reusing a complete checkpoint and continuing an unfinished one on `resume` (weights,
 /// BatchNorm statistics, optimiser buffers and step, schedule position: on CPU the result is bitwise that of
@@ -314,7 +218,12 @@ pub fn train_stage(
     tch::manual_seed(cfg.seed as i64);
     let mut vs = VarStore::new(device);
     let net = Net::new(&vs.root(), &net_spec(cfg, stage.feature_bits, data)?).map_err(TrainError::Build)?;
-    let mode = stage_mode(stage);
+    let mode = mode_of(cfg);
+    let teacher = match &stage.teacher {
+        Some(t) => Some(load_trained(t, data, device)?),
+        None => None,
+    };
+    let teacher = teacher.as_ref().map(|t| Teacher { net: &t.net, mode: mode_of(&t.state.config) });
 
     let mut opt = Optimizer::from_config(cfg, &vs);
     let mut state = if Checkpoint::exists(&dir) {
@@ -338,17 +247,16 @@ pub fn train_stage(
         write_metrics(&dir.join(METRICS_FILE), &ck.state.metrics)?;
         ck.state
     } else {
-        if let Some(init) = &stage.init_from {
-            load_matching_weights(init, &mut vs)?;
-        }
-        if mode == QuantMode::Quantize || stage.feature_bits.is_some() {
-            // EWGS initialisation of every quantizer from one training batch.
-            if let Some(batch) =
-                data.train.train_batches(cfg.batch_size, cfg.seed, 0, data.kind.augment()).next()
-            {
-                tch::no_grad(|| net.forward(&batch.images, false, QuantMode::Calibrate));
+        let start = match &stage.init_from {
+            Some(init) => {
+                load_matching_weights(init, &mut vs)?;
+                calibrate(&net, cfg, stage.feature_bits.is_some(), data);
+                let start = evaluate(&net, &data.test, mode, teacher.as_ref(), cfg);
+                eprintln!("{}: starting from {}: {}", stage.name, init.display(), start.summary());
+                Some(start)
             }
-        }
+            None => None,
+        };
         std::fs::create_dir_all(&dir).map_err(|source| CheckpointError::Io { path: dir.clone(), source })?;
         let _ = std::fs::remove_file(dir.join(METRICS_FILE));
         TrainState {
@@ -357,69 +265,18 @@ pub fn train_stage(
             best_test_acc: None,
             config: cfg.clone(),
             metrics: Vec::new(),
+            start,
         }
     };
 
-    let teacher = match &stage.teacher {
-        Some(t) => Some(load_trained(t, data, device)?),
-        None => None,
-    };
-    let schedule = cfg.schedule();
-    let steps = steps_per_epoch(data.train.len(), cfg.batch_size);
     eprintln!("{}: training {} ({}) into {}", stage.name, cfg.arch, cfg.method, dir.display());
     for epoch in state.epochs_completed + 1..=cfg.epochs {
-        // Nothing in an epoch should draw from libtorch's global generator (batches come from a host
-        // generator); reseeding per epoch keeps a resumed run identical even if something does.
-        tch::manual_seed(cfg.seed.wrapping_add(epoch as u64) as i64);
-        let mut progress = EpochProgress::new(epoch, cfg.epochs, steps);
-        let (mut sums, mut seen, mut correct) = ([0f64; 3], 0u64, 0i64);
-        for (i, batch) in
-            data.train.train_batches(cfg.batch_size, cfg.seed, epoch, data.kind.augment()).enumerate()
-        {
-            let factor = schedule.factor_at(state.step, steps);
-            opt.set_lr(cfg.lr() * factor);
-            opt.set_lr_group(QUANT_GROUP, cfg.quant_lr() * factor);
-            let out = net.forward(&batch.images, true, mode);
-            let t_out: Option<NetOutput> = teacher.as_ref().map(|t| {
-                tch::no_grad(|| t.net.forward(&batch.images, false, stage_mode_of(&t.state.config)))
-            });
-            let l = loss(cfg.method, &out, t_out.as_ref(), &batch.labels, cfg.lambda, cfg.temperature);
-            let total = f64::try_from(&l.total)?;
-            if !total.is_finite() || total > 1e6 {
-                return Err(TrainError::Diverged { stage: stage.name, epoch, loss: total, dir });
-            }
-            opt.backward_step(&l.total)?;
-            let n = batch.labels.size()[0] as u64;
-            sums[0] += total * n as f64;
-            sums[1] += f64::try_from(&l.task)? * n as f64;
-            if let Some(d) = &l.distill {
-                sums[2] += f64::try_from(d)? * n as f64;
-            }
-            correct += i64::try_from(out.logits.argmax(1, false).eq_tensor(&batch.labels).sum(Kind::Int64))?;
-            seen += n;
-            state.step += 1;
-            progress.update(i as u64 + 1, sums[0] / seen as f64, correct as f64 / seen as f64, seen);
-        }
-        progress.evaluating();
-        let (test_loss, test_acc) = evaluate(&net, &data.test, mode);
-        let seen_f = seen.max(1) as f64;
-        let m = EpochMetrics {
-            epoch,
-            train_loss: sums[0] / seen_f,
-            train_task_loss: sums[1] / seen_f,
-            train_distill_loss: cfg.method.needs_teacher().then_some(sums[2] / seen_f),
-            train_acc: correct as f64 / seen_f,
-            test_loss,
-            test_acc,
-            lr: cfg.lr() * schedule.factor_at(state.step.saturating_sub(1), steps),
-            images_per_sec: progress.images_per_sec(),
-            seconds: progress.elapsed().as_secs_f64(),
-        };
-        progress.finish(&m);
+        let m = train_epoch(&net, &mut opt, teacher.as_ref(), cfg, data, epoch, &mut state.step)
+            .map_err(|e| e.in_stage(stage.name, &dir))?;
         append_metrics(&dir.join(METRICS_FILE), &m)?;
+        state.best_test_acc = Some(state.best_test_acc.unwrap_or(0.0).max(m.test_acc));
         state.metrics.push(m);
         state.epochs_completed = epoch;
-        state.best_test_acc = Some(state.best_test_acc.unwrap_or(0.0).max(test_acc));
         let opt_state = opt.state();
         let extra: Vec<(&str, &Tensor)> = opt_state.iter().map(|(n, t)| (n.as_str(), t)).collect();
         Checkpoint::save(&dir, &vs, &extra, &state)?;
@@ -431,7 +288,121 @@ pub fn train_stage(
     Ok(())
 }
 
-fn stage_mode_of(config: &TrainConfig) -> QuantMode {
+/// Sets every quantizer of a model that starts from trained weights (EWGS initialisation from one training
+/// batch), then, for a quantized model, its BatchNorm statistics.
+fn calibrate(net: &Net, cfg: &TrainConfig, has_feature_quantizer: bool, data: &Data) {
+    let mode = mode_of(cfg);
+    if mode == QuantMode::Quantize || has_feature_quantizer {
+        if let Some(batch) = data.train.train_batches(cfg.batch_size, cfg.seed, 0, data.kind.augment()).next()
+        {
+            tch::no_grad(|| net.forward(&batch.images, false, QuantMode::Calibrate));
+        }
+    }
+    reestimate_batch_norm(net, cfg, data);
+}
+
+/// Re-estimates a quantized model's BatchNorm statistics (see [`Net::reestimate_batch_norm`]) over the
+/// first [`BN_BATCHES`] training batches, not augmented.
+fn reestimate_batch_norm(net: &Net, cfg: &TrainConfig, data: &Data) {
+    if mode_of(cfg) == QuantMode::Quantize {
+        let batches: Vec<Tensor> =
+            data.train.test_batches(cfg.batch_size).take(BN_BATCHES).map(|b| b.images).collect();
+        net.reestimate_batch_norm(&batches, QuantMode::Quantize);
+    }
+}
+
+/// Why an epoch stopped early, before the stage's name and directory are known.
+enum EpochError {
+    Diverged { epoch: usize, loss: f64 },
+    Torch(tch::TchError),
+}
+
+impl From<tch::TchError> for EpochError {
+    fn from(e: tch::TchError) -> Self {
+        EpochError::Torch(e)
+    }
+}
+
+impl EpochError {
+    fn in_stage(self, stage: &'static str, dir: &Path) -> TrainError {
+        match self {
+            EpochError::Diverged { epoch, loss } => {
+                TrainError::Diverged { stage, epoch, loss, dir: dir.into() }
+            }
+            EpochError::Torch(e) => TrainError::Torch(e),
+        }
+    }
+}
+
+/// One epoch: the optimiser steps over the shuffled, augmented training split, then the evaluation.
+fn train_epoch(
+    net: &Net,
+    opt: &mut Optimizer,
+    teacher: Option<&Teacher>,
+    cfg: &TrainConfig,
+    data: &Data,
+    epoch: usize,
+    step: &mut u64,
+) -> Result<EpochMetrics, EpochError> {
+    // Nothing in an epoch should draw from libtorch's global generator (batches come from a host
+    // generator); reseeding per epoch keeps a resumed run identical even if something does.
+    tch::manual_seed(cfg.seed.wrapping_add(epoch as u64) as i64);
+    let (mode, schedule) = (mode_of(cfg), cfg.schedule());
+    let steps = steps_per_epoch(data.train.len(), cfg.batch_size);
+    let mut progress = EpochProgress::new(epoch, cfg.epochs, steps);
+    // Sums over the epoch's images of the loss, its task term and its distillation term.
+    let (mut sums, mut seen, mut correct) = ([0f64; 3], 0u64, 0i64);
+    for (i, batch) in
+        data.train.train_batches(cfg.batch_size, cfg.seed, epoch, data.kind.augment()).enumerate()
+    {
+        let factor = schedule.factor_at(*step, steps);
+        opt.set_lr(cfg.lr() * factor);
+        opt.set_lr_group(QUANT_GROUP, cfg.quant_lr() * factor);
+        let out = net.forward(&batch.images, true, mode);
+        let t_out = teacher.map(|t| tch::no_grad(|| t.net.forward(&batch.images, false, t.mode)));
+        let l = loss(cfg.method, &out, t_out.as_ref(), &batch.labels, cfg.lambda, cfg.temperature);
+        let total = f64::try_from(&l.total)?;
+        if !total.is_finite() || total > 1e6 {
+            return Err(EpochError::Diverged { epoch, loss: total });
+        }
+        opt.zero_grad();
+        net.backward(&l.total)?;
+        opt.step()?;
+        let n = batch.labels.size()[0] as u64;
+        sums[0] += total * n as f64;
+        sums[1] += f64::try_from(&l.task)? * n as f64;
+        if let Some(d) = &l.distill {
+            sums[2] += f64::try_from(d)? * n as f64;
+        }
+        correct += i64::try_from(out.logits.argmax(1, false).eq_tensor(&batch.labels).sum(Kind::Int64))?;
+        seen += n;
+        *step += 1;
+        progress.update(i as u64 + 1, sums[0] / seen as f64, correct as f64 / seen as f64, seen);
+    }
+    progress.evaluating();
+    reestimate_batch_norm(net, cfg, data);
+    let test = evaluate(net, &data.test, mode, teacher, cfg);
+    let seen = seen.max(1) as f64;
+    let m = EpochMetrics {
+        epoch,
+        train_loss: sums[0] / seen,
+        train_task_loss: sums[1] / seen,
+        train_distill_loss: cfg.method.needs_teacher().then_some(sums[2] / seen),
+        train_acc: correct as f64 / seen,
+        test_loss: test.loss,
+        test_acc: test.acc,
+        test_distill_loss: test.distill,
+        lr: cfg.lr() * schedule.factor_at(step.saturating_sub(1), steps),
+        images_per_sec: progress.images_per_sec(),
+        seconds: progress.elapsed().as_secs_f64(),
+    };
+    progress.finish(&m);
+    Ok(m)
+}
+
+/// The quantizer mode a model trains and evaluates in: float for the full-precision model and the teacher
+/// (whose feature quantizer is active in every mode), fake quantization for students.
+fn mode_of(config: &TrainConfig) -> QuantMode {
     if config.method.quantized() {
         QuantMode::Quantize
     } else {
@@ -439,19 +410,42 @@ fn stage_mode_of(config: &TrainConfig) -> QuantMode {
     }
 }
 
-/// Mean cross-entropy and top-1 accuracy over `data`, in evaluation mode.
-pub fn evaluate(net: &Net, data: &DeviceData, mode: QuantMode) -> (f64, f64) {
+/// A teacher as a stage uses it: its network and the mode it runs in.
+pub struct Teacher<'a> {
+    /// The teacher's network.
+    pub net: &'a Net,
+    /// Its quantizer mode.
+    pub mode: QuantMode,
+}
+
+/// Evaluates `net` (in evaluation mode) over `data`; with a teacher, also the distillation term of `method`.
+pub fn evaluate(
+    net: &Net,
+    data: &DeviceData,
+    mode: QuantMode,
+    teacher: Option<&Teacher>,
+    cfg: &TrainConfig,
+) -> Evaluation {
     tch::no_grad(|| {
-        let (mut loss_sum, mut correct, mut n) = (0f64, 0i64, 0i64);
+        let (mut loss_sum, mut distill_sum, mut correct, mut n) = (0f64, 0f64, 0i64, 0i64);
         for batch in data.test_batches(500) {
             let out = net.forward(&batch.images, false, mode);
+            let t_out = teacher.map(|t| t.net.forward(&batch.images, false, t.mode));
+            let l = loss(cfg.method, &out, t_out.as_ref(), &batch.labels, cfg.lambda, cfg.temperature);
             let k = batch.labels.size()[0];
-            loss_sum += f64::try_from(out.logits.cross_entropy_for_logits(&batch.labels)).unwrap_or(f64::NAN)
-                * k as f64;
+            loss_sum += f64::try_from(&l.task).unwrap_or(f64::NAN) * k as f64;
+            if let Some(d) = &l.distill {
+                distill_sum += f64::try_from(d).unwrap_or(f64::NAN) * k as f64;
+            }
             correct += i64::try_from(out.logits.argmax(1, false).eq_tensor(&batch.labels).sum(Kind::Int64))
                 .unwrap_or(0);
             n += k;
         }
-        (loss_sum / n.max(1) as f64, correct as f64 / n.max(1) as f64)
+        let n = n.max(1) as f64;
+        Evaluation {
+            loss: loss_sum / n,
+            acc: correct as f64 / n,
+            distill: (teacher.is_some() && cfg.method.needs_teacher()).then_some(distill_sum / n),
+        }
     })
 }

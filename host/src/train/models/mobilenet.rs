@@ -13,7 +13,7 @@ use qfd_codegen::arch::{
 };
 use tch::nn;
 
-use super::super::quant::{ActQuant, ConvShape, QConv2d, QTensor, QuantMode};
+use super::super::quant::{ActQuant, ConvShape, QTensor, QuantMode};
 use super::{conv_shape, ConvBnQ, NetSpec};
 
 /// Channels scaled by the width multiplier: the integer graph's rounding, from the shared table crate.
@@ -81,9 +81,9 @@ impl MobileNetV1 {
         }
     }
 
-    pub(super) fn convs<'a>(&'a self, v: &mut Vec<&'a QConv2d>) {
+    pub(super) fn conv_layers<'a>(&'a self, v: &mut Vec<&'a ConvBnQ>) {
         for b in &self.blocks {
-            v.extend([&b.dw.conv, &b.pw.conv]);
+            v.extend([&b.dw, &b.pw]);
         }
     }
 }
@@ -168,13 +168,13 @@ impl MobileNetV2 {
         v.push(("conv_last", &self.last.q));
     }
 
-    pub(super) fn convs<'a>(&'a self, v: &mut Vec<&'a QConv2d>) {
+    pub(super) fn conv_layers<'a>(&'a self, v: &mut Vec<&'a ConvBnQ>) {
         for b in &self.blocks {
             if let Some(e) = &b.expand {
-                v.push(&e.conv);
+                v.push(e);
             }
-            v.extend([&b.dw.conv, &b.project.conv]);
+            v.extend([&b.dw, &b.project]);
         }
-        v.push(&self.last.conv);
+        v.push(&self.last);
     }
 }

@@ -13,12 +13,15 @@
 //! - head: mean of the last tensor's values over the pixels (the pooled feature), optionally quantized (the
 //!   QFD teacher's feature quantizer), then an 8-bit fully connected layer.
 
+use std::rc::Rc;
+
 mod mobilenet;
 mod resnet;
 
 use tch::nn::{self, ModuleT};
 use tch::{Kind, Tensor};
 
+use super::ewgs::GradTape;
 use super::quant::{ActQuant, ConvShape, QConv2d, QLinear, QTensor, QuantMode};
 
 /// Architectures the trainer builds.
@@ -47,6 +50,8 @@ pub struct NetSpec {
     pub std: f64,
     /// Channel width multiplier of the MobileNets (ResNets ignore it).
     pub width: f64,
+    /// EWGS gradient scaling with this `delta` in training passes; `None` for the straight-through gradient.
+    pub ewgs_delta: Option<f64>,
 }
 
 /// Outputs of a forward pass.
@@ -58,6 +63,9 @@ pub struct NetOutput {
     pub feature: Tensor,
 }
 
+/// Momentum of the BatchNorm running statistics (PyTorch's default).
+const BN_MOMENTUM: f64 = 0.1;
+
 /// Bits of the first conv and last FC: 8 unless float.
 fn edge_bits(spec: &NetSpec) -> Option<u8> {
     (!spec.fp_first_last).then_some(8)
@@ -65,18 +73,31 @@ fn edge_bits(spec: &NetSpec) -> Option<u8> {
 
 /// A conv, its BatchNorm and the quantizer of its output.
 #[derive(Debug)]
-struct ConvBnQ {
-    conv: QConv2d,
-    bn: nn::BatchNorm,
-    q: ActQuant,
-    relu: bool,
+pub struct ConvBnQ {
+    /// The convolution.
+    pub conv: QConv2d,
+    /// Its BatchNorm.
+    pub bn: nn::BatchNorm,
+    /// The quantizer of the output.
+    pub q: ActQuant,
+    /// Whether a ReLU precedes the quantizer.
+    pub relu: bool,
 }
 
 impl ConvBnQ {
     fn new(path: &nn::Path, shape: ConvShape, wbits: Option<u8>, abits: u8, relu: bool) -> Self {
         ConvBnQ {
             conv: QConv2d::new(&(path / "conv"), shape, wbits),
-            bn: nn::batch_norm2d(path / "bn", shape.cout, Default::default()),
+            // BatchNorm scales start at 1 as in PyTorch (tch's default draws them from U(0, 1)).
+            bn: nn::batch_norm2d(
+                path / "bn",
+                shape.cout,
+                nn::BatchNormConfig {
+                    ws_init: nn::Init::Const(1.0),
+                    momentum: BN_MOMENTUM,
+                    ..Default::default()
+                },
+            ),
             q: ActQuant::new(&(path / "q"), abits),
             relu,
         }
@@ -127,11 +148,11 @@ impl Body {
         }
     }
 
-    fn convs<'a>(&'a self, v: &mut Vec<&'a QConv2d>) {
+    fn conv_layers<'a>(&'a self, v: &mut Vec<&'a ConvBnQ>) {
         match self {
-            Body::ResNet(b) => b.convs(v),
-            Body::MobileNetV1(b) => b.convs(v),
-            Body::MobileNetV2(b) => b.convs(v),
+            Body::ResNet(b) => b.conv_layers(v),
+            Body::MobileNetV1(b) => b.conv_layers(v),
+            Body::MobileNetV2(b) => b.conv_layers(v),
         }
     }
 }
@@ -146,6 +167,7 @@ pub struct Net {
     feature_quant: Option<ActQuant>,
     fc: QLinear,
     mean: Tensor,
+    tape: Option<Rc<GradTape>>,
 }
 
 impl Net {
@@ -176,11 +198,28 @@ impl Net {
             .to_kind(Kind::Float)
             .reshape([1, -1, 1, 1])
             .to_device(path.device());
-        Ok(Net { spec: spec.clone(), stem, body, feature_quant, fc, mean })
+        let tape = spec.ewgs_delta.map(GradTape::new);
+        Ok(Net { spec: spec.clone(), stem, body, feature_quant, fc, mean, tape })
     }
 
-    /// Forward pass on pixels `p / 255` (`[N, C, H, W]` floats in `[0, 1]`).
+    /// Forward pass on pixels `p / 255` (`[N, C, H, W]` floats in `[0, 1]`); a training pass records its
+    /// roundings for [`Net::backward`] when the network scales gradients with EWGS.
     pub fn forward(&self, pixels: &Tensor, train: bool, mode: QuantMode) -> NetOutput {
+        match &self.tape {
+            Some(tape) if train => tape.record(|| self.forward_pass(pixels, train, mode)),
+            _ => self.forward_pass(pixels, train, mode),
+        }
+    }
+
+    /// Back-propagates `loss` of the last training pass, with EWGS scaling if the network uses it.
+    pub fn backward(&self, loss: &Tensor) -> Result<(), tch::TchError> {
+        match &self.tape {
+            Some(tape) => tape.backward(loss),
+            None => loss.f_backward(),
+        }
+    }
+
+    fn forward_pass(&self, pixels: &Tensor, train: bool, mode: QuantMode) -> NetOutput {
         let x = pixels.constant_pad_nd([1, 1, 1, 1]);
         let x = (x - &self.mean) / self.spec.std;
         let h = self.body.forward(self.stem.forward(&QTensor::float(x), train, mode), train, mode);
@@ -202,11 +241,49 @@ impl Net {
         v
     }
 
+    /// The network's convolutions with their BatchNorms and output quantizers (stem first).
+    pub fn conv_layers(&self) -> Vec<&ConvBnQ> {
+        let mut v = vec![&self.stem];
+        self.body.conv_layers(&mut v);
+        v
+    }
+
     /// The network's quantized convolutions (stem first).
     pub fn convs(&self) -> Vec<&QConv2d> {
-        let mut v = vec![&self.stem.conv];
-        self.body.convs(&mut v);
-        v
+        self.conv_layers().into_iter().map(|l| &l.conv).collect()
+    }
+
+    /// Re-estimates every BatchNorm's running statistics as the plain average over `batches` of the batch
+    /// statistics of training mode, with the weights as they are. Oscillating quantized weights leave
+    /// exponential running averages that no longer match the network (Nagel et al., "Overcoming Oscillations
+    /// in Quantization-Aware Training", 2022); the exported model folds these statistics.
+    pub fn reestimate_batch_norm<'a>(&self, batches: impl IntoIterator<Item = &'a Tensor>, mode: QuantMode) {
+        let bns: Vec<&nn::BatchNorm> = self.conv_layers().into_iter().map(|l| &l.bn).collect();
+        let zero = |bn: &nn::BatchNorm| {
+            let _ = bn.running_mean.shallow_clone().zero_();
+            let _ = bn.running_var.shallow_clone().zero_();
+        };
+        let mut sums: Vec<(Tensor, Tensor)> =
+            bns.iter().map(|bn| (bn.running_mean.zeros_like(), bn.running_var.zeros_like())).collect();
+        let mut n = 0.0;
+        tch::no_grad(|| {
+            for images in batches {
+                // From zero, one update leaves `BN_MOMENTUM * batch statistic` in the running buffers.
+                bns.iter().for_each(|bn| zero(bn));
+                self.forward(images, true, mode);
+                for (bn, (mean, var)) in bns.iter().zip(&mut sums) {
+                    *mean += &bn.running_mean / BN_MOMENTUM;
+                    *var += &bn.running_var / BN_MOMENTUM;
+                }
+                n += 1.0;
+            }
+            if n > 0.0 {
+                for (bn, (mean, var)) in bns.iter().zip(&sums) {
+                    bn.running_mean.shallow_clone().copy_(&(mean / n));
+                    bn.running_var.shallow_clone().copy_(&(var / n));
+                }
+            }
+        });
     }
 
     /// The classifier.

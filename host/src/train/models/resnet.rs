@@ -2,7 +2,7 @@
 
 use tch::nn;
 
-use super::super::quant::{ActQuant, QConv2d, QTensor, QuantMode};
+use super::super::quant::{ActQuant, QTensor, QuantMode};
 use super::{conv_shape, ConvBnQ, NetSpec};
 
 /// ResNet basic block.
@@ -89,11 +89,11 @@ impl ResNet {
         }
     }
 
-    pub(super) fn convs<'a>(&'a self, v: &mut Vec<&'a QConv2d>) {
+    pub(super) fn conv_layers<'a>(&'a self, v: &mut Vec<&'a ConvBnQ>) {
         for b in &self.blocks {
-            v.extend([&b.conv1.conv, &b.conv2.conv]);
+            v.extend([&b.conv1, &b.conv2]);
             if let Some(sc) = &b.shortcut {
-                v.push(&sc.conv);
+                v.push(sc);
             }
         }
     }

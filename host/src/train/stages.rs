@@ -1,0 +1,165 @@
+//! The stages of a training run: which models a method needs (full-precision model, feature-quantized
+//! teacher, student), in which run directories, with which options.
+
+use std::path::PathBuf;
+
+use super::config::TrainConfig;
+use super::method::Method;
+/// One model to train.
+#[derive(Debug, Clone)]
+pub struct Stage {
+    /// `fp`, `teacher` or `student`.
+    pub name: &'static str,
+    /// Its options (method and run directory set for the stage).
+    pub config: TrainConfig,
+    /// Bits of the pooled-feature quantizer (the QFD teacher).
+    pub feature_bits: Option<u8>,
+    /// Checkpoint to start from (the full-precision model).
+    pub init_from: Option<PathBuf>,
+    /// Checkpoint of the teacher to distil from.
+    pub teacher: Option<PathBuf>,
+}
+
+/// The stages `config` needs, in order. Stages shared between methods (the full-precision model, the QFD
+/// teacher) live in sibling run directories named by what they are, so other runs reuse them.
+pub fn plan_stages(config: &TrainConfig) -> Vec<Stage> {
+    let defaults = TrainConfig::default();
+    let sibling = |cfg: &TrainConfig, suffix: &str| match &config.run_dir {
+        Some(dir) => dir.join(suffix),
+        None => PathBuf::from(format!("{}{}", cfg.run_dir().display(), suffix.trim_start_matches("fp"))),
+    };
+    // The full-precision model does not depend on the quantization options: keep them at their defaults so
+    // every method and bit-width shares one.
+    let fp = TrainConfig {
+        method: Method::Fp,
+        lr: config.fp_lr.or(if config.method == Method::Fp { config.lr } else { None }),
+        epochs: config.fp_epochs.unwrap_or(config.epochs),
+        fp_lr: None,
+        fp_epochs: None,
+        wbits: defaults.wbits,
+        abits: defaults.abits,
+        teacher_feature_bits: defaults.teacher_feature_bits,
+        lambda: defaults.lambda,
+        temperature: defaults.temperature,
+        ewgs: defaults.ewgs,
+        ewgs_delta: defaults.ewgs_delta,
+        quant_lr: None,
+        fp_first_last: defaults.fp_first_last,
+        teacher: None,
+        run_dir: None,
+        ..config.clone()
+    };
+    let fp_dir = sibling(&fp, "fp");
+    let fp_stage = Stage {
+        name: "fp",
+        config: TrainConfig { run_dir: Some(fp_dir.clone()), ..fp.clone() },
+        feature_bits: None,
+        init_from: None,
+        teacher: None,
+    };
+    // The teacher and the student fine-tune the full-precision model.
+    let finetune =
+        TrainConfig { lr: Some(config.finetune_lr()), fp_lr: None, fp_epochs: None, ..config.clone() };
+    let student = |teacher: Option<PathBuf>| Stage {
+        name: "student",
+        config: finetune.clone(),
+        feature_bits: None,
+        init_from: Some(fp_dir.clone()),
+        teacher,
+    };
+    match config.method {
+        // Trained alone, the full-precision model is the same stage, in the run directory asked for.
+        Method::Fp => {
+            vec![Stage { config: TrainConfig { run_dir: Some(config.run_dir()), ..fp }, ..fp_stage }]
+        }
+        Method::Qat => vec![fp_stage, student(None)],
+        Method::LogitKd | Method::FeatureKd => match &config.teacher {
+            Some(t) => vec![fp_stage, student(Some(t.clone()))],
+            None => vec![fp_stage, student(Some(fp_dir.clone()))],
+        },
+        Method::Qfd => {
+            if let Some(t) = &config.teacher {
+                return vec![fp_stage, student(Some(t.clone()))];
+            }
+            let bits = config.teacher_feature_bits;
+            let teacher_dir = match &config.run_dir {
+                Some(dir) => dir.join(format!("teacher-f{bits}")),
+                None => PathBuf::from(format!("{}-teacher-f{bits}", fp_dir.display())),
+            };
+            let teacher = Stage {
+                name: "teacher",
+                config: TrainConfig {
+                    teacher_feature_bits: bits,
+                    run_dir: Some(teacher_dir.clone()),
+                    lr: finetune.lr,
+                    epochs: config.epochs,
+                    ..fp.clone()
+                },
+                feature_bits: Some(bits),
+                init_from: Some(fp_dir.clone()),
+                teacher: None,
+            };
+            vec![fp_stage, teacher, student(Some(teacher_dir))]
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn plan(method: Method) -> Vec<Stage> {
+        plan_stages(&TrainConfig {
+            method,
+            arch: "resnet8".into(),
+            fp_epochs: Some(7),
+            ..TrainConfig::default()
+        })
+    }
+
+    #[test]
+    fn every_method_shares_one_full_precision_stage() {
+        let fp_alone = plan(Method::Fp);
+        assert_eq!(fp_alone.len(), 1);
+        for method in Method::ALL {
+            let stages = plan(method);
+            assert_eq!(stages[0].name, "fp");
+            assert_eq!(stages[0].config, fp_alone[0].config, "{method}");
+            assert_eq!(stages[0].config.epochs, 7, "--fp-epochs sets the full-precision stage's epochs");
+            assert_eq!(stages[0].config.lr(), 0.05, "the full-precision stage trains at the default rate");
+        }
+    }
+
+    #[test]
+    fn students_and_the_teacher_fine_tune_the_full_precision_model_at_a_lower_rate() {
+        let stages = plan(Method::Qfd);
+        let names: Vec<_> = stages.iter().map(|s| s.name).collect();
+        assert_eq!(names, ["fp", "teacher", "student"]);
+        let fp_dir = stages[0].config.run_dir();
+        for stage in &stages[1..] {
+            assert_eq!(stage.init_from.as_ref(), Some(&fp_dir));
+            assert_eq!(stage.config.lr(), 0.05 * crate::train::config::FINETUNE_LR_FACTOR);
+            assert_eq!(stage.config.epochs, TrainConfig::default().epochs);
+        }
+        assert_eq!(stages[1].feature_bits, Some(4));
+        assert_eq!(stages[2].teacher.as_ref(), Some(&stages[1].config.run_dir()));
+        assert_eq!(stages[2].config.run_dir(), PathBuf::from("runs/fashion-mnist-resnet8-qfd-w4a4"));
+    }
+
+    #[test]
+    fn a_given_learning_rate_applies_to_the_final_stage_only() {
+        let cfg = TrainConfig { method: Method::Qat, lr: Some(0.003), ..TrainConfig::default() };
+        let stages = plan_stages(&cfg);
+        assert_eq!(stages[0].config.lr(), 0.05);
+        assert_eq!(stages[1].config.lr(), 0.003);
+        let fp = plan_stages(&TrainConfig { method: Method::Fp, lr: Some(0.003), ..TrainConfig::default() });
+        assert_eq!(fp[0].config.lr(), 0.003);
+    }
+
+    #[test]
+    fn a_given_run_directory_holds_the_shared_stages_inside_it() {
+        let cfg = TrainConfig { method: Method::Qfd, run_dir: Some("out".into()), ..TrainConfig::default() };
+        let dirs: Vec<_> = plan_stages(&cfg).iter().map(|s| s.config.run_dir()).collect();
+        assert_eq!(dirs, [PathBuf::from("out/fp"), PathBuf::from("out/teacher-f4"), PathBuf::from("out")]);
+    }
+}

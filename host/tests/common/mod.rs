@@ -1,0 +1,17 @@
+//! Helpers shared by the training tests.
+
+use std::path::Path;
+
+/// Where `dataset-fashion-mnist` puts the training images.
+const FASHION_MNIST: &str = "/usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz";
+
+/// Whether Fashion-MNIST is installed. Without it a test is skipped with a note, except under CI (the `CI`
+/// environment variable set), where `scripts/setup.sh` installs it and a missing data set is a failure.
+pub fn fashion_mnist_installed() -> bool {
+    let ok = Path::new(FASHION_MNIST).is_file();
+    if !ok {
+        assert!(std::env::var_os("CI").is_none(), "{FASHION_MNIST} is missing: run scripts/setup.sh");
+        eprintln!("Fashion-MNIST is not installed (scripts/setup.sh installs it); skipping");
+    }
+    ok
+}

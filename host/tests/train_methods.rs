@@ -1,0 +1,59 @@
+//! Every training method learns: on a Fashion-MNIST subset (CPU), each trains ResNet-8 well above chance,
+//! and with QFD the distillation term falls.
+//!
+//! One test, in its own process: the methods share the full-precision model (and QFD its teacher) through
+//! the default run directories, which are relative to the working directory.
+
+mod common;
+
+use common::fashion_mnist_installed;
+use qfd_host::train::checkpoint::Checkpoint;
+use qfd_host::train::config::{DeviceChoice, TrainConfig};
+use qfd_host::train::method::Method;
+use qfd_host::train::run::train;
+
+/// Ten classes: chance is 10%.
+const MIN_TEST_ACC: f64 = 0.5;
+
+#[test]
+fn every_method_beats_chance_and_qfd_distillation_falls() {
+    if !fashion_mnist_installed() {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    std::env::set_current_dir(tmp.path()).unwrap();
+    let base = TrainConfig {
+        arch: "resnet8".into(),
+        subset: Some(2000),
+        fp_epochs: Some(3),
+        epochs: 3,
+        batch_size: 64,
+        wbits: 4,
+        abits: 4,
+        device: DeviceChoice::Cpu,
+        ..TrainConfig::default()
+    };
+    let mut report = Vec::new();
+    for method in Method::ALL {
+        let dir = train(&TrainConfig { method, ..base.clone() }, false).unwrap();
+        let state = Checkpoint::peek(&dir).unwrap();
+        let last = state.metrics.last().expect("one metrics line per epoch");
+        report.push(format!("{method}: {:.1}%", 100.0 * last.test_acc));
+        assert!(
+            last.test_acc >= MIN_TEST_ACC,
+            "{method} reached only {:.1}% test accuracy (chance is 10%)",
+            100.0 * last.test_acc
+        );
+        if method == Method::Qfd {
+            // On the test split: the student as it started (calibrated, not yet trained) and as it ends.
+            let start = state.start.and_then(|s| s.distill).expect("a student records where it started");
+            let end = last.test_distill_loss.expect("the QFD student's test distillation term");
+            report.push(format!("qfd distillation term {start:.4} -> {end:.4}"));
+            assert!(
+                end < 0.8 * start,
+                "the QFD distillation term should fall: {start} at the start, {end} at the end"
+            );
+        }
+    }
+    eprintln!("test accuracy: {}", report.join(", "));
+}
