@@ -1,8 +1,11 @@
 //! One module per command; each is a `Cmd` whose doc comment is its help text.
 
+mod export;
 mod inspect;
 mod synth;
 mod train;
+mod eval;
+mod trace;
 
 use std::io::Write;
 
@@ -14,6 +17,9 @@ pub enum Command {
     Synth(synth::Cmd),
     Inspect(inspect::Cmd),
     Train(Box<train::Cmd>),
+    Export(export::Cmd),
+    Eval(eval::Cmd),
+    Trace(trace::Cmd),
 }
 
 impl Command {
@@ -23,6 +29,9 @@ impl Command {
             Command::Synth(cmd) => cmd.run(),
             Command::Inspect(cmd) => cmd.run(),
             Command::Train(cmd) => cmd.run(),
+            Command::Export(cmd) => cmd.run(),
+            Command::Eval(cmd) => cmd.run(),
+            Command::Trace(cmd) => cmd.run(),
         }
     }
 }

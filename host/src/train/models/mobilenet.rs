@@ -14,7 +14,7 @@ use qfd_codegen::arch::{
 use tch::nn;
 
 use super::super::quant::{ActQuant, ConvShape, QTensor, QuantMode};
-use super::{conv_shape, ConvBnQ, NetSpec};
+use super::{conv_shape, ConvBnQ, IntegerOps, NetSpec};
 
 /// Channels scaled by the width multiplier: the integer graph's rounding, from the shared table crate.
 fn scaled(c: usize, width: f64) -> i64 {
@@ -72,6 +72,15 @@ impl MobileNetV1 {
             h = b.pw.forward(&b.dw.forward(&h, train, mode), train, mode);
         }
         h
+    }
+
+    /// Integer ops, as [`MobileNetV1::forward`] computes them.
+    pub(super) fn integer_ops<'a>(&'a self, ops: &mut IntegerOps<'a>, mut x: usize) -> usize {
+        for (i, b) in self.blocks.iter().enumerate() {
+            x = ops.conv(format!("blocks.{i}.dw"), x, &b.dw);
+            x = ops.conv(format!("blocks.{i}.pw"), x, &b.pw);
+        }
+        x
     }
 
     pub(super) fn act_quantizers<'a>(&'a self, v: &mut Vec<(&'static str, &'a ActQuant)>) {
@@ -152,6 +161,24 @@ impl MobileNetV2 {
             h = b.forward(&h, train, mode);
         }
         self.last.forward(&h, train, mode)
+    }
+
+    /// Integer ops, as [`MobileNetV2::forward`] computes them.
+    pub(super) fn integer_ops<'a>(&'a self, ops: &mut IntegerOps<'a>, mut x: usize) -> usize {
+        for (i, b) in self.blocks.iter().enumerate() {
+            let name = format!("blocks.{i}");
+            let mut h = x;
+            if let Some(e) = &b.expand {
+                h = ops.conv(format!("{name}.expand"), h, e);
+            }
+            h = ops.conv(format!("{name}.dw"), h, &b.dw);
+            h = ops.conv(format!("{name}.project"), h, &b.project);
+            x = match &b.add {
+                Some(q) => ops.add(format!("{name}.add"), [h, x], q, false),
+                None => h,
+            };
+        }
+        ops.conv("conv_last".into(), x, &self.last)
     }
 
     pub(super) fn act_quantizers<'a>(&'a self, v: &mut Vec<(&'static str, &'a ActQuant)>) {

@@ -66,6 +66,72 @@ pub struct NetOutput {
 /// Momentum of the BatchNorm running statistics (PyTorch's default).
 const BN_MOMENTUM: f64 = 0.1;
 
+/// BatchNorm's `eps` (PyTorch's default), which the exporter folds with the running variance.
+pub const BN_EPS: f64 = 1e-5;
+
+/// Zero padding of the raw pixels before the stem (whose conv then has no padding of its own).
+pub const STEM_PADDING: i64 = 1;
+
+/// One op of the integer graph a network becomes, in execution order, with the training modules it folds.
+/// Inputs are value indices as in the runtime: 0 is the input pixels, `i + 1` the output of op `i`.
+#[derive(Debug)]
+pub enum IntegerOp<'a> {
+    /// A convolution with its BatchNorm, optional ReLU and the quantizer of its output.
+    Conv {
+        /// Layer name (the training module path).
+        name: String,
+        /// The value it reads.
+        input: usize,
+        /// The layer.
+        layer: &'a ConvBnQ,
+    },
+    /// `quant(relu?(value(a) + value(b)))`.
+    Add {
+        /// Layer name.
+        name: String,
+        /// The two values added.
+        inputs: [usize; 2],
+        /// The quantizer of the sum.
+        quant: &'a ActQuant,
+        /// Whether a ReLU precedes the quantizer.
+        relu: bool,
+    },
+    /// Sum of every pixel of each channel (the pooled feature times `H * W`).
+    GlobalPool {
+        /// The value it reads.
+        input: usize,
+    },
+    /// The classifier, reading the pool's sums.
+    Classifier {
+        /// The value it reads.
+        input: usize,
+        /// The layer.
+        fc: &'a QLinear,
+    },
+}
+
+/// The integer ops of a network, built in order; each `push` returns the value the op writes.
+#[derive(Debug, Default)]
+pub struct IntegerOps<'a> {
+    /// The ops so far.
+    pub ops: Vec<IntegerOp<'a>>,
+}
+
+impl<'a> IntegerOps<'a> {
+    fn push(&mut self, op: IntegerOp<'a>) -> usize {
+        self.ops.push(op);
+        self.ops.len()
+    }
+
+    fn conv(&mut self, name: String, input: usize, layer: &'a ConvBnQ) -> usize {
+        self.push(IntegerOp::Conv { name, input, layer })
+    }
+
+    fn add(&mut self, name: String, inputs: [usize; 2], quant: &'a ActQuant, relu: bool) -> usize {
+        self.push(IntegerOp::Add { name, inputs, quant, relu })
+    }
+}
+
 /// Bits of the first conv and last FC: 8 unless float.
 fn edge_bits(spec: &NetSpec) -> Option<u8> {
     (!spec.fp_first_last).then_some(8)
@@ -95,6 +161,7 @@ impl ConvBnQ {
                 nn::BatchNormConfig {
                     ws_init: nn::Init::Const(1.0),
                     momentum: BN_MOMENTUM,
+                    eps: BN_EPS,
                     ..Default::default()
                 },
             ),
@@ -103,7 +170,8 @@ impl ConvBnQ {
         }
     }
 
-    fn forward(&self, x: &QTensor, train: bool, mode: QuantMode) -> QTensor {
+    /// The layer's stored output: `q(relu?(BN(conv(x))))`.
+    pub fn forward(&self, x: &QTensor, train: bool, mode: QuantMode) -> QTensor {
         let y = self.bn.forward_t(&self.conv.forward(x, mode), train);
         self.q.forward(if self.relu { y.relu() } else { y }, mode)
     }
@@ -145,6 +213,14 @@ impl Body {
             Body::ResNet(b) => b.act_quantizers(v),
             Body::MobileNetV1(b) => b.act_quantizers(v),
             Body::MobileNetV2(b) => b.act_quantizers(v),
+        }
+    }
+
+    fn integer_ops<'a>(&'a self, ops: &mut IntegerOps<'a>, input: usize) -> usize {
+        match self {
+            Body::ResNet(b) => b.integer_ops(ops, input),
+            Body::MobileNetV1(b) => b.integer_ops(ops, input),
+            Body::MobileNetV2(b) => b.integer_ops(ops, input),
         }
     }
 
@@ -220,7 +296,7 @@ impl Net {
     }
 
     fn forward_pass(&self, pixels: &Tensor, train: bool, mode: QuantMode) -> NetOutput {
-        let x = pixels.constant_pad_nd([1, 1, 1, 1]);
+        let x = pixels.constant_pad_nd([STEM_PADDING; 4]);
         let x = (x - &self.mean) / self.spec.std;
         let h = self.body.forward(self.stem.forward(&QTensor::float(x), train, mode), train, mode);
         let pooled = h.value.mean_dim(&[2i64, 3][..], false, Kind::Float);
@@ -239,6 +315,21 @@ impl Net {
         let mut v = vec![("stem", &self.stem.q)];
         self.body.act_quantizers(&mut v);
         v
+    }
+
+    /// The integer graph this network becomes (see [`IntegerOp`]), mirroring [`Net::forward`] op for op.
+    pub fn integer_ops(&self) -> Vec<IntegerOp<'_>> {
+        let mut ops = IntegerOps::default();
+        let x = ops.conv("conv1".into(), 0, &self.stem);
+        let x = self.body.integer_ops(&mut ops, x);
+        let pooled = ops.push(IntegerOp::GlobalPool { input: x });
+        ops.push(IntegerOp::Classifier { input: pooled, fc: &self.fc });
+        ops.ops
+    }
+
+    /// Whether the pooled feature is quantized (a QFD teacher): an op the integer format does not have.
+    pub fn has_feature_quantizer(&self) -> bool {
+        self.feature_quant.is_some()
     }
 
     /// The network's convolutions with their BatchNorms and output quantizers (stem first).

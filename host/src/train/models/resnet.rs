@@ -3,11 +3,13 @@
 use tch::nn;
 
 use super::super::quant::{ActQuant, QTensor, QuantMode};
-use super::{conv_shape, ConvBnQ, NetSpec};
+use super::{conv_shape, ConvBnQ, IntegerOps, NetSpec};
 
 /// ResNet basic block.
 #[derive(Debug)]
 struct BasicBlock {
+    /// Module path, e.g. `layer2.0`.
+    name: String,
     conv1: ConvBnQ,
     conv2: ConvBnQ,
     shortcut: Option<ConvBnQ>,
@@ -15,9 +17,10 @@ struct BasicBlock {
 }
 
 impl BasicBlock {
-    fn new(path: &nn::Path, cin: i64, cout: i64, stride: i64, spec: &NetSpec) -> Self {
+    fn new(path: &nn::Path, name: String, cin: i64, cout: i64, stride: i64, spec: &NetSpec) -> Self {
         let (w, a) = (Some(spec.weight_bits), spec.act_bits);
         BasicBlock {
+            name,
             conv1: ConvBnQ::new(&(path / "conv1"), conv_shape(cin, cout, 3, stride), w, a, true),
             conv2: ConvBnQ::new(&(path / "conv2"), conv_shape(cout, cout, 3, 1), w, a, false),
             shortcut: (stride != 1 || cin != cout)
@@ -56,6 +59,7 @@ impl ResNet {
                 let stride = if s > 0 && b == 0 { 2 } else { 1 };
                 blocks.push(BasicBlock::new(
                     &(path / format!("layer{}", s + 1) / b),
+                    format!("layer{}.{b}", s + 1),
                     cin,
                     cout,
                     stride,
@@ -76,6 +80,20 @@ impl ResNet {
             h = block.forward(&h, train, mode);
         }
         h
+    }
+
+    /// Integer ops of every block, as [`BasicBlock::forward`] computes them.
+    pub(super) fn integer_ops<'a>(&'a self, ops: &mut IntegerOps<'a>, mut x: usize) -> usize {
+        for b in &self.blocks {
+            let h = ops.conv(format!("{}.conv1", b.name), x, &b.conv1);
+            let h = ops.conv(format!("{}.conv2", b.name), h, &b.conv2);
+            let shortcut = match &b.shortcut {
+                Some(sc) => ops.conv(format!("{}.shortcut", b.name), x, sc),
+                None => x,
+            };
+            x = ops.add(format!("{}.add", b.name), [h, shortcut], &b.out, true);
+        }
+        x
     }
 
     pub(super) fn act_quantizers<'a>(&'a self, v: &mut Vec<(&'static str, &'a ActQuant)>) {

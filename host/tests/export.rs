@@ -1,0 +1,221 @@
+//! `qfd-host export` on tiny trained checkpoints: the integer model computes what the fake-quantized
+//! training graph computes, layer by layer; export is deterministic; and every refusal has its reason.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+
+use common::fashion_mnist_installed;
+use qfd_host::export::fold::Grid;
+use qfd_host::export::{export, integer_graph, ExportError};
+use qfd_host::train::config::{DeviceChoice, TrainConfig};
+use qfd_host::train::method::Method;
+use qfd_host::train::models::{IntegerOp, Net, STEM_PADDING};
+use qfd_host::train::quant::{ActQuant, QTensor, QuantMode};
+use qfd_host::train::run::{load_trained, train, Data};
+use qfd_runtime::{LayerOutput, Model};
+use tch::{Device, Kind, Tensor};
+
+fn tiny(method: Method, run_dir: &Path) -> TrainConfig {
+    TrainConfig {
+        arch: "resnet8".into(),
+        method,
+        subset: Some(500),
+        fp_epochs: Some(2),
+        epochs: 1,
+        batch_size: 50,
+        wbits: 4,
+        abits: 4,
+        device: DeviceChoice::Cpu,
+        run_dir: Some(run_dir.to_path_buf()),
+        ..TrainConfig::default()
+    }
+}
+
+/// Every op's output of the integer model on `image`, as `i32` per element in `H x W x C` order.
+fn integer_trace(model: &Model, image: &[u8]) -> Vec<Vec<i32>> {
+    let mut arena = vec![0u8; model.arena_size()];
+    let mut logits = vec![0i32; model.num_classes()];
+    let mut outputs = Vec::new();
+    model
+        .run_traced(image, &mut arena, &mut logits, |_, _, out| {
+            let n = match out {
+                LayerOutput::Codes(c) => c.len(),
+                LayerOutput::I32Le(b) => b.len() / 4,
+            };
+            outputs.push((0..n).map(|i| out.i32_at(i)).collect());
+        })
+        .unwrap();
+    outputs
+}
+
+/// `H x W x C` integers as a `[1, C, H, W]` float tensor.
+fn nchw(values: &[i32], [h, w, c]: [usize; 3]) -> Tensor {
+    let t = Tensor::from_slice(values).to_kind(Kind::Float).reshape([1, h as i64, w as i64, c as i64]);
+    t.permute([0, 3, 1, 2])
+}
+
+/// A stored tensor of codes on `grid`, as the training layers read it.
+fn stored(codes: &Tensor, g: Grid) -> QTensor {
+    let norm = codes / g.levels();
+    let value = &norm * (g.upper - g.lower) + g.lower;
+    QTensor { float: value.shallow_clone(), norm, value }
+}
+
+/// Per code-valued op: (name, elements, elements that differ, largest difference), comparing the
+/// integer op with the training layer fed the integer op's own input codes.
+fn compare_layers(
+    net: &Net,
+    model: &Model,
+    image: &[u8],
+    input: [usize; 3],
+) -> Vec<(String, usize, usize, i32)> {
+    let trace = integer_trace(model, image);
+    let shapes: Vec<[usize; 3]> = model.desc().values.iter().map(|v| v.shape.map(|d| d as usize)).collect();
+    let values: Vec<Vec<i32>> =
+        std::iter::once(image.iter().map(|&p| p as i32).collect()).chain(trace.iter().cloned()).collect();
+    let mut grids: Vec<Option<Grid>> = vec![None];
+    let mut report = Vec::new();
+    tch::no_grad(|| {
+        for (k, op) in net.integer_ops().into_iter().enumerate() {
+            let (name, q_out, fake): (String, &ActQuant, QTensor) = match &op {
+                IntegerOp::Conv { name, input: i, layer } => {
+                    let x = match grids[*i] {
+                        Some(g) => stored(&nchw(&values[*i], shapes[*i]), g),
+                        None => {
+                            let pixels = nchw(&values[0], input) / 255.0;
+                            let mean = Tensor::from_slice(&net.spec.mean)
+                                .to_kind(Kind::Float)
+                                .reshape([1, -1, 1, 1]);
+                            QTensor::float((pixels.constant_pad_nd([STEM_PADDING; 4]) - mean) / net.spec.std)
+                        }
+                    };
+                    (name.clone(), &layer.q, layer.forward(&x, false, QuantMode::Quantize))
+                }
+                IntegerOp::Add { name, inputs, quant, relu } => {
+                    let v = |i: usize| stored(&nchw(&values[i], shapes[i]), grids[i].unwrap()).value;
+                    let sum = v(inputs[0]) + v(inputs[1]);
+                    (
+                        name.clone(),
+                        *quant,
+                        quant.forward(if *relu { sum.relu() } else { sum }, QuantMode::Quantize),
+                    )
+                }
+                IntegerOp::GlobalPool { input: i } => {
+                    grids.push(grids[*i]);
+                    continue;
+                }
+                IntegerOp::Classifier { .. } => {
+                    grids.push(None);
+                    continue;
+                }
+            };
+            let grid = Grid::of(&name, q_out).unwrap();
+            let fake =
+                Vec::<f32>::try_from((fake.norm * grid.levels()).round().permute([0, 2, 3, 1]).reshape([-1]))
+                    .unwrap();
+            let int = &values[k + 1];
+            assert_eq!(fake.len(), int.len(), "{name}: sizes");
+            let diffs: Vec<i32> = fake.iter().zip(int).map(|(&f, &i)| (f as i32 - i).abs()).collect();
+            report.push((
+                name,
+                int.len(),
+                diffs.iter().filter(|&&d| d != 0).count(),
+                *diffs.iter().max().unwrap(),
+            ));
+            grids.push(Some(grid));
+        }
+    });
+    report
+}
+
+struct Runs {
+    _tmp: tempfile::TempDir,
+    student: PathBuf,
+}
+
+fn train_qfd() -> Runs {
+    let tmp = tempfile::tempdir().unwrap();
+    let student = train(&tiny(Method::Qfd, &tmp.path().join("qfd")), false).unwrap();
+    Runs { _tmp: tmp, student }
+}
+
+#[test]
+fn integer_layers_match_the_fake_quantized_layers_and_export_is_deterministic() {
+    if !fashion_mnist_installed() {
+        return;
+    }
+    let runs = train_qfd();
+    let first = export(&runs.student, None).unwrap();
+    let second = export(&runs.student, None).unwrap();
+    assert!(first.bytes == second.bytes, "two exports of one checkpoint differ");
+
+    let model = Model::load(&first.bytes).unwrap();
+    let cfg = &first.config;
+    let data = Data::load(cfg, Device::Cpu).unwrap();
+    let trained = load_trained(&runs.student, &data, Device::Cpu).unwrap();
+    let test = qfd_host::data::Dataset::load(cfg.dataset, qfd_host::data::Split::Test, None).unwrap();
+    let [c, h, w] = data.input.map(|d| d as usize);
+    let (mut total, mut differ) = (0usize, 0usize);
+    for i in 0..4 {
+        for (name, n, d, max) in compare_layers(&trained.net, &model, test.image(i), [h, w, c]) {
+            assert!(max <= 1, "image {i}, {name}: a code differs by {max}");
+            total += n;
+            differ += d;
+        }
+    }
+    // Only the documented roundings may move a code, and by one: the bias to a whole accumulator unit (up
+    // to half the multiplier, in codes), the multiplier to 31 bits, and exact ties (to even in training,
+    // away from zero here).
+    assert!((differ as f64) < 0.01 * total as f64, "{differ} of {total} codes differ by one");
+    eprintln!("{differ} of {total} codes differ by one");
+}
+
+#[test]
+fn refusals_name_their_reason() {
+    if !fashion_mnist_installed() {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    // A full-precision model, and a directory without a checkpoint.
+    let fp = train(&tiny(Method::Fp, &tmp.path().join("fp")), false).unwrap();
+    assert!(matches!(export(&fp, None), Err(ExportError::FullPrecision { .. })));
+    assert!(matches!(export(tmp.path(), None), Err(ExportError::NotACheckpoint { .. })));
+    // The paper's float first and last layers.
+    let fpfl = TrainConfig { fp_first_last: true, ..tiny(Method::Qat, &tmp.path().join("fpfl")) };
+    let fpfl = train(&fpfl, false).unwrap();
+    let err = export(&fpfl, None).unwrap_err();
+    assert!(matches!(err, ExportError::FpFirstLast { .. }), "{err}");
+    assert!(err.to_string().contains("--fp-first-last"));
+
+    let qat = train(&tiny(Method::Qat, &tmp.path().join("qat")), false).unwrap();
+    let exported = export(&qat, None).unwrap();
+    let data = Data::load(&exported.config, Device::Cpu).unwrap();
+    let trained = load_trained(&qat, &data, Device::Cpu).unwrap();
+    let meta = exported.graph.meta.clone();
+    let net = &trained.net;
+    let layer = net.conv_layers()[2];
+    // A BatchNorm scale near zero needs a bias no i32 holds: refused, naming the layer.
+    let gamma = layer.bn.ws.as_ref().unwrap();
+    tch::no_grad(|| {
+        let _ = gamma.shallow_clone().get(0).fill_(1e-30);
+    });
+    let err = integer_graph(net, &data, meta.clone()).unwrap_err();
+    assert!(matches!(&err, ExportError::Overflow { layer, .. } if layer == "layer1.0.conv2"), "{err}");
+    tch::no_grad(|| {
+        let _ = gamma.shallow_clone().get(0).fill_(1.0);
+    });
+    // Crossed quantizer bounds are not a grid.
+    tch::no_grad(|| {
+        let _ = layer.q.bounds.upper.shallow_clone().fill_(-5.0);
+    });
+    let err = integer_graph(net, &data, meta).unwrap_err();
+    assert!(matches!(&err, ExportError::Unsupported { layer, .. } if layer == "layer1.0.conv2"), "{err}");
+
+    // A checkpoint whose recorded architecture does not match its weights.
+    let state = qat.join("state.json");
+    let text = std::fs::read_to_string(&state).unwrap().replace("\"resnet8\"", "\"resnet20\"");
+    std::fs::write(&state, text).unwrap();
+    let err = export(&qat, None).unwrap_err();
+    assert!(err.to_string().contains("another architecture"), "{err}");
+}
