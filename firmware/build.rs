@@ -5,30 +5,6 @@
 
 use std::{env, fs, path::PathBuf};
 
-/// A board file. Unknown fields are errors, so a typo cannot silently fall back to a default.
-#[derive(serde::Deserialize)]
-#[serde(deny_unknown_fields)]
-#[allow(dead_code)] // `cpu`, `fpu`, `dsp`, `mve` and `run` are for the scripts and the host.
-struct Board {
-    name: String,
-    target: String,
-    cpu: String,
-    fpu: bool,
-    dsp: bool,
-    mve: bool,
-    clock_hz: u32,
-    flash: Region,
-    ram: Region,
-    run: toml::Table,
-}
-
-#[derive(serde::Deserialize)]
-#[serde(deny_unknown_fields)]
-struct Region {
-    origin: u32,
-    length: u32,
-}
-
 /// Reads `key` and has cargo rerun this script when it changes.
 fn var(key: &str) -> Option<String> {
     println!("cargo:rerun-if-env-changed={key}");
@@ -44,17 +20,12 @@ fn read(path: &str) -> Vec<u8> {
 fn main() {
     let out = PathBuf::from(env::var("OUT_DIR").unwrap());
     let name = var("QFD_BOARD").unwrap_or_else(|| "qemu-m4".into());
-    let path = format!("../boards/{name}.toml");
-    let text = String::from_utf8(read(&path)).expect("board file is not UTF-8");
-    let board: Board = toml::from_str(&text).unwrap_or_else(|e| panic!("{path}: {e}"));
+    let dir = qfd_boards::boards_dir();
+    println!("cargo:rerun-if-changed={}", dir.join(format!("{name}.toml")).display());
+    let board = qfd_boards::Board::load(&dir, &name).unwrap_or_else(|e| panic!("{e}"));
     let target = env::var("TARGET").unwrap();
-    assert!(board.name == name, "{path} names itself '{}'", board.name);
     assert!(board.target == target, "board {name} needs --target {} (not {target})", board.target);
-    let (flash, ram) = (&board.flash, &board.ram);
-    let memory = format!(
-        "MEMORY {{\n  FLASH : ORIGIN = {:#x}, LENGTH = {:#x}\n  RAM : ORIGIN = {:#x}, LENGTH = {:#x}\n}}\n",
-        flash.origin, flash.length, ram.origin, ram.length
-    );
+    let memory = board.memory_x();
     fs::write(out.join("memory.x"), memory).unwrap();
 
     let model_path = var("QFD_MODEL").expect("set QFD_MODEL to a .qfdm file (parity-smoke.sh makes one)");

@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
-# README quick start, step 1: set the machine up, then run the main job.
-#
-# Until the trainer lands, the main job uses a synthetic model (random weights, plausible requantization):
-#   1. qfd-host synth    an MLPerf-Tiny ResNet-8 at W4A4 -> runs/quickstart/resnet8-w4a4.qfdm
-#   2. qfd-host inspect  its layers, MACs, weight bytes and arena plan
-#   3. parity on an emulated Cortex-M4 (QEMU): the firmware runs 10 inputs and must print exactly what the
-#      host runtime computes for them, bit for bit.
+# README quick start, step 1: set the machine up, then run the main job on Fashion-MNIST:
+#   1. qfd-host train   a short QFD run of ResNet-8 at W4A4 (full-precision model, 4-bit-feature teacher,
+#                       student; a 6000-image subset, a few epochs: about two minutes on 2 cores)
+#   2. qfd-host export  the student as an integer-only model (runs/quickstart/model.qfdm)
+#   3. qfd-host eval    its accuracy on the test set, run by the integer runtime on the host
+#   4. qfd-host run     the same model in firmware on an emulated Cortex-M4 (QEMU) on 50 test images:
+#                       the parity report must say every output matches the host runtime bit for bit.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -17,14 +17,17 @@ scripts/setup.sh
 step "build qfd-host"
 cargo build --release -p qfd-host
 host=target/release/qfd-host
-mkdir -p runs/quickstart
-model=runs/quickstart/resnet8-w4a4.qfdm
+run_dir=runs/quickstart/resnet8-qfd-w4a4
+model=runs/quickstart/model.qfdm
 
-step "synthesise ResNet-8 (MLPerf Tiny) at W4A4"
-"$host" synth --arch resnet8 --input 32x32x3 --bits 4/4 --out "$model"
+step "train ResNet-8 with QFD at W4A4 on a Fashion-MNIST subset"
+"$host" train --arch resnet8 --method qfd --bits 4 --subset 6000 --fp-epochs 3 --epochs 2 --run-dir "$run_dir"
 
-step "inspect it"
-"$host" inspect "$model"
+step "export the student as an integer-only model"
+"$host" export "$run_dir" --out "$model"
+
+step "evaluate the integer model on the test set (host runtime)"
+"$host" eval "$model" --limit 2000
 
 step "run it on an emulated Cortex-M4 and compare with the host runtime"
-firmware/parity-smoke.sh qemu-m4 resnet8 32x32x3 4 10
+"$host" run --board qemu-m4 --model "$model" --samples 50

@@ -4,6 +4,7 @@
 //! - [`args`]: parsing of the shared command-line values (`--bits 4/4`, `--input 32x32x3`, `--arch`);
 //! - [`data`]: training sets (Fashion-MNIST, CIFAR-10/100) decoded once into flat memory;
 //! - [`eval`]: accuracy, per-class accuracy and confusion matrix of a model under the integer runtime;
+//! - [`device`]: building firmware for a board, running it (QEMU) and checking it against the host;
 //! - [`export`]: a trained quantized checkpoint as an integer `.qfdm` model;
 //! - [`fsutil`]: reading files with errors that name the path, and atomic writes;
 //! - [`model_file`]: reading and validating a `.qfdm` file, with a hint for the user when it is refused;
@@ -25,6 +26,7 @@
 
 pub mod args;
 pub mod data;
+pub mod device;
 pub mod eval;
 pub mod export;
 pub mod fsutil;
@@ -32,8 +34,8 @@ pub mod model_file;
 pub mod npy;
 pub mod report;
 pub mod table;
-pub mod train;
 pub mod trace;
+pub mod train;
 
 /// Written into every model file this tool produces.
 pub const PRODUCER: &str = concat!("qfd-host ", env!("CARGO_PKG_VERSION"));

@@ -146,9 +146,15 @@ fn integer_layers_match_the_fake_quantized_layers_and_export_is_deterministic() 
         return;
     }
     let runs = train_qfd();
-    let first = export(&runs.student, None).unwrap();
-    let second = export(&runs.student, None).unwrap();
+    let first = export(&runs.student, None, Some(300)).unwrap();
+    let second = export(&runs.student, None, Some(300)).unwrap();
     assert!(first.bytes == second.bytes, "two exports of one checkpoint differ");
+    assert!(
+        first.agreement >= 0.97,
+        "integer and fake-quant predictions agree on only {:.1}%",
+        100.0 * first.agreement
+    );
+    assert!((first.integer_accuracy - first.fake_quant_accuracy).abs() <= 0.05, "{first:?}");
 
     let model = Model::load(&first.bytes).unwrap();
     let cfg = &first.config;
@@ -179,17 +185,17 @@ fn refusals_name_their_reason() {
     let tmp = tempfile::tempdir().unwrap();
     // A full-precision model, and a directory without a checkpoint.
     let fp = train(&tiny(Method::Fp, &tmp.path().join("fp")), false).unwrap();
-    assert!(matches!(export(&fp, None), Err(ExportError::FullPrecision { .. })));
-    assert!(matches!(export(tmp.path(), None), Err(ExportError::NotACheckpoint { .. })));
+    assert!(matches!(export(&fp, None, Some(100)), Err(ExportError::FullPrecision { .. })));
+    assert!(matches!(export(tmp.path(), None, None), Err(ExportError::NotACheckpoint { .. })));
     // The paper's float first and last layers.
     let fpfl = TrainConfig { fp_first_last: true, ..tiny(Method::Qat, &tmp.path().join("fpfl")) };
     let fpfl = train(&fpfl, false).unwrap();
-    let err = export(&fpfl, None).unwrap_err();
+    let err = export(&fpfl, None, None).unwrap_err();
     assert!(matches!(err, ExportError::FpFirstLast { .. }), "{err}");
     assert!(err.to_string().contains("--fp-first-last"));
 
     let qat = train(&tiny(Method::Qat, &tmp.path().join("qat")), false).unwrap();
-    let exported = export(&qat, None).unwrap();
+    let exported = export(&qat, None, Some(100)).unwrap();
     let data = Data::load(&exported.config, Device::Cpu).unwrap();
     let trained = load_trained(&qat, &data, Device::Cpu).unwrap();
     let meta = exported.graph.meta.clone();
@@ -216,6 +222,6 @@ fn refusals_name_their_reason() {
     let state = qat.join("state.json");
     let text = std::fs::read_to_string(&state).unwrap().replace("\"resnet8\"", "\"resnet20\"");
     std::fs::write(&state, text).unwrap();
-    let err = export(&qat, None).unwrap_err();
+    let err = export(&qat, None, Some(100)).unwrap_err();
     assert!(err.to_string().contains("another architecture"), "{err}");
 }

@@ -13,7 +13,7 @@ use qfd_host::report::ModelReport;
 /// folds the input normalisation into the first layer (the device reads raw u8 pixels), packs the weights
 /// at their bit-width and plans the arena. The runtime then loads the file, which proves that no layer's
 /// i32 accumulator can overflow. Records the architecture, bits, data set, class names, normalisation and
-/// the fake-quant test accuracy. The same checkpoint always gives the same bytes; the file is written
+/// the test accuracy of the fake-quantized and of the integer model. The same checkpoint always gives the same bytes; the file is written
 /// atomically.
 #[derive(Debug, clap::Parser)]
 pub struct Cmd {
@@ -26,6 +26,9 @@ pub struct Cmd {
     /// Directory of the data set files, if not where training read them (used for the test accuracy).
     #[arg(long, value_name = "DIR")]
     data: Option<PathBuf>,
+    /// Measure the accuracies on the first N test images only [default: all].
+    #[arg(long, value_name = "N")]
+    limit: Option<usize>,
 }
 
 impl Cmd {
@@ -34,7 +37,7 @@ impl Cmd {
             Some(out) => out,
             None => run_dir_of(&self.checkpoint)?.join("model.qfdm"),
         };
-        let exported = export(&self.checkpoint, self.data.as_deref())
+        let exported = export(&self.checkpoint, self.data.as_deref(), self.limit)
             .with_context(|| format!("cannot export {}", self.checkpoint.display()))?;
         write_atomic(&out, &exported.bytes)?;
         let file = ModelFile::from_bytes(&out, exported.bytes);
@@ -42,7 +45,8 @@ impl Cmd {
         let cfg = &exported.config;
         super::print(&format!(
             "exported {} {} W{}A{} ({}) to {}: {} ops, {} MACs, {} bytes of weights, {} bytes of arena, \
-             {} bytes in all\nfake-quant test accuracy {:.2}%\n",
+             {} bytes in all\ntest accuracy on {} images: fake-quant {:.2}%, integer {:.2}% (same prediction on \
+             {:.2}%)\n",
             cfg.arch,
             cfg.method,
             cfg.wbits,
@@ -54,7 +58,10 @@ impl Cmd {
             report.total_weight_bytes,
             report.arena_bytes,
             file.len(),
+            exported.images,
             100.0 * exported.fake_quant_accuracy,
+            100.0 * exported.integer_accuracy,
+            100.0 * exported.agreement,
         ))
     }
 }

@@ -1,11 +1,12 @@
 //! One module per command; each is a `Cmd` whose doc comment is its help text.
 
+mod eval;
 mod export;
 mod inspect;
+mod run;
 mod synth;
-mod train;
-mod eval;
 mod trace;
+mod train;
 
 use std::io::Write;
 
@@ -18,6 +19,7 @@ pub enum Command {
     Inspect(inspect::Cmd),
     Train(Box<train::Cmd>),
     Export(export::Cmd),
+    Run(run::Cmd),
     Eval(eval::Cmd),
     Trace(trace::Cmd),
 }
@@ -30,6 +32,7 @@ impl Command {
             Command::Inspect(cmd) => cmd.run(),
             Command::Train(cmd) => cmd.run(),
             Command::Export(cmd) => cmd.run(),
+            Command::Run(cmd) => cmd.run(),
             Command::Eval(cmd) => cmd.run(),
             Command::Trace(cmd) => cmd.run(),
         }

@@ -174,6 +174,12 @@ impl Dataset {
         Dataset { images, labels, ..self }
     }
 
+    /// Keeps the first `n` images (all of them if there are fewer), e.g. for `qfd-host eval --limit N`.
+    pub fn truncate(&mut self, n: usize) {
+        self.labels.truncate(n);
+        self.images.truncate(self.labels.len() * self.image_len());
+    }
+
     /// Per-channel mean and population standard deviation of `pixel / 255` over all images (computed exactly
     /// from per-channel histograms); both 0 for an empty set.
     pub fn channel_stats(&self) -> Normalization {

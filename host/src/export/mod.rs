@@ -15,10 +15,13 @@ use qfd_codegen::graph::{Graph, GraphError, GraphMeta, ValueId};
 use qfd_runtime::LoadError;
 use tch::Device;
 
+use crate::data::{Dataset, Split};
+use crate::train::batches::DeviceData;
 use crate::train::checkpoint::{Checkpoint, CheckpointError, STATE_FILE};
 use crate::train::config::TrainConfig;
 use crate::train::models::{IntegerOp, Net};
-use crate::train::run::{load_trained, Data, TrainError};
+use crate::train::quant::QuantMode;
+use crate::train::run::{load_trained, predictions, Data, TrainError};
 use fold::{fold_add, fold_classifier, fold_conv, ConvInput, Grid};
 
 /// Why a checkpoint cannot be exported.
@@ -91,6 +94,12 @@ pub struct Exported {
     pub config: TrainConfig,
     /// Top-1 test accuracy of the fake-quantized model (recorded in the file).
     pub fake_quant_accuracy: f64,
+    /// Top-1 test accuracy of the integer model (recorded in the file).
+    pub integer_accuracy: f64,
+    /// Fraction of test images where both predict the same class.
+    pub agreement: f64,
+    /// Test images both were run on.
+    pub images: usize,
 }
 
 /// The run directory of `path`: the directory itself, or the one holding a checkpoint file given.
@@ -103,30 +112,43 @@ pub fn run_dir_of(path: &Path) -> Result<PathBuf, ExportError> {
     }
 }
 
-/// Exports the checkpoint in `path` (a run directory or a file in one), measuring its fake-quant accuracy
-/// on the test split of its data set (read from `data_dir` when given, else where training read it).
-pub fn export(path: &Path, data_dir: Option<&Path>) -> Result<Exported, ExportError> {
+/// A quantized checkpoint loaded for export, with its data.
+struct Loaded {
+    config: TrainConfig,
+    data: Data,
+    trained: crate::train::run::Trained,
+    /// The first `limit` images of the whole test split.
+    test: Dataset,
+}
+
+/// Loads the quantized checkpoint in `path`, refusing what has no integer form.
+fn load(path: &Path, data_dir: Option<&Path>, limit: Option<usize>) -> Result<Loaded, ExportError> {
     let dir = run_dir_of(path)?;
-    let state = Checkpoint::peek(&dir)?;
-    let config = state.config;
+    let config = Checkpoint::peek(&dir)?.config;
     if !config.method.quantized() {
         return Err(ExportError::FullPrecision { dir, method: config.method.to_string() });
     }
     if config.fp_first_last {
         return Err(ExportError::FpFirstLast { dir });
     }
-    let data_config =
-        TrainConfig { data: data_dir.map(Path::to_path_buf).or(config.data.clone()), ..config.clone() };
-    let data = Data::load(&data_config, Device::Cpu)?;
+    let config = TrainConfig { data: data_dir.map(Path::to_path_buf).or(config.data.clone()), ..config };
+    // The training split as trained (it fixes the normalisation), and the test split whatever the subset.
+    let data = Data::load(&config, Device::Cpu)?;
     let trained = load_trained(&dir, &data, Device::Cpu)?;
-    let fake_quant_accuracy = crate::train::run::evaluate(
-        &trained.net,
-        &data.test,
-        crate::train::quant::QuantMode::Quantize,
-        None,
-        &config,
-    )
-    .acc;
+    let mut test =
+        Dataset::load(config.dataset, Split::Test, config.data.as_deref()).map_err(TrainError::from)?;
+    if let Some(n) = limit {
+        test.truncate(n);
+    }
+    Ok(Loaded { config, data, trained, test })
+}
+
+/// Exports the checkpoint in `path` (a run directory or a file in one). Both the fake-quantized and the
+/// integer model run on the first `limit` test images (all when `None`) of its data set (read from
+/// `data_dir` when given, else where training read it); both accuracies go into the file's metadata.
+pub fn export(path: &Path, data_dir: Option<&Path>, limit: Option<usize>) -> Result<Exported, ExportError> {
+    let Loaded { config, data, trained, test, .. } = load(path, data_dir, limit)?;
+    let fake = predictions(&trained.net, &DeviceData::from_dataset(&test, Device::Cpu), QuantMode::Quantize);
     let meta = GraphMeta {
         arch: config.arch.clone(),
         dataset: config.dataset.to_string(),
@@ -135,21 +157,55 @@ pub fn export(path: &Path, data_dir: Option<&Path>) -> Result<Exported, ExportEr
         mean: data.mean.iter().map(|&m| m as f32).collect(),
         std: vec![data.std as f32; data.mean.len()],
         logit_scale: 1.0,
-        class_names: class_names(&data_config)?,
-        fake_quant_accuracy: Some(fake_quant_accuracy as f32),
+        class_names: test.class_names.clone(),
+        fake_quant_accuracy: Some(accuracy(&fake, &test.labels) as f32),
         integer_accuracy: None,
     };
-    let graph = integer_graph(&trained.net, &data, meta)?;
+    let mut graph = integer_graph(&trained.net, &data, meta)?;
+    // The integer model's own predictions, recorded in its metadata.
+    let integer = {
+        let bytes = encode(&graph)?;
+        let model =
+            qfd_runtime::Model::load(&bytes).map_err(|e| ExportError::Encode(EncodeError::Invalid(e)))?;
+        let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+        crate::eval::evaluate_model(&model, &test, threads)
+            .map_err(|e| ExportError::Unsupported { layer: "model".into(), reason: e.to_string() })?
+            .predictions
+    };
+    graph.meta.integer_accuracy = Some(accuracy(&integer, &test.labels) as f32);
     let bytes = encode(&graph)?;
-    Ok(Exported { bytes, graph, config, fake_quant_accuracy })
+    let agreement =
+        fake.iter().zip(&integer).filter(|(a, b)| a == b).count() as f64 / fake.len().max(1) as f64;
+    Ok(Exported {
+        bytes,
+        graph,
+        config,
+        fake_quant_accuracy: accuracy(&fake, &test.labels),
+        integer_accuracy: accuracy(&integer, &test.labels),
+        agreement,
+        images: test.len(),
+    })
 }
 
-/// The data set's class names.
-fn class_names(config: &TrainConfig) -> Result<Vec<String>, ExportError> {
-    use crate::data::{Dataset, Split};
-    let test =
-        Dataset::load(config.dataset, Split::Test, config.data.as_deref()).map_err(TrainError::from)?;
-    Ok(test.class_names)
+/// Fraction of `predictions` equal to `labels`.
+fn accuracy(predictions: &[usize], labels: &[u8]) -> f64 {
+    let correct = predictions.iter().zip(labels).filter(|(&p, &l)| p == l as usize).count();
+    correct as f64 / labels.len().max(1) as f64
+}
+
+/// The fake-quantized model's predicted class for each of the first `limit` test images (all when `None`)
+/// of the checkpoint's data set, for comparing with the integer model.
+pub fn fake_quant_predictions(
+    path: &Path,
+    data_dir: Option<&Path>,
+    limit: Option<usize>,
+) -> Result<Vec<usize>, ExportError> {
+    let loaded = load(path, data_dir, limit)?;
+    Ok(predictions(
+        &loaded.trained.net,
+        &DeviceData::from_dataset(&loaded.test, Device::Cpu),
+        QuantMode::Quantize,
+    ))
 }
 
 /// Encodes `graph`, naming the layer when the runtime refuses it.

@@ -410,6 +410,18 @@ fn mode_of(config: &TrainConfig) -> QuantMode {
     }
 }
 
+/// The predicted class of every image of `data` (in order), in evaluation mode.
+pub fn predictions(net: &Net, data: &DeviceData, mode: QuantMode) -> Vec<usize> {
+    tch::no_grad(|| {
+        data.test_batches(500)
+            .flat_map(|batch| {
+                let classes = net.forward(&batch.images, false, mode).logits.argmax(1, false);
+                Vec::<i64>::try_from(classes).unwrap_or_default().into_iter().map(|c| c as usize)
+            })
+            .collect()
+    })
+}
+
 /// A teacher as a stage uses it: its network and the mode it runs in.
 pub struct Teacher<'a> {
     /// The teacher's network.

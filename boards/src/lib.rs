@@ -1,0 +1,207 @@
+//! One description per board: `boards/<name>.toml`, read by the firmware's build script (memory layout,
+//! clock) and by `qfd-host` (how to build for it and run it, what fits).
+//!
+//! ```toml
+//! name = "qemu-m4"
+//! target = "thumbv7em-none-eabihf"      # Rust target triple
+//! cpu = "cortex-m4"                     # -C target-cpu
+//! fpu = true
+//! dsp = true                            # DSP extension (SMLAD and friends)
+//! mve = false                           # Helium
+//! clock_hz = 25_000_000
+//! flash = { origin = 0x0000_0000, length = 0x0040_0000 }
+//! ram = { origin = 0x2000_0000, length = 0x0040_0000 }
+//! run = { qemu = { machine = "mps2-an386", cpu = "cortex-m4" } }   # or { probe = { chip = "STM32L4R5ZITx" } }
+//! ```
+//! Unknown keys are refused, so a typo cannot fall back to a default.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+/// The directory of the board files in this repository.
+pub fn boards_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).to_path_buf()
+}
+
+/// Why a board description could not be used.
+#[derive(Debug, thiserror::Error)]
+pub enum BoardError {
+    /// No file for that name.
+    #[error("no board named '{name}' (boards: {})", known.join(", "))]
+    Unknown {
+        /// The name asked for.
+        name: String,
+        /// The boards that exist.
+        known: Vec<String>,
+    },
+    /// The file cannot be read.
+    #[error("{}: {source}", path.display())]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// What the OS said.
+        source: std::io::Error,
+    },
+    /// The file is not a valid description.
+    #[error("{}: {message}", path.display())]
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong, with the key and line.
+        message: String,
+    },
+}
+
+/// A memory region.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Region {
+    /// Start address.
+    pub origin: u32,
+    /// Size in bytes.
+    pub length: u32,
+}
+
+/// How firmware for the board is run.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub enum Runner {
+    /// Emulated by `qemu-system-arm`.
+    Qemu {
+        /// `-machine`.
+        machine: String,
+        /// `-cpu`.
+        cpu: String,
+    },
+    /// A real board, flashed and read through probe-rs.
+    Probe {
+        /// probe-rs chip name.
+        chip: String,
+    },
+}
+
+/// One board.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Board {
+    /// The file's name without `.toml`.
+    pub name: String,
+    /// Rust target triple.
+    pub target: String,
+    /// LLVM CPU name (`-C target-cpu`).
+    pub cpu: String,
+    /// Hardware floating point.
+    pub fpu: bool,
+    /// DSP extension.
+    pub dsp: bool,
+    /// Helium (M-profile vector extension).
+    pub mve: bool,
+    /// Core clock.
+    pub clock_hz: u32,
+    /// Flash (code and constant data).
+    pub flash: Region,
+    /// RAM (stack, arena, statics).
+    pub ram: Region,
+    /// How to run it.
+    pub run: Runner,
+}
+
+impl Board {
+    /// Reads `dir/<name>.toml`.
+    pub fn load(dir: &Path, name: &str) -> Result<Board, BoardError> {
+        let path = dir.join(format!("{name}.toml"));
+        if !path.is_file() {
+            return Err(BoardError::Unknown { name: name.into(), known: Board::names(dir) });
+        }
+        Board::from_file(&path)
+    }
+
+    /// Reads one board file; its `name` must match the file name.
+    pub fn from_file(path: &Path) -> Result<Board, BoardError> {
+        let text =
+            std::fs::read_to_string(path).map_err(|source| BoardError::Read { path: path.into(), source })?;
+        let board: Board = toml::from_str(&text)
+            .map_err(|e| BoardError::Parse { path: path.into(), message: e.to_string() })?;
+        let stem = path.file_stem().and_then(|s| s.to_str()).unwrap_or_default();
+        if board.name != stem {
+            return Err(BoardError::Parse {
+                path: path.into(),
+                message: format!("names itself '{}'; the file must be named after the board", board.name),
+            });
+        }
+        Ok(board)
+    }
+
+    /// Every board in `dir`, sorted by name.
+    pub fn all(dir: &Path) -> Result<Vec<Board>, BoardError> {
+        Board::names(dir).iter().map(|n| Board::load(dir, n)).collect()
+    }
+
+    /// Names of the board files in `dir`, sorted.
+    pub fn names(dir: &Path) -> Vec<String> {
+        let mut names: Vec<String> = std::fs::read_dir(dir)
+            .into_iter()
+            .flatten()
+            .filter_map(|e| e.ok()?.file_name().into_string().ok())
+            .filter_map(|n| n.strip_suffix(".toml").map(str::to_string))
+            // The crate's own manifest lives beside the board files.
+            .filter(|n| n != "Cargo")
+            .collect();
+        names.sort();
+        names
+    }
+
+    /// Whether QEMU runs it.
+    pub fn is_emulated(&self) -> bool {
+        matches!(self.run, Runner::Qemu { .. })
+    }
+
+    /// The `memory.x` linker script of the board's real limits.
+    pub fn memory_x(&self) -> String {
+        format!(
+            "MEMORY\n{{\n  FLASH : ORIGIN = {:#010x}, LENGTH = {:#x}\n  RAM : ORIGIN = {:#010x}, LENGTH = {:#x}\n}}\n",
+            self.flash.origin, self.flash.length, self.ram.origin, self.ram.length
+        )
+    }
+}
+
+impl fmt::Display for Runner {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Runner::Qemu { machine, .. } => write!(f, "qemu {machine}"),
+            Runner::Probe { chip } => write!(f, "probe-rs {chip}"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_board_file_parses_and_fits_its_target() {
+        let boards = Board::all(&boards_dir()).unwrap();
+        assert!(boards.len() >= 4, "{boards:?}");
+        for b in &boards {
+            assert!(b.target.starts_with("thumbv"), "{}: {}", b.name, b.target);
+            assert!(b.flash.length > 0 && b.ram.length > 0, "{}", b.name);
+            assert!(b.memory_x().contains("FLASH"));
+        }
+        assert!(boards.iter().any(|b| b.name == "qemu-m4" && b.is_emulated()));
+    }
+
+    #[test]
+    fn unknown_names_and_bad_files_are_clear_errors() {
+        let err = Board::load(&boards_dir(), "nope").unwrap_err();
+        assert!(err.to_string().contains("qemu-m4"), "{err}");
+        let dir = std::env::temp_dir().join(format!("qfd-boards-test-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let text = std::fs::read_to_string(boards_dir().join("qemu-m4.toml")).unwrap();
+        std::fs::write(dir.join("typo.toml"), text.replace("clock_hz", "clock_hzz")).unwrap();
+        let err = Board::load(&dir, "typo").unwrap_err();
+        assert!(err.to_string().contains("clock_hzz"), "{err}");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}
