@@ -54,9 +54,9 @@ fn train_export_eval_and_run_on_qemu_agree() {
         "run",
     ];
     ok(dir, &train);
-    let exported = ok(dir, &["export", "run", "--out", "m.qfdm"]);
-    assert!(exported.contains("fake-quant test accuracy"), "{exported}");
-    let again = ok(dir, &["export", "run", "--out", "again.qfdm"]);
+    let exported = ok(dir, &["export", "run", "--out", "m.qfdm", "--limit", "200"]);
+    assert!(exported.contains("test accuracy on 200 images: fake-quant"), "{exported}");
+    let again = ok(dir, &["export", "run", "--out", "again.qfdm", "--limit", "200"]);
     assert_eq!(exported.replace("again.qfdm", "m.qfdm"), again.replace("again.qfdm", "m.qfdm"));
     assert_eq!(std::fs::read(dir.join("m.qfdm")).unwrap(), std::fs::read(dir.join("again.qfdm")).unwrap());
 
@@ -93,6 +93,16 @@ fn run_refuses_what_it_cannot_do_with_a_clear_message() {
     assert!(err(&["run", "--board", "qemu-nope", "--model", "m.qfdm"]).contains("qemu-m4"));
     assert!(err(&["run", "--board", "qemu-m4", "--model", "missing.qfdm"]).contains("missing.qfdm"));
     assert!(err(&["run", "--board", "qemu-m4", "--model", "m.qfdm", "--samples", "0"]).contains("--samples"));
+    // inspect --board says whether it fits, and by how much.
+    let fits = ok(dir, &["inspect", "m.qfdm", "--board", "qemu-m4"]);
+    assert!(fits.contains("qemu-m4: fits") && fits.contains("bytes left"), "{fits}");
+    // A model too large for a board is refused before anything is built.
+    ok(dir, &["synth", "--arch", "mobilenetv1", "--input", "224x224x3", "--bits", "4", "--out", "big.qfdm"]);
+    let big = ok(dir, &["inspect", "big.qfdm", "--board", "qemu-m55", "--json"]);
+    let big: serde_json::Value = serde_json::from_str(&big).unwrap();
+    assert_eq!(big["board"]["fits"], false, "{big}");
+    let msg = err(&["run", "--board", "qemu-m55", "--model", "big.qfdm", "--samples", "1"]);
+    assert!(msg.contains("does not fit qemu-m55") && msg.contains("MISSING"), "{msg}");
     // A 32x32x3 model cannot read Fashion-MNIST images.
     if fashion_mnist_installed() {
         let msg = err(&["run", "--board", "qemu-m4", "--model", "m.qfdm", "--dataset", "fashion-mnist"]);

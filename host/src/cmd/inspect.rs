@@ -1,5 +1,7 @@
 use std::path::PathBuf;
 
+use qfd_boards::Board;
+use qfd_host::device::Fit;
 use qfd_host::model_file::ModelFile;
 use qfd_host::report::ModelReport;
 
@@ -10,6 +12,9 @@ use qfd_host::report::ModelReport;
 pub struct Cmd {
     /// The model file.
     model: PathBuf,
+    /// Also say whether the model fits this board's flash and RAM, and by how much (see `qfd-host run`).
+    #[arg(long)]
+    board: Option<String>,
     /// Print one JSON object instead of text (field names are stable, for scripts).
     #[arg(long)]
     json: bool,
@@ -19,10 +24,23 @@ impl Cmd {
     pub fn run(self) -> anyhow::Result<()> {
         let file = ModelFile::read(&self.model)?;
         let report = ModelReport::from_file(&file)?;
+        let fit = match &self.board {
+            Some(name) => {
+                let board = Board::load(&qfd_boards::boards_dir(), name)?;
+                Some(Fit::estimate(&board, file.len() as u64, report.arena_bytes))
+            }
+            None => None,
+        };
         if self.json {
-            super::print(&(report.to_json()? + "\n"))
+            let mut json: serde_json::Value = serde_json::from_str(&report.to_json()?)?;
+            if let Some(fit) = &fit {
+                json["board"] = serde_json::to_value(fit)?;
+                json["board"]["fits"] = fit.fits().into();
+            }
+            super::print(&(serde_json::to_string_pretty(&json)? + "\n"))
         } else {
-            super::print(&report.to_text())
+            let fit = fit.map(|f| format!("\n{}", f.to_text())).unwrap_or_default();
+            super::print(&(report.to_text() + &fit))
         }
     }
 }

@@ -240,34 +240,74 @@ pub fn run(opts: &RunOptions) -> Result<RunReport, DeviceError> {
     Ok(report)
 }
 
+/// Whether a model fits a board, estimated before building: the model file and the firmware's code in
+/// flash, the arena and the firmware's stack in RAM.
+#[derive(Debug, Clone, Serialize)]
+pub struct Fit {
+    /// The board.
+    pub board: String,
+    /// Flash needed.
+    pub flash_needed: u64,
+    /// Flash on the board.
+    pub flash_total: u64,
+    /// RAM needed.
+    pub ram_needed: u64,
+    /// RAM on the board.
+    pub ram_total: u64,
+}
+
+impl Fit {
+    /// The estimate for a model file of `model_bytes` bytes whose arena is `arena_bytes`.
+    pub fn estimate(board: &Board, model_bytes: u64, arena_bytes: u64) -> Fit {
+        Fit {
+            board: board.name.clone(),
+            flash_needed: model_bytes + FIRMWARE_CODE_BYTES,
+            flash_total: board.flash.length as u64,
+            ram_needed: arena_bytes + FIRMWARE_STACK_BYTES,
+            ram_total: board.ram.length as u64,
+        }
+    }
+
+    /// Whether both memories suffice.
+    pub fn fits(&self) -> bool {
+        self.flash_needed <= self.flash_total && self.ram_needed <= self.ram_total
+    }
+
+    /// One line per memory: needed, available and what is left (or missing).
+    pub fn to_text(&self) -> String {
+        let line = |what: &str, needed: u64, total: u64| {
+            let (word, margin) =
+                if needed <= total { ("left", total - needed) } else { ("MISSING", needed - total) };
+            format!(
+                "{what:<6} {needed} of {total} bytes ({:.1}%), {margin} bytes {word}\n",
+                100.0 * needed as f64 / total as f64
+            )
+        };
+        format!(
+            "{}: {}\n{}{}",
+            self.board,
+            if self.fits() {
+                "fits (estimate: model + ~32 KiB of code in flash, arena + ~40 KiB of stack in RAM)"
+            } else {
+                "DOES NOT FIT"
+            },
+            line("flash", self.flash_needed, self.flash_total),
+            line("RAM", self.ram_needed, self.ram_total)
+        )
+    }
+}
+
 /// Refuses a model that cannot fit the board, before anything is built.
 fn check_fits(board: &Board, file: &ModelFile, model: &Model) -> Result<(), DeviceError> {
-    let flash_needed = file.len() as u64 + FIRMWARE_CODE_BYTES;
-    let ram_needed = model.arena_size() as u64 + FIRMWARE_STACK_BYTES;
-    let fail = |what: String| {
-        Err(DeviceError::DoesNotFit {
-            model: file.path().display().to_string(),
-            board: board.name.clone(),
-            what,
-        })
-    };
-    if flash_needed > board.flash.length as u64 {
-        return fail(format!(
-            "flash: the model ({} B) and the firmware (~{} B) need {flash_needed} B, the board has {} B",
-            file.len(),
-            FIRMWARE_CODE_BYTES,
-            board.flash.length
-        ));
+    let fit = Fit::estimate(board, file.len() as u64, model.arena_size() as u64);
+    if fit.fits() {
+        return Ok(());
     }
-    if ram_needed > board.ram.length as u64 {
-        return fail(format!(
-            "RAM: the arena ({} B) and the stack (~{} B) need {ram_needed} B, the board has {} B",
-            model.arena_size(),
-            FIRMWARE_STACK_BYTES,
-            board.ram.length
-        ));
-    }
-    Ok(())
+    Err(DeviceError::DoesNotFit {
+        model: file.path().display().to_string(),
+        board: board.name.clone(),
+        what: fit.to_text(),
+    })
 }
 
 /// The inputs (concatenated) and their labels: the first `samples` test images of the data set, or, for a
