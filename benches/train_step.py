@@ -1,7 +1,7 @@
 """PyTorch eager reference for `cargo bench -p qfd-host --bench train_step`.
 
 The same QFD training step as the Rust trainer: a ResNet-20 student with 4-bit weights and activations (8-bit
-first conv and classifier), EWGS-style quantizers with learned bounds and alpha and straight-through rounding,
+first conv and classifier), EWGS-style quantizers with learned bounds and alpha (LSQ-scaled gradients) and straight-through rounding,
 a full-precision teacher whose pooled feature is quantized to 4 bits, loss CE + 0.5 * MSE(feature), SGD with
 Nesterov momentum and a separate quantizer group, batch 128 of 1x28x28 inputs. Prints one line with the median
 step time and images per second. Run by benches/train-speed.sh; needs PyTorch (scripts/setup.sh --bench).
@@ -22,14 +22,25 @@ def round_ste(x):
     return x + (x.round() - x).detach()
 
 
+def grad_scaled(x, scale):
+    """LSQ gradient scaling: forward x, backward the gradient times scale."""
+    y = x * scale
+    return (x - y).detach() + y
+
+
+def lsq_scale(elements, bits):
+    return 1.0 / (elements * (2**bits - 1)) ** 0.5
+
+
 class Bounds(nn.Module):
     def __init__(self, lower, upper):
         super().__init__()
         self.lower = nn.Parameter(torch.tensor([lower]))
         self.upper = nn.Parameter(torch.tensor([upper]))
 
-    def unit(self, x):
-        return ((x - self.lower) / (self.upper - self.lower)).clamp(0.0, 1.0)
+    def unit(self, x, scale):
+        lower, upper = grad_scaled(self.lower, scale), grad_scaled(self.upper, scale)
+        return ((x - lower) / (upper - lower)).clamp(0.0, 1.0), lower, upper
 
 
 class ActQuant(nn.Module):
@@ -37,14 +48,15 @@ class ActQuant(nn.Module):
 
     def __init__(self, bits):
         super().__init__()
-        self.levels = float(2**bits - 1)
+        self.bits, self.levels = bits, float(2**bits - 1)
         self.bounds = Bounds(0.0, 1.0)
 
     def forward(self, x, quantize):
         if not quantize:
             return x, x
-        norm = round_ste(self.bounds.unit(x) * self.levels) / self.levels
-        return norm, self.bounds.lower + (self.bounds.upper - self.bounds.lower) * norm
+        unit, lower, upper = self.bounds.unit(x, lsq_scale(x[0].numel(), self.bits))
+        norm = round_ste(unit * self.levels) / self.levels
+        return norm, lower + (upper - lower) * norm
 
     def calibrate(self, x):
         with torch.no_grad():
@@ -56,7 +68,7 @@ class ActQuant(nn.Module):
 class QConv(nn.Module):
     def __init__(self, cin, cout, k, stride, padding, bits):
         super().__init__()
-        self.stride, self.padding, self.levels = stride, padding, float(2**bits - 1)
+        self.stride, self.padding, self.bits, self.levels = stride, padding, bits, float(2**bits - 1)
         self.weight = nn.Parameter(torch.randn(cout, cin, k, k) * (2.0 / (cin * k * k)) ** 0.5)
         self.bounds = Bounds(-1.0, 1.0)
         self.alpha = nn.Parameter(torch.ones(1))
@@ -64,9 +76,10 @@ class QConv(nn.Module):
     def forward(self, norm, value, quantize):
         if not quantize:
             return F.conv2d(value, self.weight, None, self.stride, self.padding)
-        k = round_ste(self.bounds.unit(self.weight) * self.levels)
+        scale = lsq_scale(self.weight.numel(), self.bits)
+        k = round_ste(self.bounds.unit(self.weight, scale)[0] * self.levels)
         w = (k * 2.0 - self.levels) / self.levels
-        return F.conv2d(norm, w, None, self.stride, self.padding) * self.alpha.abs()
+        return F.conv2d(norm, w, None, self.stride, self.padding) * grad_scaled(self.alpha, scale).abs()
 
 
 class ConvBnQ(nn.Module):
@@ -124,8 +137,9 @@ class ResNet20(nn.Module):
         if self.feature_q is not None:
             feature = self.feature_q(feature, True)[1]
         if quantize:
-            k = round_ste(self.fc_bounds.unit(self.fc_weight) * 255.0)
-            logits = F.linear(feature, (k * 2.0 - 255.0) / 255.0) * self.fc_alpha.abs() + self.fc_bias
+            scale = lsq_scale(self.fc_weight.numel(), 8)
+            k = round_ste(self.fc_bounds.unit(self.fc_weight, scale)[0] * 255.0)
+            logits = F.linear(feature, (k * 2.0 - 255.0) / 255.0) * grad_scaled(self.fc_alpha, scale).abs() + self.fc_bias
         else:
             logits = F.linear(feature, self.fc_weight, self.fc_bias)
         return logits, feature
@@ -161,8 +175,7 @@ def main():
     quant = {id(p) for p in student.quant_params()}
     weights = [p for p in student.parameters() if id(p) not in quant]
     opt = torch.optim.SGD(
-        [{"params": weights, "weight_decay": 5e-4}, {"params": student.quant_params(), "lr": 1e-3,
-                                                     "weight_decay": 0.0}],
+        [{"params": weights, "weight_decay": 5e-4}, {"params": student.quant_params(), "weight_decay": 0.0}],
         lr=1e-2, momentum=0.9, nesterov=True)
 
     def step():

@@ -235,7 +235,7 @@ impl<'c> Builder<'c> {
                     OutputKind::Relu => self.rng.gen_range(-0.1..0.1) * l + 0.4,
                     OutputKind::Centred => l / 2.0,
                 };
-                requant_for(scale, offset).unwrap_or(RequantParams { bias: 0, multiplier: 0, shift: 0 })
+                requant_for(scale, offset).unwrap_or(RequantParams { offset: 0, multiplier: 0, shift: 0 })
             })
             .collect()
     }
@@ -285,10 +285,11 @@ impl<'c> Builder<'c> {
         };
         const FRACTION_BITS: i32 = 12;
         let w = (scale * (1 << FRACTION_BITS) as f64).round() as i32;
+        // The constant term in whole units of the common step, then in the requantization's product units.
         let bias =
-            (out_zero * (1 << FRACTION_BITS) as f64 - (zero(a.1) + zero(b.1)) * w as f64).round() as i32;
+            (out_zero * (1 << FRACTION_BITS) as f64 - (zero(a.1) + zero(b.1)) * w as f64).round() as i64;
         let (multiplier, shift) = quantize_multiplier(2f64.powi(-FRACTION_BITS)).unwrap_or((0, 0));
-        let requant = RequantParams { bias, multiplier, shift };
+        let requant = RequantParams { offset: bias * multiplier as i64, multiplier, shift };
         let clamp = Clamp { min: 0, max: l as u8 };
         let id = self.graph.add(name, [a.0, b.0], [w, w], requant, clamp, bits)?;
         Ok(self.track(id, bits, out))
@@ -385,7 +386,7 @@ impl<'c> Builder<'c> {
         let classes = self.cfg.classes;
         let weight_codes = self.random_codes(classes * n, 8);
         let requant: Vec<RequantParams> = (0..classes)
-            .map(|_| RequantParams { bias: self.rng.gen_range(-1000..1000), multiplier: 0, shift: 0 })
+            .map(|_| RequantParams { offset: self.rng.gen_range(-1000..1000), multiplier: 0, shift: 0 })
             .collect();
         let spec = FcSpec {
             outputs: classes,

@@ -152,22 +152,28 @@ fn bad_model_files_are_refused_with_the_reason_and_a_hint() {
     let mut flipped = good.clone();
     // The payload is the last field of the header, so the last byte is payload.
     *flipped.last_mut().unwrap() ^= 0x01;
-    let mut future = good.clone();
-    // Byte 4 is the major version (a one-byte varint): a file from a future incompatible format.
-    future[4] = 2;
-    let cases: [(&str, Vec<u8>, &str); 6] = [
+    // Byte 4 is the major version (a one-byte varint): files of a future and of an older incompatible format
+    // (format 1 had 9-byte requantization records).
+    let major = qfd_runtime::format::FORMAT_MAJOR;
+    let (mut future, mut old) = (good.clone(), good.clone());
+    future[4] = major as u8 + 1;
+    old[4] = major as u8 - 1;
+    let future_reason = format!("format version {} is not supported", major + 1);
+    let old_reason = format!("format version {} is not supported", major - 1);
+    let cases: [(&str, Vec<u8>, &str); 7] = [
         ("empty", Vec::new(), "truncated"),
         ("random", (0..4096u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8).collect(), "QFDM"),
         ("truncated", good[..good.len() / 2].to_vec(), "truncated"),
         ("flipped", flipped, "CRC"),
-        ("future", future, "format version 2"),
+        ("future", future, &future_reason),
+        ("old", old, &old_reason),
         ("trailing", [good.as_slice(), b"junk"].concat(), "unexpected bytes"),
     ];
     for (name, bytes, reason) in cases {
         let path = dir.path().join(format!("{name}.qfdm"));
         fs::write(&path, bytes).unwrap();
         let path = path.to_str().unwrap();
-        let hint = if name == "future" {
+        let hint = if name == "future" || name == "old" {
             "hint: re-export the model with this version of qfd-host"
         } else {
             "hint: the file is corrupted or not a .qfdm model; re-export it"

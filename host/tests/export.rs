@@ -149,8 +149,9 @@ fn integer_layers_match_the_fake_quantized_layers_and_export_is_deterministic() 
     let first = export(&runs.student, None, Some(300)).unwrap();
     let second = export(&runs.student, None, Some(300)).unwrap();
     assert!(first.bytes == second.bytes, "two exports of one checkpoint differ");
+    // The product requires at least 99% (format 1's whole-unit bias gave about 91% on this model).
     assert!(
-        first.agreement >= 0.97,
+        first.agreement >= 0.99,
         "integer and fake-quant predictions agree on only {:.1}%",
         100.0 * first.agreement
     );
@@ -162,19 +163,35 @@ fn integer_layers_match_the_fake_quantized_layers_and_export_is_deterministic() 
     let trained = load_trained(&runs.student, &data, Device::Cpu).unwrap();
     let test = qfd_host::data::Dataset::load(cfg.dataset, qfd_host::data::Split::Test, None).unwrap();
     let [c, h, w] = data.input.map(|d| d as usize);
-    let (mut total, mut differ) = (0usize, 0usize);
+    // Per layer, in order: (name, codes, codes that differ), over four images.
+    let mut layers: Vec<(String, usize, usize)> = Vec::new();
     for i in 0..4 {
-        for (name, n, d, max) in compare_layers(&trained.net, &model, test.image(i), [h, w, c]) {
+        for (k, (name, n, d, max)) in
+            compare_layers(&trained.net, &model, test.image(i), [h, w, c]).into_iter().enumerate()
+        {
             assert!(max <= 1, "image {i}, {name}: a code differs by {max}");
-            total += n;
-            differ += d;
+            if k == layers.len() {
+                layers.push((name, 0, 0));
+            }
+            layers[k].1 += n;
+            layers[k].2 += d;
         }
     }
-    // Only the documented roundings may move a code, and by one: the bias to a whole accumulator unit (up
-    // to half the multiplier, in codes), the multiplier to 31 bits, and exact ties (to even in training,
-    // away from zero here).
-    assert!((differ as f64) < 0.01 * total as f64, "{differ} of {total} codes differ by one");
-    eprintln!("{differ} of {total} codes differ by one");
+    // Only the documented roundings may move a code, and by one: the multiplier to 31 bits, the constant term
+    // to a product unit (`2^-(32 - shift)` of a code at most), exact ties (to even in training, away from zero
+    // here), and the float rounding of the training graph itself. Format 1's whole-unit bias moved 0.05-0.44%
+    // of a layer's codes; now hardly any move.
+    for (name, total, differ) in &layers {
+        eprintln!("{name}: {differ} of {total} codes differ by one");
+    }
+    let (total, differ) = layers.iter().fold((0, 0), |(t, d), l| (t + l.1, d + l.2));
+    eprintln!(
+        "{differ} of {total} codes differ by one; predictions agree on {:.1}%",
+        100.0 * first.agreement
+    );
+    for (name, total, differ) in &layers {
+        assert!((*differ as f64) < 0.001 * *total as f64, "{name}: {differ} of {total} codes differ by one");
+    }
 }
 
 #[test]
@@ -201,7 +218,7 @@ fn refusals_name_their_reason() {
     let meta = exported.graph.meta.clone();
     let net = &trained.net;
     let layer = net.conv_layers()[2];
-    // A BatchNorm scale near zero needs a bias no i32 holds: refused, naming the layer.
+    // A BatchNorm scale near zero has no fixed-point multiplier: refused, naming the layer.
     let gamma = layer.bn.ws.as_ref().unwrap();
     tch::no_grad(|| {
         let _ = gamma.shallow_clone().get(0).fill_(1e-30);

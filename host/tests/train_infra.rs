@@ -95,12 +95,13 @@ fn validation_names_the_bad_option() {
 #[test]
 fn learning_rates_and_run_directory_defaults() {
     let c = TrainConfig::default();
-    assert_eq!((c.lr(), c.quant_lr()), (0.05, 0.005));
-    let adam = TrainConfig { optimizer: OptimizerKind::Adam, ..c.clone() };
+    // Quantizer parameters train at the weights' rate: their gradients carry LSQ's scale.
+    assert_eq!((c.lr(), c.quant_lr()), (0.05, 0.05));
+    let adam = TrainConfig { optimizer: OptimizerKind::Adam, quant_lr: Some(1e-4), ..c.clone() };
     assert_eq!((adam.lr(), adam.quant_lr()), (1e-3, 1e-4));
-    let resolved = adam.clone().with_resolved_lrs();
-    assert_eq!((resolved.lr, resolved.quant_lr), (Some(1e-3), Some(1e-4)));
-    assert!(resolved.to_toml_string().contains("quant-lr = 0.0001"));
+    let resolved = TrainConfig { quant_lr: None, ..adam.clone() }.with_resolved_lrs();
+    assert_eq!((resolved.lr, resolved.quant_lr), (Some(1e-3), Some(1e-3)));
+    assert!(adam.with_resolved_lrs().to_toml_string().contains("quant-lr = 0.0001"));
     assert_eq!(c.run_dir(), Path::new("runs/fashion-mnist-resnet20-qfd-w4a4"));
     let fp = TrainConfig { method: Method::Fp, arch: "mobilenetv1".into(), width: 0.25, ..c.clone() };
     assert_eq!(fp.run_dir(), Path::new("runs/fashion-mnist-mobilenetv1-x0.25-fp"));

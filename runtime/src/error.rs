@@ -86,6 +86,12 @@ pub enum LoadError {
         /// The op.
         op: u16,
     },
+    /// A requantization offset is larger in magnitude than
+    /// [`MAX_OFFSET`](crate::requant::MAX_OFFSET) (`2^62 - 1`).
+    OffsetOutOfRange {
+        /// The op.
+        op: u16,
+    },
     /// A clamp range is empty or reaches past the output's bit-width.
     BadClamp {
         /// The op.
@@ -171,6 +177,7 @@ impl fmt::Display for LoadError {
                 write!(f, "op {op}: requantization table length does not match its channels")
             }
             ShiftOutOfRange { op } => write!(f, "op {op}: requantization shift out of range"),
+            OffsetOutOfRange { op } => write!(f, "op {op}: requantization offset out of range"),
             BadClamp { op } => write!(f, "op {op}: clamp range is empty or exceeds the output bit-width"),
             AccumulatorOverflow { op } => write!(f, "op {op}: worst-case accumulator does not fit in i32"),
             BadOutput => write!(f, "the model must read activation codes and end in 1x1xC i32 logits"),

@@ -17,7 +17,7 @@ use crate::weights::PackedWeights;
 /// The first four bytes of every model file.
 pub const MAGIC: [u8; 4] = *b"QFDM";
 /// Major format version: files of another major version are refused.
-pub const FORMAT_MAJOR: u16 = 1;
+pub const FORMAT_MAJOR: u16 = 2;
 /// Minor format version: additions that older readers of the same major version can ignore.
 pub const FORMAT_MINOR: u16 = 0;
 /// Most ops a model may have (a MobileNetV2 has about 70).
@@ -216,7 +216,7 @@ pub struct Conv2dDesc<'a> {
 pub enum FcOutput {
     /// Requantized and clamped codes.
     Codes(Clamp),
-    /// `acc + bias` as `i32` (logits); multiplier and shift are not used.
+    /// `saturate_i32(acc + offset)` (logits, `offset` in accumulator units); multiplier and shift are not used.
     Logits,
 }
 
@@ -235,8 +235,8 @@ pub struct FullyConnectedDesc<'a> {
     pub output: FcOutput,
 }
 
-/// Element-wise `clamp(requant(a * weights[0] + b * weights[1]))`: the residual add. `requant.bias` holds the
-/// constant term of both branches, so each input keeps its own scale and zero point.
+/// Element-wise `clamp(requant(a * weights[0] + b * weights[1]))`: the residual add. `requant.offset` holds
+/// the constant term of both branches, so each input keeps its own scale and zero point.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AddDesc {
     /// The two input values (codes of the same shape).

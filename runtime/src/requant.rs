@@ -1,14 +1,17 @@
 //! Requantization: the one place where an `i32` accumulator becomes an output code.
 //!
-//! Every kernel ends with [`requantize`], so the rounding rule is written exactly once:
+//! Every kernel ends with [`requantize`] (or, for logits, [`logit`]), so the rounding rule is written exactly
+//! once:
 //!
 //! ```text
-//! requantize(acc, {bias, multiplier, shift}) = saturate_i32(round((acc + bias) * multiplier / 2^(31 - shift)))
+//! requantize(acc, {offset, multiplier, shift})
+//!     = saturate_i32(round((acc * multiplier + offset) / 2^(31 - shift)))
 //! ```
 //!
 //! computed exactly in 64-bit, with ties rounded away from zero. `multiplier` is a Q31 fixed-point number
-//! (any sign), `shift` in `[MIN_SHIFT, MAX_SHIFT]`, so the divisor is `2^1 ..= 2^62`. `docs/arithmetic.md`
-//! has a worked example.
+//! (any sign), `shift` in `[MIN_SHIFT, MAX_SHIFT]`, so the divisor is `2^1 ..= 2^62`. The constant term
+//! `offset` is in product units (`2^(31 - shift)` of them make one output code), with `|offset| < 2^62`.
+//! `docs/arithmetic.md` has worked examples.
 
 use serde::{Deserialize, Serialize};
 
@@ -16,14 +19,19 @@ use serde::{Deserialize, Serialize};
 pub const MIN_SHIFT: i8 = -31;
 /// Largest allowed shift (divide by `2^1`).
 pub const MAX_SHIFT: i8 = 30;
+/// Largest allowed `|offset|`: `2^62 - 1`. With `|acc * multiplier| <= 2^62`, the sum
+/// `acc * multiplier + offset` always fits `i64`.
+pub const MAX_OFFSET: i64 = (1 << 62) - 1;
 /// Bytes of one encoded [`RequantParams`] in a [`ChannelRequant`] table.
-pub const CHANNEL_RECORD_BYTES: usize = 9;
+pub const CHANNEL_RECORD_BYTES: usize = 13;
 
-/// Bias, fixed-point multiplier and shift of one output channel.
+/// Constant term, fixed-point multiplier and shift of one output channel.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RequantParams {
-    /// Added to the accumulator first, in accumulator units.
-    pub bias: i32,
+    /// Added to the product `acc * multiplier`, in product units (`2^(31 - shift)` of them make one output
+    /// code), so a fractional constant term is kept. For logits (`FcOutput::Logits`) it is added to the
+    /// accumulator instead, in accumulator units.
+    pub offset: i64,
     /// Q31 multiplier: the real scale is `multiplier / 2^31 * 2^shift`.
     pub multiplier: i32,
     /// Power-of-two exponent of the scale.
@@ -36,38 +44,53 @@ impl RequantParams {
         self.shift >= MIN_SHIFT && self.shift <= MAX_SHIFT
     }
 
-    /// Encodes the params as a 9-byte little-endian record (`bias`, `multiplier`, `shift`).
+    /// Whether `|offset| <= MAX_OFFSET`.
+    pub const fn offset_in_range(&self) -> bool {
+        self.offset >= -MAX_OFFSET && self.offset <= MAX_OFFSET
+    }
+
+    /// Encodes the params as a 13-byte little-endian record (`offset`, `multiplier`, `shift`).
     pub fn to_record(&self) -> [u8; CHANNEL_RECORD_BYTES] {
         let mut r = [0u8; CHANNEL_RECORD_BYTES];
-        r[0..4].copy_from_slice(&self.bias.to_le_bytes());
-        r[4..8].copy_from_slice(&self.multiplier.to_le_bytes());
-        r[8] = self.shift as u8;
+        r[0..8].copy_from_slice(&self.offset.to_le_bytes());
+        r[8..12].copy_from_slice(&self.multiplier.to_le_bytes());
+        r[12] = self.shift as u8;
         r
     }
 
-    /// Decodes a 9-byte record written by [`to_record`](Self::to_record).
+    /// Decodes a 13-byte record written by [`to_record`](Self::to_record).
     pub fn from_record(r: &[u8; CHANNEL_RECORD_BYTES]) -> Self {
         RequantParams {
-            bias: i32::from_le_bytes([r[0], r[1], r[2], r[3]]),
-            multiplier: i32::from_le_bytes([r[4], r[5], r[6], r[7]]),
-            shift: r[8] as i8,
+            offset: i64::from_le_bytes([r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7]]),
+            multiplier: i32::from_le_bytes([r[8], r[9], r[10], r[11]]),
+            shift: r[12] as i8,
         }
     }
 }
 
 /// Scales `acc` by the params, exactly as the module documentation states.
 ///
-/// `acc + bias` is formed in 64-bit and saturated to `i32` (load-time validation proves that saturation never
-/// happens in a valid model), so `|product| <= 2^62` and nothing here can overflow.
+/// `acc * multiplier` is exact in `i64` (`|.| <= 2^62`), and with `|offset| <= MAX_OFFSET` (load-time
+/// validation refuses any other record) so is the sum. The rounding never forms `sum + 2^(n-1)`, which
+/// could overflow: it shifts by `n - 1` and adds the last bit shifted out. An offset outside the range gives
+/// an unspecified result, never a panic.
 #[inline]
 pub fn requantize(acc: i32, p: RequantParams) -> i32 {
     let n = (31 - p.shift as i32).clamp(1, 62) as u32;
-    let x = (acc as i64 + p.bias as i64).clamp(i32::MIN as i64, i32::MAX as i64);
-    let prod = x * p.multiplier as i64;
-    // Adding half of the divisor then flooring rounds ties up; the `- 1` for negative products turns that
-    // into ties away from zero.
-    let q = (prod + (1i64 << (n - 1)) - (prod < 0) as i64) >> n;
+    let sum = (acc as i64 * p.multiplier as i64).wrapping_add(p.offset);
+    // round_half_away(sum / 2^n) = floor((sum + 2^(n-1) - [sum < 0]) / 2^n): adding half the divisor then
+    // flooring rounds ties up, the `- 1` for negative sums makes them round away from zero. With
+    // `t = sum - [sum < 0]` and `u = t >> (n - 1)`, that floor is `(u >> 1) + (u & 1)`.
+    let u = sum.wrapping_sub((sum < 0) as i64) >> (n - 1);
+    let q = (u >> 1) + (u & 1);
     q.clamp(i32::MIN as i64, i32::MAX as i64) as i32
+}
+
+/// The logit of a [`FcOutput::Logits`](crate::format::FcOutput::Logits) layer:
+/// `saturate_i32(acc + offset)`, with `offset` in accumulator units (multiplier and shift are not used).
+#[inline]
+pub fn logit(acc: i32, p: RequantParams) -> i32 {
+    (acc as i64).saturating_add(p.offset).clamp(i32::MIN as i64, i32::MAX as i64) as i32
 }
 
 /// [`requantize`] followed by a clamp to the output code range.
@@ -76,10 +99,10 @@ pub fn requantize_to_code(acc: i32, p: RequantParams, min: u8, max: u8) -> u8 {
     requantize(acc, p).clamp(min as i32, max as i32) as u8
 }
 
-/// A per-channel table of [`RequantParams`], borrowed from the model file as 9-byte records.
+/// A per-channel table of [`RequantParams`], borrowed from the model file as 13-byte records.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ChannelRequant<'a> {
-    /// `channels * 9` bytes: each `bias: i32 LE, multiplier: i32 LE, shift: i8`.
+    /// `channels * 13` bytes: each `offset: i64 LE, multiplier: i32 LE, shift: i8`.
     pub records: &'a [u8],
 }
 

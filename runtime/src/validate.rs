@@ -147,9 +147,8 @@ fn check_op(at: u16, op: &OpDesc<'_>, values: &[ValueDesc], max_abs: &[u64]) -> 
             let taps = conv.window.kernel[0] as u64 * conv.window.kernel[1] as u64;
             let fan_in = taps * (ic / groups) as u64;
             check_weights(at, &conv.weights, c as u64 * fan_in)?;
-            let max_bias = check_requant(at, &conv.requant, c)?;
-            let bound = fan_in * in_max * max_code(conv.weights.bits) as u64 + max_bias;
-            if bound > I32_MAX {
+            check_requant(at, &conv.requant, c)?;
+            if fan_in * in_max * max_code(conv.weights.bits) as u64 > I32_MAX {
                 return Err(overflow);
             }
             Ok(max_code(bits) as u64)
@@ -162,17 +161,24 @@ fn check_op(at: u16, op: &OpDesc<'_>, values: &[ValueDesc], max_abs: &[u64]) -> 
             }
             let fan_in = inp.elems() as u64;
             check_weights(at, &fc.weights, c as u64 * fan_in)?;
-            let max_bias = check_requant(at, &fc.requant, c)?;
-            let bound = fan_in * in_max * max_code(fc.weights.bits) as u64 + max_bias;
-            if bound > I32_MAX {
-                return Err(overflow);
-            }
+            let max_offset = check_requant(at, &fc.requant, c)?;
+            let acc_bound = fan_in * in_max * max_code(fc.weights.bits) as u64;
             match fc.output {
                 FcOutput::Codes(clamp) => {
+                    if acc_bound > I32_MAX {
+                        return Err(overflow);
+                    }
                     check_clamp(at, clamp.min, clamp.max, out_codes()?)?;
                     Ok(clamp.max as u64)
                 }
-                FcOutput::Logits if out.elem == ElemType::I32 => Ok(bound),
+                FcOutput::Logits if out.elem == ElemType::I32 => {
+                    // The logit is `acc + offset`: the bound covers both, so no logit saturates.
+                    let bound = acc_bound.saturating_add(max_offset);
+                    if bound > I32_MAX {
+                        return Err(overflow);
+                    }
+                    Ok(bound)
+                }
                 FcOutput::Logits => Err(mismatch),
             }
         }
@@ -184,10 +190,9 @@ fn check_op(at: u16, op: &OpDesc<'_>, values: &[ValueDesc], max_abs: &[u64]) -> 
             }
             let bits = out_codes()?;
             check_clamp(at, add.clamp.min, add.clamp.max, bits)?;
-            check_shift(at, &add.requant)?;
+            check_params(at, &add.requant)?;
             let [wa, wb] = add.input_weights.map(|x| x.unsigned_abs() as u64);
-            let bound = a_max * wa + b_max * wb + add.requant.bias.unsigned_abs() as u64;
-            if bound > I32_MAX {
+            if a_max * wa + b_max * wb > I32_MAX {
                 return Err(overflow);
             }
             Ok(max_code(bits) as u64)
@@ -205,9 +210,9 @@ fn check_op(at: u16, op: &OpDesc<'_>, values: &[ValueDesc], max_abs: &[u64]) -> 
             check_pool_shape(at, &pool.window, inp, out)?;
             let bits = out_codes()?;
             check_clamp(at, pool.clamp.min, pool.clamp.max, bits)?;
-            check_shift(at, &pool.requant)?;
+            check_params(at, &pool.requant)?;
             let taps = pool.window.kernel[0] as u64 * pool.window.kernel[1] as u64;
-            if taps * in_max + pool.requant.bias.unsigned_abs() as u64 > I32_MAX {
+            if taps * in_max > I32_MAX {
                 return Err(overflow);
             }
             Ok(max_code(bits) as u64)
@@ -261,24 +266,27 @@ fn check_weights(at: u16, weights: &PackedWeights<'_>, count: u64) -> Result<(),
     Ok(())
 }
 
-/// Checks length and shifts; returns the largest `|bias|`.
+/// Checks length, shifts and offsets; returns the largest `|offset|` (at most `MAX_OFFSET`).
 fn check_requant(at: u16, requant: &ChannelRequant<'_>, channels: usize) -> Result<u64, LoadError> {
     if requant.records.len() as u64 != channels as u64 * CHANNEL_RECORD_BYTES as u64 {
         return Err(LoadError::RequantLength { op: at });
     }
-    let mut max_bias = 0u64;
+    let mut max_offset = 0u64;
     for p in requant.iter() {
-        check_shift(at, &p)?;
-        max_bias = max_bias.max(p.bias.unsigned_abs() as u64);
+        check_params(at, &p)?;
+        max_offset = max_offset.max(p.offset.unsigned_abs());
     }
-    Ok(max_bias)
+    Ok(max_offset)
 }
 
-fn check_shift(at: u16, p: &RequantParams) -> Result<(), LoadError> {
-    if p.is_valid() {
-        Ok(())
-    } else {
+/// The shift lies in `[MIN_SHIFT, MAX_SHIFT]` and `|offset| <= MAX_OFFSET`, so `requantize` cannot overflow.
+fn check_params(at: u16, p: &RequantParams) -> Result<(), LoadError> {
+    if !p.is_valid() {
         Err(LoadError::ShiftOutOfRange { op: at })
+    } else if !p.offset_in_range() {
+        Err(LoadError::OffsetOutOfRange { op: at })
+    } else {
+        Ok(())
     }
 }
 

@@ -13,7 +13,7 @@ use proptest::strategy::ValueTree;
 use proptest::test_runner::TestRunner;
 use qfd_runtime::format::{Clamp, FcOutput, Padding, Window};
 use qfd_runtime::kernels::{self, ConvGeometry, FcInput, Hwc, PoolGeometry};
-use qfd_runtime::requant::{ChannelRequant, RequantParams, MAX_SHIFT, MIN_SHIFT};
+use qfd_runtime::requant::{ChannelRequant, RequantParams, MAX_OFFSET, MAX_SHIFT, MIN_SHIFT};
 use qfd_runtime::weights::{pack_codes, packed_len, PackedWeights};
 use reference as r;
 use reference::Tensor;
@@ -38,7 +38,7 @@ fn kernel_weights(codes: &[u8], bits: u8) -> Vec<u8> {
     out
 }
 
-/// A per-channel requantization table (9-byte records).
+/// A per-channel requantization table (13-byte records).
 fn records(params: &[RequantParams]) -> Vec<u8> {
     params.iter().flat_map(|p| p.to_record()).collect()
 }
@@ -88,23 +88,33 @@ fn center_shift(out_bits: u8, typical_acc: f64) -> i32 {
 /// Requantization params for accumulators of typical magnitude `typical` and proven bound `acc_bound`.
 ///
 /// Three in four are "realistic": a shift that maps `typical` onto the `out_bits` code range
-/// ([`center_shift`]), a normalised multiplier (`|m| >= 2^30`) of either sign, a bias of the accumulator's
-/// typical size leaning positive (as a ReLU network's). The rest are "wild": shifts anywhere in the range and
-/// at both ends, any multiplier including 0, +-1, `i32::MIN` and `i32::MAX`, biases anywhere within the bound,
-/// within the load-time proof's headroom, or any `i32` (the kernels then rely on `acc + bias` saturating).
+/// ([`center_shift`]), a normalised multiplier (`|m| >= 2^30`) of either sign, an offset of the accumulator's
+/// typical size leaning positive (as a ReLU network's), with a fraction of an accumulator unit. The rest are
+/// "wild": shifts anywhere in the range and at both ends, any multiplier including 0, +-1, `i32::MIN` and
+/// `i32::MAX`, offsets of up to the accumulator bound in accumulator units, anywhere in the contract's
+/// `|offset| <= MAX_OFFSET` and at its ends, or small ones within the load-time proof's headroom (the offsets a
+/// logits layer may have).
 fn requant_params(out_bits: u8, typical: f64, acc_bound: i64) -> impl Strategy<Value = RequantParams> {
     assert!((0..=I32_MAX).contains(&acc_bound), "accumulator bound {acc_bound} does not fit i32");
     let center = center_shift(out_bits, typical);
     let (lo, hi) = (MIN_SHIFT as i32, MAX_SHIFT as i32);
     let near = ((center - 2).clamp(lo, hi) as i8)..=((center + 2).clamp(lo, hi) as i8);
-    let b = acc_bound as i32;
-    let t = (typical.round() as i64).clamp(1, acc_bound.max(2) / 2) as i32;
-    let headroom = (I32_MAX - acc_bound) as i32;
+    let b = acc_bound as f64;
+    let t = (typical.round() as i64).clamp(1, acc_bound.max(2) / 2) as f64;
+    let headroom = I32_MAX - acc_bound;
 
-    let realistic =
-        (-t..=2 * t, prop_oneof![3 => (1i32 << 30)..=i32::MAX, 1 => i32::MIN..=-(1i32 << 30)], near.clone());
+    let realistic = (
+        (-t..=2.0 * t).prop_map(Offset::Units),
+        prop_oneof![3 => (1i32 << 30)..=i32::MAX, 1 => i32::MIN..=-(1i32 << 30)],
+        near.clone(),
+    );
     let wild = (
-        prop_oneof![-b..=b, -headroom..=headroom, any::<i32>(), Just(0), Just(i32::MIN), Just(i32::MAX)],
+        prop_oneof![
+            (-b..=b).prop_map(Offset::Units),
+            (-MAX_OFFSET..=MAX_OFFSET).prop_map(Offset::Raw),
+            (-headroom..=headroom).prop_map(Offset::Raw),
+            prop_oneof![Just(0), Just(MAX_OFFSET), Just(-MAX_OFFSET)].prop_map(Offset::Raw),
+        ],
         prop_oneof![
             2 => any::<i32>(),
             1 => prop_oneof![Just(0), Just(1), Just(-1), Just(i32::MIN), Just(i32::MAX)],
@@ -112,11 +122,31 @@ fn requant_params(out_bits: u8, typical: f64, acc_bound: i64) -> impl Strategy<V
         ],
         prop_oneof![2 => near, 2 => MIN_SHIFT..=MAX_SHIFT, 1 => Just(MIN_SHIFT), 1 => Just(MAX_SHIFT)],
     );
-    prop_oneof![3 => realistic, 1 => wild].prop_map(|(bias, multiplier, shift)| RequantParams {
-        bias,
+    prop_oneof![3 => realistic, 1 => wild].prop_map(|(offset, multiplier, shift)| RequantParams {
+        offset: offset.product_units(multiplier),
         multiplier,
         shift,
     })
+}
+
+/// How a generated offset is given.
+#[derive(Debug, Clone, Copy)]
+enum Offset {
+    /// In accumulator units (any fraction), to be multiplied by the multiplier.
+    Units(f64),
+    /// Already in product units.
+    Raw(i64),
+}
+
+impl Offset {
+    /// The offset in product units, kept within `MAX_OFFSET`.
+    fn product_units(self, multiplier: i32) -> i64 {
+        let raw = match self {
+            Offset::Units(u) => (u * multiplier as f64).round() as i64,
+            Offset::Raw(r) => r,
+        };
+        raw.clamp(-MAX_OFFSET, MAX_OFFSET)
+    }
 }
 
 /// A clamp within the output bit-width: often the full range, otherwise any `min <= max`.
@@ -596,7 +626,7 @@ fn fully_connected_at_the_accumulator_bound() {
     let mut codes = vec![255u8; n];
     codes.extend(vec![0u8; n]);
     let packed = kernel_weights(&codes, 8);
-    let p = RequantParams { bias: 0, multiplier: 0, shift: 0 };
+    let p = RequantParams { offset: 0, multiplier: 0, shift: 0 };
     let table = records(&[p, p]);
     let mut out = [0u8; 8];
     kernels::fully_connected(
@@ -614,14 +644,15 @@ fn fully_connected_at_the_accumulator_bound() {
 
 #[test]
 fn conv2d_at_the_accumulator_bound() {
-    // A 1x1 conv over one pixel of `WIDEST_FAN_IN` channels. The bias brings the exact accumulator back to 7,
-    // which the requantization passes through unchanged: any error in the accumulator shows.
+    // A 1x1 conv over one pixel of `WIDEST_FAN_IN` channels. The offset brings the exact accumulator back to
+    // 7, which the requantization passes through unchanged: any error in the accumulator shows.
     let cin = WIDEST_FAN_IN;
     let input = vec![255u8; cin];
     let mut codes = vec![255u8; cin];
     codes.extend(vec![0u8; cin]);
     let packed = kernel_weights(&codes, 8);
-    let identity = |bias| RequantParams { bias, multiplier: 1 << 30, shift: 1 };
+    // Scale 2^30 / 2^31 * 2^1 = 1: 2^30 product units per code.
+    let identity = |units: i32| RequantParams { offset: (units as i64) << 30, multiplier: 1 << 30, shift: 1 };
     let params = [identity(7 - WIDEST_ACC), identity(7 + WIDEST_ACC)];
     let table = records(&params);
     let window = Window { kernel: [1, 1], stride: [1, 1], padding: Padding::default() };
@@ -647,7 +678,7 @@ fn fully_connected_sums_at_the_accumulator_bound() {
     // bound, and for a negative sum `2 * sum(x * k)` overflows `i32` on the negative side.
     let s = i32::MAX / 255;
     let packed = kernel_weights(&[255, 0], 8);
-    let p = RequantParams { bias: 0, multiplier: 0, shift: 0 };
+    let p = RequantParams { offset: 0, multiplier: 0, shift: 0 };
     let table = records(&[p, p]);
     for sum in [s, -s] {
         let input = le_bytes(&[sum]);
@@ -668,24 +699,31 @@ fn fully_connected_sums_at_the_accumulator_bound() {
 }
 
 #[test]
-fn logits_saturate_acc_plus_bias() {
-    // One input code 1 against weight +1 (1-bit code 1) and -1 (code 0): acc = +-1, bias at the i32 ends.
+fn logits_saturate_acc_plus_offset() {
+    // One input code 1 against weight +1 (1-bit code 1) and -1 (code 0): acc = +-1, offsets at the i32 ends
+    // and beyond (a loaded model never has them: its logits bound includes |offset|).
     let packed = kernel_weights(&[1, 0], 1);
-    let params = [
-        RequantParams { bias: i32::MAX, multiplier: 0, shift: 0 },
-        RequantParams { bias: i32::MIN, multiplier: 0, shift: 0 },
-    ];
-    let table = records(&params);
-    let mut out = [0u8; 8];
-    kernels::fully_connected(
-        FcInput::Codes(&[1]),
-        PackedWeights { bits: 1, data: &packed },
-        ChannelRequant { records: &table },
-        FcOutput::Logits,
-        2,
-        &mut out,
-    );
-    assert_eq!(i32s_le(&out), vec![i32::MAX, i32::MIN]);
+    for (offsets, want) in [
+        ([i32::MAX as i64, i32::MIN as i64], [i32::MAX, i32::MIN]),
+        ([MAX_OFFSET, -MAX_OFFSET], [i32::MAX, i32::MIN]),
+        ([i64::MIN, i64::MAX], [i32::MIN, i32::MAX]),
+        ([-(1i64 << 31), (1i64 << 31) - 1], [i32::MIN + 1, i32::MAX - 1]),
+    ] {
+        let params = offsets.map(|offset| RequantParams { offset, multiplier: 0, shift: 0 });
+        let table = records(&params);
+        let mut out = [0u8; 8];
+        kernels::fully_connected(
+            FcInput::Codes(&[1]),
+            PackedWeights { bits: 1, data: &packed },
+            ChannelRequant { records: &table },
+            FcOutput::Logits,
+            2,
+            &mut out,
+        );
+        assert_eq!(i32s_le(&out), want.to_vec(), "offsets {offsets:?}");
+        let reference = r::fully_connected(r::FcIn::Codes(&[1]), &packed, 1, &params, FcOutput::Logits, 2);
+        assert_eq!(reference, want.to_vec(), "offsets {offsets:?}");
+    }
 }
 
 // ---------------------------------------------------------------------------------------------------------
@@ -706,16 +744,28 @@ fn worked_example_from_docs() {
     // sum(x * k) = 27, sum(x) = 25, acc = 2 * 27 - 3 * 25 = -21 = 3 - 45 + 21.
     assert_eq!(weights.dot_codes(&x, 0), 27);
     let acc = -21;
-    let p = RequantParams { bias: 49, multiplier: 1_610_612_736, shift: -1 };
-    // (acc + bias) * m = 28 * 1610612736 = 45097156608 = 10.5 * 2^32: a tie, rounded away from zero.
-    assert_eq!(28i64 * 1_610_612_736, 45_097_156_608);
-    assert_eq!(45_097_156_608i64, 21 << 31);
-    assert_eq!(qfd_runtime::requant::requantize(acc, p), 11);
-    assert_eq!(r::requant(acc as i128, p), 11);
-    // With bias -77: -98 * 0.375 = -36.75, rounded -37, clamped to code 0.
-    let p77 = RequantParams { bias: -77, ..p };
-    assert_eq!(qfd_runtime::requant::requantize(acc, p77), -37);
-    assert_eq!(qfd_runtime::requant::requantize_to_code(acc, p77, 0, 15), 0);
+    let p = RequantParams { offset: 74_625_056_768, multiplier: 1_610_612_736, shift: -1 };
+    // The offset is 17.375 codes in product units (2^32 per code), 46 1/3 accumulator units.
+    assert_eq!(74_625_056_768i64, 17 * (1 << 32) + 3 * (1 << 29));
+    assert_eq!(74_625_056_768i64 * 3, 139 * 1_610_612_736);
+    // acc * m + offset = -33822867456 + 74625056768 = 40802189312 = 9.5 * 2^32: a tie, rounded away from zero.
+    assert_eq!(acc as i64 * 1_610_612_736, -33_822_867_456);
+    assert_eq!(-33_822_867_456i64 + 74_625_056_768, 40_802_189_312);
+    assert_eq!(40_802_189_312i64, 19 << 31);
+    assert_eq!((40_802_189_312i64 + (1 << 31)) >> 32, 10);
+    assert_eq!(qfd_runtime::requant::requantize(acc, p), 10);
+    assert_eq!(r::requant(acc as i128, p), 10);
+    // Format 1's whole-unit bias, round(46 1/3) = 46, folded into product units: 9.375, code 9.
+    let whole_unit = RequantParams { offset: 46 * 1_610_612_736, ..p };
+    assert_eq!(qfd_runtime::requant::requantize(acc, whole_unit), 9);
+    // With offset -122943438848 (-76 1/3 units): -156766306304 = -36.5 * 2^32, rounded -37, clamped to 0.
+    let negative = RequantParams { offset: -122_943_438_848, ..p };
+    assert_eq!(-33_822_867_456i64 - 122_943_438_848, -156_766_306_304);
+    assert_eq!(-156_766_306_304i64, -73 << 31);
+    assert_eq!((-156_766_306_304i64 + (1 << 31) - 1) >> 32, -37);
+    assert_eq!(qfd_runtime::requant::requantize(acc, negative), -37);
+    assert_eq!(r::requant(acc as i128, negative), -37);
+    assert_eq!(qfd_runtime::requant::requantize_to_code(acc, negative, 0, 15), 0);
     let clamp = Clamp { min: 0, max: 15 };
     let table = records(&[p]);
     let requant = ChannelRequant { records: &table };
@@ -725,22 +775,39 @@ fn worked_example_from_docs() {
     let geo = ConvGeometry { input: Hwc::new(1, 1, 3), output: Hwc::new(1, 1, 1), window, groups: 1 };
     let mut out = [0u8; 1];
     kernels::conv2d(&x, &geo, weights, requant, clamp, &mut out);
-    assert_eq!(out, [11]);
+    assert_eq!(out, [10]);
+    let tensor = Tensor { data: &x, h: 1, w: 1, c: 3 };
+    assert_eq!(r::conv2d(tensor, &window, 1, 1, &packed, 2, &[p], clamp), vec![10]);
 
-    // As a fully connected layer: codes out, then logits out (acc + bias = 28).
+    // As a fully connected layer: codes out; then logits out, with a logits record (offset 49 in
+    // accumulator units): acc + offset = 28.
     kernels::fully_connected(FcInput::Codes(&x), weights, requant, FcOutput::Codes(clamp), 1, &mut out);
-    assert_eq!(out, [11]);
+    assert_eq!(out, [10]);
+    let logits_table = records(&[RequantParams { offset: 49, multiplier: 0, shift: 0 }]);
+    let logits_requant = ChannelRequant { records: &logits_table };
     let mut logit = [0u8; 4];
-    kernels::fully_connected(FcInput::Codes(&x), weights, requant, FcOutput::Logits, 1, &mut logit);
+    kernels::fully_connected(FcInput::Codes(&x), weights, logits_requant, FcOutput::Logits, 1, &mut logit);
     assert_eq!(i32::from_le_bytes(logit), 28);
 
-    // Residual add: a = 9, b = 5, input weights [2, 3], acc = 33, bias -3 -> 30, multiplier 2^30 with shift -1
-    // divides by 4: 7.5, a tie, rounded to 8.
-    let add_p = RequantParams { bias: -3, multiplier: 1_073_741_824, shift: -1 };
+    // Residual add: a = 9, b = 5, input weights [2, 3], acc = 33; offset -0.75 * 2^32, multiplier 2^30 with
+    // shift -1: 33 * 2^30 - 0.75 * 2^32 = 7.5 * 2^32, a tie, rounded to 8.
+    let add_p = RequantParams { offset: -3_221_225_472, multiplier: 1_073_741_824, shift: -1 };
+    assert_eq!(-3_221_225_472i64, -3 << 30);
+    assert_eq!(33 * 1_073_741_824i64 - 3_221_225_472, 32_212_254_720);
+    assert_eq!(32_212_254_720i64, 15 << 31);
     let mut sum = [0u8; 1];
     kernels::add(&[9], &[5], [2, 3], add_p, clamp, &mut sum);
     assert_eq!(sum, [8]);
     assert_eq!(r::add(&[9], &[5], [2, 3], add_p, clamp), vec![8]);
+    // With lA' = 0.16: offset round(-0.8 * 2^32) = -3435973837, sum 31997506355, 7.44999999995 -> 7; format
+    // 1's bias round(-3.2) = -3 gave 7.5 -> 8.
+    let add_16 = RequantParams { offset: -3_435_973_837, ..add_p };
+    assert_eq!((-0.8f64 * 2f64.powi(32)).round() as i64, -3_435_973_837);
+    assert_eq!(33 * 1_073_741_824i64 - 3_435_973_837, 31_997_506_355);
+    kernels::add(&[9], &[5], [2, 3], add_16, clamp, &mut sum);
+    assert_eq!(sum, [7]);
+    assert_eq!(r::add(&[9], &[5], [2, 3], add_16, clamp), vec![7]);
+    assert_eq!(r::add(&[9], &[5], [2, 3], RequantParams { offset: -3 << 30, ..add_p }, clamp), vec![8]);
 
     // The document states these same numbers.
     for line in [
@@ -750,20 +817,27 @@ fn worked_example_from_docs() {
         "weight values: w = 2k - 3 = [1, -3, 3]",
         "sum(x * k) = 27, sum(x) = 25",
         "accumulator: acc = 2 * 27 - 3 * 25 = -21",
-        "requant: bias = 49, multiplier = 1610612736, shift = -1",
-        "acc + bias = 28",
-        "28 * 1610612736 = 45097156608",
-        "divisor: 2^(31 - (-1)) = 2^32 = 4294967296",
-        "exact quotient: 10.5 (a tie), rounded away from zero: 11",
+        "requant: offset = 74625056768, multiplier = 1610612736, shift = -1",
+        "divisor: 2^(31 - (-1)) = 2^32 = 4294967296   (offset = 17.375 * 2^32)",
+        "product: acc * multiplier = -21 * 1610612736 = -33822867456",
+        "sum: -33822867456 + 74625056768 = 40802189312",
+        "exact quotient: 40802189312 / 4294967296 = 9.5 (a tie), rounded away from zero: 10",
+        "(as implemented: (40802189312 + 2^31) >> 32 = 42949672960 >> 32 = 10)",
         "clamp [0, 15]",
-        "final code: 11",
-        "With `bias = -77` instead, `acc + bias = -98`, the quotient is `-36.75`, rounded `-37`",
-        "logit: acc + bias = 28",
+        "final code: 10",
+        "whole-unit bias `round(46 1/3) = 46`: `(-21 + 46) * 0.375 = 9.375`, code 9",
+        "With `offset = -122943438848` instead (`-76 1/3` accumulator units), the sum is `-156766306304`, the quotient",
+        "`-36.5`, a tie rounded to `-37` (as implemented: `(-156766306304 + 2^31 - 1) >> 32 = -37`)",
+        "with `offset = 49`, `logit: acc + offset = 28`",
         "add inputs: a = 9, b = 5, input weights = [2, 3]",
         "add accumulator: 9 * 2 + 5 * 3 = 33",
-        "add requant: bias = -3, multiplier = 1073741824, shift = -1",
-        "add exact quotient: 30 * 1073741824 / 2^32 = 7.5 (a tie), rounded away from zero: 8",
+        "add requant: offset = -3221225472, multiplier = 1073741824, shift = -1",
+        "add sum: 33 * 1073741824 - 3221225472 = 32212254720",
+        "add exact quotient: 32212254720 / 2^32 = 7.5 (a tie), rounded away from zero: 8",
         "add final code: 8",
+        "`offset = round(-0.8 * 2^32) = -3435973837`, the sum",
+        "`31997506355`, the quotient `7.44999999995`, code 7",
+        "`round(-0.16 / 0.05) = round(-3.2) = -3`, gave `30 * 0.25 = 7.5` and code 8",
     ] {
         assert!(ARITHMETIC_MD.contains(line), "docs/arithmetic.md no longer states `{line}`");
     }

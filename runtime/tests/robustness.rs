@@ -26,9 +26,11 @@ use qfd_codegen::stats::total_macs;
 use qfd_codegen::synth::{synth, Arch, SynthConfig};
 use qfd_runtime::format::{
     AvgPoolDesc, Clamp, ElemType, FcOutput, FileHeader, GlobalSumPoolDesc, MaxPoolDesc, ModelDesc, OpDesc,
-    Padding, Window,
+    Padding, Window, FORMAT_MAJOR,
 };
-use qfd_runtime::requant::{ChannelRequant, RequantParams, CHANNEL_RECORD_BYTES};
+use qfd_runtime::requant::{
+    ChannelRequant, RequantParams, CHANNEL_RECORD_BYTES, MAX_OFFSET, MAX_SHIFT, MIN_SHIFT,
+};
 use qfd_runtime::weights::{codes_per_byte, max_code, packed_len, PackedWeights};
 use qfd_runtime::{LoadError, Model, RunError, PAYLOAD_CRC};
 use rand::rngs::SmallRng;
@@ -56,12 +58,15 @@ struct Scratch {
     random: Vec<u8>,
     /// Random codes `0..=7`: valid for every byte-container width (3, 5-8 bits).
     low: Vec<u8>,
-    /// Valid requantization records (shift in range, modest bias).
+    /// Valid requantization records (shift in range, modest offset).
     records: Vec<u8>,
     /// Records of which every seventh has a shift out of range.
     bad_shift: Vec<u8>,
-    /// Valid records whose bias is `i32::MAX` (breaks the accumulator proof).
-    big_bias: Vec<u8>,
+    /// Records whose offset is `2^62` or more in magnitude (out of range: `OffsetOutOfRange`).
+    big_offset: Vec<u8>,
+    /// Valid records whose offset is `+-MAX_OFFSET`: the extremes of the 64-bit arithmetic for requantizing
+    /// layers, and beyond the accumulator proof for logits layers.
+    edge_offset: Vec<u8>,
 }
 
 struct Seed {
@@ -89,18 +94,28 @@ fn make_seed(name: &'static str, bytes: Vec<u8>) -> Seed {
     let len = (2 * bytes.len()).max(64 * 1024);
     let random: Vec<u8> = (0..len).map(|_| rng.gen()).collect();
     let low: Vec<u8> = (0..len).map(|_| rng.gen_range(0..=7)).collect();
-    let record = |rng: &mut SmallRng, bias: i32, shift: i8| {
-        RequantParams { bias, multiplier: rng.gen(), shift }.to_record()
+    let record = |rng: &mut SmallRng, offset: i64, shift: i8| {
+        RequantParams { offset, multiplier: rng.gen(), shift }.to_record()
     };
-    let (mut records, mut bad_shift, mut big_bias) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut records, mut bad_shift, mut big_offset, mut edge_offset) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     for i in 0..4096 {
-        let (bias, shift) = (rng.gen_range(-1000..1000), rng.gen_range(-31..=30));
-        records.extend(record(&mut rng, bias, shift));
+        let (offset, shift) = (rng.gen_range(-(1i64 << 40)..1 << 40), rng.gen_range(-31..=30));
+        records.extend(record(&mut rng, offset, shift));
         let bad = if i % 7 == 3 { *pick(&mut rng, &[31, 32, 127, -32, -128]) } else { shift };
-        bad_shift.extend(record(&mut rng, bias, bad));
-        big_bias.extend(record(&mut rng, i32::MAX, shift));
+        bad_shift.extend(record(&mut rng, offset, bad));
+        let beyond = rng.gen_range(0..1i64 << 62);
+        let big = *pick(
+            &mut rng,
+            &[1 << 62, -(1 << 62), i64::MAX, i64::MIN, (1 << 62) + beyond, -(1 << 62) - beyond],
+        );
+        big_offset.extend(record(&mut rng, big, shift));
+        let edge = *pick(&mut rng, &[MAX_OFFSET, -MAX_OFFSET]);
+        let edge_shift = *pick(&mut rng, &[MIN_SHIFT, MAX_SHIFT, shift]);
+        edge_offset.extend(record(&mut rng, edge, edge_shift));
     }
-    Seed { name, bytes, payload_start, scratch: Scratch { random, low, records, bad_shift, big_bias } }
+    let scratch = Scratch { random, low, records, bad_shift, big_offset, edge_offset };
+    Seed { name, bytes, payload_start, scratch }
 }
 
 /// A small model using every op kind, FC layers reading both codes and `i32` sums, a 6-bit input and weight
@@ -150,7 +165,7 @@ fn all_ops_model() -> Vec<u8> {
     let avg_rq = requant_for(1.0 / 9.0, 0.0).unwrap();
     let ap = g.avg_pool("avgpool", mp, window([3, 3], [1, 1], [1, 1, 1, 1]), avg_rq, clamp(5), 5).unwrap();
     let (m, s) = quantize_multiplier(0.25).unwrap();
-    let add_rq = RequantParams { bias: 0, multiplier: m, shift: s };
+    let add_rq = RequantParams { offset: 0, multiplier: m, shift: s };
     let add = g.add("add", [ap, mp], [1, 1], add_rq, Clamp { min: 1, max: 14 }, 4).unwrap();
     let spec = ConvSpec {
         out_channels: 6,
@@ -188,7 +203,7 @@ fn all_ops_model() -> Vec<u8> {
         outputs: 5,
         weight_bits: 5,
         weight_codes: codes(&mut rng, 5 * 8, 5),
-        requant: (0..5).map(|i| RequantParams { bias: i * 10 - 20, multiplier: 0, shift: 0 }).collect(),
+        requant: (0..5).map(|i| RequantParams { offset: i * 10 - 20, multiplier: 0, shift: 0 }).collect(),
         output: FcOutput::Logits,
         out_bits: 8,
     };
@@ -720,7 +735,7 @@ fn mutate_once<'s>(
                     right: 1,
                 },
             };
-            let requant = RequantParams { bias: 0, multiplier: 1 << 30, shift: -2 };
+            let requant = RequantParams { offset: 0, multiplier: 1 << 30, shift: -2 };
             let clamp = Clamp { min: 0, max: rng.gen_range(0..=15) };
             let new = match rng.gen_range(0..4) {
                 0 => OpDesc::MaxPool(MaxPoolDesc { input, window }),
@@ -814,10 +829,11 @@ fn mutate_once<'s>(
             let Some((_, rq)) = weights_of(&mut desc.ops[i]) else { return format!("op {i} has no weights") };
             let len = rq.records.len();
             let rec = CHANNEL_RECORD_BYTES;
-            let (table, what) = match rng.gen_range(0..7) {
+            let (table, what) = match rng.gen_range(0..8) {
                 0 => (&scratch.bad_shift, "records with shifts out of range"),
-                1 => (&scratch.big_bias, "records with bias i32::MAX"),
-                2 => (&scratch.records, "valid random records"),
+                1 => (&scratch.big_offset, "records with offsets out of range"),
+                2 => (&scratch.edge_offset, "records with offsets +-MAX_OFFSET"),
+                3 => (&scratch.records, "valid random records"),
                 _ => (&scratch.records, "valid records of another length"),
             };
             let new_len = if what.ends_with("length") {
@@ -833,10 +849,13 @@ fn mutate_once<'s>(
         27 => {
             let Some(i) = pick_op(desc, rng, |op| params_of(op).is_some()) else { return "no op".into() };
             let Some(p) = params_of(&mut desc.ops[i]) else { return format!("op {i} has no single requant") };
-            let (shift, r) = (rng.gen_range(-31..=30), rng.gen());
+            let (shift, r, r64) = (rng.gen_range(-31..=30), rng.gen(), rng.gen());
             match rng.gen_range(0..3) {
                 0 => p.shift = *pick(rng, &[31, 32, 127, -32, -128, shift]),
-                1 => p.bias = *pick(rng, &[i32::MAX, i32::MIN, r]),
+                1 => {
+                    let edges = [MAX_OFFSET, -MAX_OFFSET, 1 << 62, -(1 << 62), i64::MAX, i64::MIN, r64];
+                    p.offset = *pick(rng, &edges)
+                }
                 _ => p.multiplier = *pick(rng, &[i32::MAX, i32::MIN, 0, r]),
             }
             format!("op {i} requant -> {p:?}")
@@ -877,7 +896,7 @@ fn mutate_once<'s>(
         // The envelope.
         30 => match rng.gen_range(0..9) {
             0 => {
-                env.major = Some(*pick(rng, &[0, 2, 255, u16::MAX]));
+                env.major = Some(*pick(rng, &[0, FORMAT_MAJOR - 1, FORMAT_MAJOR + 1, 255, u16::MAX]));
                 format!("format_major -> {:?}", env.major)
             }
             1 => {
@@ -1323,8 +1342,37 @@ fn hostile_fields_give_the_expected_error() {
     a.input_weights = [i32::MAX, 1];
     assert_eq!(load(&d), Some(LoadError::AccumulatorOverflow { op: 3 }));
     let mut d = desc.clone();
-    weights_of(&mut d.ops[4]).unwrap().1.records = &seed.scratch.big_bias[..6 * CHANNEL_RECORD_BYTES];
-    assert_eq!(load(&d), Some(LoadError::AccumulatorOverflow { op: 4 }));
+    let OpDesc::Add(a) = &mut d.ops[3] else { panic!("op 3 is an add") };
+    a.requant.offset = 1 << 62;
+    assert_eq!(load(&d), Some(LoadError::OffsetOutOfRange { op: 3 }));
+    let mut d = desc.clone();
+    let OpDesc::AvgPool(p) = &mut d.ops[2] else { panic!("op 2 is an average pool") };
+    p.requant.offset = -(1 << 62);
+    assert_eq!(load(&d), Some(LoadError::OffsetOutOfRange { op: 2 }));
+    let mut d = desc.clone();
+    weights_of(&mut d.ops[4]).unwrap().1.records = &seed.scratch.big_offset[..6 * CHANNEL_RECORD_BYTES];
+    assert_eq!(load(&d), Some(LoadError::OffsetOutOfRange { op: 4 }));
+    // The largest offsets load for a requantizing layer (its accumulator bound leaves them out), and run...
+    let mut d = desc.clone();
+    weights_of(&mut d.ops[4]).unwrap().1.records = &seed.scratch.edge_offset[..6 * CHANNEL_RECORD_BYTES];
+    weights_of(&mut d.ops[7]).unwrap().1.records = &seed.scratch.edge_offset[..8 * CHANNEL_RECORD_BYTES];
+    let file = encode(&header, &d, &Envelope::default());
+    let model = Model::load(&file).expect("offsets of +-MAX_OFFSET load");
+    let mut arena = vec![0u8; model.arena_size()];
+    let mut logits = vec![0i32; model.num_classes()];
+    model.run(&[63u8; 200], &mut arena, &mut logits).expect("runs");
+    // ... but not for a logits layer, whose logit is `acc + offset`.
+    let mut d = desc.clone();
+    weights_of(&mut d.ops[8]).unwrap().1.records = &seed.scratch.edge_offset[..5 * CHANNEL_RECORD_BYTES];
+    assert_eq!(load(&d), Some(LoadError::AccumulatorOverflow { op: 8 }));
+    let OpDesc::FullyConnected(fc2) = &desc.ops[8] else { panic!("op 8 is the classifier") };
+    let mut records = fc2.requant.records.to_vec();
+    let mut big = fc2.requant.get(0);
+    big.offset = i32::MAX as i64;
+    records[..CHANNEL_RECORD_BYTES].copy_from_slice(&big.to_record());
+    let mut d = desc.clone();
+    weights_of(&mut d.ops[8]).unwrap().1.records = &records;
+    assert_eq!(load(&d), Some(LoadError::AccumulatorOverflow { op: 8 }));
     let mut d = desc.clone();
     *clamp_of(&mut d.ops[2]).unwrap() = Clamp { min: 9, max: 8 };
     assert_eq!(load(&d), Some(LoadError::BadClamp { op: 2 }));

@@ -34,10 +34,12 @@ fn tiny_graph() -> Graph {
         weight_bits: 4,
         // Codes 12 and 5 stand for the weights 2 * 12 - 15 = 9 and 2 * 5 - 15 = -5.
         weight_codes: vec![12, 5],
+        // (acc - 114) / 32 and (acc + 1299.5) / 64, rounded half away from zero. The multiplier is 2^30, so an
+        // accumulator unit is 2^30 product units and the offsets are -114 * 2^30 and 1299.5 * 2^30: the second
+        // has half a unit, which format 1's whole-unit `i32` bias could not hold.
         requant: vec![
-            // (acc - 100) / 32 and (acc + 1300) / 64, rounded half away from zero.
-            RequantParams { bias: -100, multiplier: 1 << 30, shift: -4 },
-            RequantParams { bias: 1300, multiplier: 1 << 30, shift: -5 },
+            RequantParams { offset: -114 << 30, multiplier: 1 << 30, shift: -4 },
+            RequantParams { offset: 2599 << 29, multiplier: 1 << 30, shift: -5 },
         ],
         clamp: Clamp { min: 0, max: 15 },
         out_bits: 4,
@@ -49,7 +51,8 @@ fn tiny_graph() -> Graph {
         weight_bits: 8,
         // [class][channel]; code k stands for 2k - 255: (1, -1), (255, -255), (5, 25).
         weight_codes: vec![128, 127, 255, 0, 130, 140],
-        requant: [7, -3, 0].map(|bias| RequantParams { bias, multiplier: 0, shift: 0 }).to_vec(),
+        // Logits: the offset is added to the accumulator, in accumulator units.
+        requant: [7, -3, 0].map(|offset| RequantParams { offset, multiplier: 0, shift: 0 }).to_vec(),
         output: FcOutput::Logits,
         out_bits: 8,
     };
@@ -66,16 +69,20 @@ fn tiny_graph() -> Graph {
 ///
 /// ```text
 /// 51 46 44 4d         magic "QFDM"
-/// 01                  format_major = 1 (varint)
+/// 02                  format_major = 2 (varint)
 /// 00                  format_minor = 0 (varint)
 /// 11                  producer length = 17 (varint)
 /// 71 66 64 2d ...     producer "qfd-codegen 0.1.0" (17 bytes)
-/// 9d df a5 ec 0b      payload_crc32 = 0xbd89_6f9d (varint: a u32 takes 1-5 bytes)
-/// 8d 01               payload length = 141 (varint)
+/// c1 cc b9 8c 02      payload_crc32 = 0x218e_6641 (varint: a u32 takes 1-5 bytes)
+/// a1 01               payload length = 161 (varint)
 /// 01 00 00 00 3f      payload: input.mean = [0.5] (length 1, then f32 LE)
 /// ```
-const HEADER_VERSION: &str = "5146444d 01 00";
-const PAYLOAD_CRC32: u32 = 0xbd89_6f9d;
+///
+/// Format 2 changed the requantization record from 9 bytes (`bias: i32` in accumulator units, multiplier,
+/// shift) to 13 (`offset: i64` in product units, multiplier, shift): the two tables below grew by 4 bytes per
+/// record, and with them the payload length and CRC.
+const HEADER_VERSION: &str = "5146444d 02 00";
+const PAYLOAD_CRC32: u32 = 0x218e_6641;
 const PAYLOAD: &[(&str, &str)] = &[
     ("input.mean = [0.5]", "01 0000003f"),
     ("input.std = [0.25]", "01 0000803e"),
@@ -96,17 +103,17 @@ const PAYLOAD: &[(&str, &str)] = &[
     ("  window: kernel 1x1, stride 1x1, padding 0,0,0,0", "0101 0101 00000000"),
     ("  groups = 1", "01"),
     ("  weights: 4 bits, 1 byte: codes 12 (low nibble) and 5 (high)", "04 01 5c"),
-    ("  requant: 18 bytes, two 9-byte records", "12"),
-    ("    bias -100, multiplier 2^30, shift -4", "9cffffff 00000040 fc"),
-    ("    bias 1300, multiplier 2^30, shift -5", "14050000 00000040 fb"),
+    ("  requant: 26 bytes, two 13-byte records", "1a"),
+    ("    offset -114 * 2^30, multiplier 2^30, shift -4", "00000080e3ffffff 00000040 fc"),
+    ("    offset 1299.5 * 2^30, multiplier 2^30, shift -5", "000000e044010000 00000040 fb"),
     ("  clamp 0..=15", "00 0f"),
     ("op 1: GlobalSumPool, input value 1", "05 01"),
     ("op 2: FullyConnected, input value 2", "01 02"),
     ("  weights: 8 bits, 6 bytes", "08 06 807fff00828c"),
-    ("  requant: 27 bytes, three 9-byte records", "1b"),
-    ("    bias 7", "07000000 00000000 00"),
-    ("    bias -3", "fdffffff 00000000 00"),
-    ("    bias 0", "00000000 00000000 00"),
+    ("  requant: 39 bytes, three 13-byte records", "27"),
+    ("    offset 7", "0700000000000000 00000000 00"),
+    ("    offset -3", "fdffffffffffffff 00000000 00"),
+    ("    offset 0", "0000000000000000 00000000 00"),
     ("  output = Logits", "01"),
     ("arena_bytes = 20", "14"),
 ];
@@ -166,21 +173,22 @@ fn the_encoding_of_a_tiny_model_is_pinned() {
 
 #[test]
 fn the_pinned_header_states_the_current_format() {
-    assert_eq!((FORMAT_MAJOR, FORMAT_MINOR), (1, 0), "update HEADER_VERSION and docs/format.md");
+    assert_eq!((FORMAT_MAJOR, FORMAT_MINOR), (2, 0), "update HEADER_VERSION and docs/format.md");
     assert!(PRODUCER.starts_with("qfd-codegen "), "{PRODUCER}");
     let payload: Vec<u8> = PAYLOAD.iter().flat_map(|(_, h)| unhex(h)).collect();
     // The checksum is CRC-32/ISO-HDLC, the one zlib computes.
     assert_eq!(PAYLOAD_CRC.checksum(&payload), PAYLOAD_CRC32);
     assert_eq!(PAYLOAD_CRC.checksum(b"123456789"), 0xcbf4_3926);
-    assert_eq!(varint(141), [0x8d, 0x01]);
+    assert_eq!(varint(161), [0xa1, 0x01]);
 }
 
 #[test]
 fn the_pinned_model_computes_the_hand_worked_logits() {
-    // conv: channel 0 = clamp((9x - 100) / 32), channel 1 = clamp((-5x + 1300) / 64), to 0..=15:
-    //   x = 0, 50, 100, 255 -> channel 0: 0, 11, 15, 15 (sum 41); channel 1: 15, 15, 13 (12.5 away from 0), 0
-    //   (sum 43). fc: 41 - 43 + 7 = 5; 255 * (41 - 43) - 3 = -513; 5 * 41 + 25 * 43 = 1280.
+    // conv: channel 0 = clamp((9x - 114) / 32), channel 1 = clamp((-5x + 1299.5) / 64), to 0..=15:
+    //   x = 0, 50, 100, 255 -> channel 0: 0 (-3.56), 11 (10.5, away from 0), 15, 15 (sum 41); channel 1: 15, 15,
+    //   12 (12.49: with format 1's bias rounded to 1300 it was the tie 12.5 -> 13), 0 (sum 42).
+    //   fc: 41 - 42 + 7 = 6; 255 * (41 - 42) - 3 = -258; 5 * 41 + 25 * 42 = 1255.
     let r = run_on_host(&golden_file(), &[0, 50, 100, 255]).unwrap();
-    assert_eq!(r.logits, [5, -513, 1280]);
+    assert_eq!(r.logits, [6, -258, 1255]);
     assert_eq!(r.class, 2);
 }

@@ -66,7 +66,7 @@ pub struct Cmd {
     /// for sgd, 0.001 for adam].
     #[arg(long)]
     fp_lr: Option<f64>,
-    /// Learning rate of the quantizer bounds and scales [default: lr / 10].
+    /// Learning rate of the quantizer bounds and scales, whose gradients are scaled as in LSQ [default: lr].
     #[arg(long)]
     quant_lr: Option<f64>,
     /// SGD momentum [default: 0.9].

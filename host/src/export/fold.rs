@@ -187,7 +187,7 @@ pub fn fold_conv(name: &str, layer: &ConvBnQ, input: &ConvInput) -> Result<(Conv
 }
 
 /// The residual add `quant(relu?(value_a + value_b))` with `value = lower + step * code` for both inputs:
-/// both steps become integer weights on a common step `u`, the lower bounds go into the bias.
+/// both steps become integer weights on a common step `u`, the lower bounds go into the offset.
 pub struct FoldedAdd {
     /// `[wa, wb]`.
     pub input_weights: [i32; 2],
@@ -209,7 +209,8 @@ pub fn fold_add(name: &str, [a, b]: [Grid; 2], q: &ActQuant, relu: bool) -> Resu
 }
 
 /// The classifier reading a global sum pool of `pixels` positions of a tensor on `grid`: the pooled feature
-/// is `lower + step * sum / pixels`, so the logits are `logit_scale * (acc + bias)` with `acc = sum(w * sum)`.
+/// is `lower + step * sum / pixels`, so the logits are `logit_scale * (acc + offset)` with
+/// `acc = sum(w * sum)`.
 /// Returns the layer and `logit_scale`.
 pub fn fold_classifier(fc: &QLinear, grid: Grid, pixels: usize) -> Result<(FcSpec, f64), ExportError> {
     let q = quantizer("fc", fc.quant.as_ref())?;
@@ -234,10 +235,11 @@ pub fn fold_classifier(fc: &QLinear, grid: Grid, pixels: usize) -> Result<(FcSpe
             if constant.abs() > i32::MAX as f64 / 2.0 {
                 return Err(ExportError::Overflow {
                     layer: "fc".into(),
-                    reason: format!("bias {constant:e} in logit units does not fit i32"),
+                    reason: format!("offset {constant:e} in logit units does not fit i32"),
                 });
             }
-            Ok(RequantParams { bias: constant.round() as i32, multiplier: 0, shift: 0 })
+            // Logits add the offset to the accumulator: it stays in accumulator (logit) units.
+            Ok(RequantParams { offset: constant.round() as i64, multiplier: 0, shift: 0 })
         })
         .collect::<Result<Vec<_>, _>>()?;
     let spec = FcSpec {

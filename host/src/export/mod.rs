@@ -210,12 +210,18 @@ pub fn fake_quant_predictions(
 
 /// Encodes `graph`, naming the layer when the runtime refuses it.
 pub fn encode(graph: &Graph) -> Result<Vec<u8>, ExportError> {
+    let layer =
+        |op: u16| graph.nodes.get(op as usize).map(|n| n.name.clone()).unwrap_or_else(|| format!("op {op}"));
     encode_model_as(graph, crate::PRODUCER).map_err(|e| match e {
         EncodeError::Invalid(LoadError::AccumulatorOverflow { op }) => ExportError::Overflow {
-            layer: graph.nodes.get(op as usize).map(|n| n.name.clone()).unwrap_or_else(|| format!("op {op}")),
-            reason: "its worst-case accumulator (fan-in x largest input x largest weight + |bias|) exceeds \
-                     i32::MAX"
+            layer: layer(op),
+            reason: "its worst-case accumulator (fan-in x largest input x largest weight, plus |offset| for \
+                     logits) exceeds i32::MAX"
                 .into(),
+        },
+        EncodeError::Invalid(LoadError::OffsetOutOfRange { op }) => ExportError::Overflow {
+            layer: layer(op),
+            reason: "its requantization offset does not fit the fixed-point format (|offset| >= 2^62)".into(),
         },
         other => ExportError::Encode(other),
     })

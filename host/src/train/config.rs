@@ -199,7 +199,8 @@ pub struct TrainConfig {
     /// Epochs of the shared full-precision stage of a non-`fp` method; `None` for `epochs`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub fp_epochs: Option<usize>,
-    /// Base learning rate of the quantizer parameters (bounds, alpha); `None` for `lr / 10`; 0 freezes them.
+    /// Base learning rate of the quantizer parameters (bounds, alpha; their gradients are scaled as in LSQ);
+    /// `None` for `lr`; 0 freezes them.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub quant_lr: Option<f64>,
     /// SGD momentum (ignored by Adam).
@@ -293,9 +294,10 @@ impl TrainConfig {
         self.lr.unwrap_or_else(|| self.optimizer.default_lr() * FINETUNE_LR_FACTOR)
     }
 
-    /// The base learning rate of the quantizer parameters: the one given, or `lr() / 10`.
+    /// The base learning rate of the quantizer parameters: the one given, or `lr()` (their gradients are
+    /// already scaled down, see `quant::lsq_scale`).
     pub fn quant_lr(&self) -> f64 {
-        self.quant_lr.unwrap_or_else(|| self.lr() / 10.0)
+        self.quant_lr.unwrap_or_else(|| self.lr())
     }
 
     /// The config with `lr` and `quant-lr` filled in, e.g. to record in the run directory what was used.

@@ -21,6 +21,21 @@ pub use super::ewgs::round_ste;
 /// smaller learning rate; weights and BatchNorm are group 0.
 pub const QUANT_GROUP: usize = 1;
 
+/// LSQ's gradient scaling (Esser et al., "Learned Step Size Quantization", 2020): forward `x`, backward the
+/// gradient times `scale`.
+fn grad_scaled(x: &Tensor, scale: f64) -> Tensor {
+    let y = x * scale;
+    (x - &y).detach() + y
+}
+
+/// The gradient scale of a quantizer parameter shared by `elements` values of `bits` bits:
+/// `1 / sqrt(elements * (2^bits - 1))`. A bound's gradient sums over every element it quantizes; unscaled,
+/// bounds of large tensors and low bit-widths take steps big enough to leave the data (seen: 2-bit weight
+/// bounds both below zero, a whole layer on one code).
+fn lsq_scale(elements: i64, bits: u8) -> f64 {
+    1.0 / (elements.max(1) as f64 * levels(bits)).sqrt()
+}
+
 /// `2^bits - 1` as a float.
 fn levels(bits: u8) -> f64 {
     ((1u32 << bits) - 1) as f64
@@ -73,9 +88,11 @@ impl Bounds {
         }
     }
 
-    /// `clamp((x - l) / (u - l), 0, 1)`.
-    fn unit(&self, x: &Tensor) -> Tensor {
-        ((x - &self.lower) / (&self.upper - &self.lower)).clamp(0.0, 1.0)
+    /// `clamp((x - l) / (u - l), 0, 1)` and the bounds used, with gradients to the bounds scaled by
+    /// `grad_scale`.
+    fn unit(&self, x: &Tensor, grad_scale: f64) -> (Tensor, Tensor, Tensor) {
+        let (l, u) = (grad_scaled(&self.lower, grad_scale), grad_scaled(&self.upper, grad_scale));
+        (((x - &l) / (&u - &l)).clamp(0.0, 1.0), l, u)
     }
 
     /// Sets both bounds without recording gradients.
@@ -121,14 +138,17 @@ impl ActQuant {
             self.calibrate(&x);
         }
         let l = levels(self.bits);
-        let norm = round_ste(&(self.bounds.unit(&x) * l)) / l;
-        let value = &self.bounds.lower + (&self.bounds.upper - &self.bounds.lower) * &norm;
+        // Per sample: the batch size must not change how fast the bounds learn.
+        let per_sample = x.numel() as i64 / x.size().first().copied().unwrap_or(1).max(1);
+        let (unit, lower, upper) = self.bounds.unit(&x, lsq_scale(per_sample, self.bits));
+        let norm = round_ste(&(unit * l)) / l;
+        let value = &lower + (upper - &lower) * &norm;
         QTensor { float: x, norm, value }
     }
 
     /// Integer codes `c` of `x` (no gradient), for tests and export.
     pub fn codes(&self, x: &Tensor) -> Tensor {
-        tch::no_grad(|| (self.bounds.unit(x) * levels(self.bits)).round())
+        tch::no_grad(|| (self.bounds.unit(x, 1.0).0 * levels(self.bits)).round())
     }
 }
 
@@ -156,13 +176,23 @@ impl WeightQuant {
     /// The quantized weights `(2k - (L - 1)) / (L - 1)` of `w`.
     pub fn quantize(&self, w: &Tensor) -> Tensor {
         let l = levels(self.bits);
-        let k = round_ste(&(self.bounds.unit(w) * l));
+        let k = round_ste(&(self.bounds.unit(w, self.grad_scale(w)).0 * l));
         (k * 2.0 - l) / l
     }
 
     /// Integer codes `k` of `w` (no gradient), as the model file stores them.
     pub fn codes(&self, w: &Tensor) -> Tensor {
-        tch::no_grad(|| (self.bounds.unit(w) * levels(self.bits)).round())
+        tch::no_grad(|| (self.bounds.unit(w, 1.0).0 * levels(self.bits)).round())
+    }
+
+    /// Gradient scale of the bounds and `alpha` of a layer whose weights are `w`.
+    fn grad_scale(&self, w: &Tensor) -> f64 {
+        lsq_scale(w.numel() as i64, self.bits)
+    }
+
+    /// `|alpha|`, with its gradient scaled like the bounds'.
+    fn scale(&self, w: &Tensor) -> Tensor {
+        grad_scaled(&self.alpha, self.grad_scale(w)).abs()
     }
 
     /// EWGS initialisation of the bounds: `uW = 3 std(W)`, `lW = -uW`.
@@ -238,7 +268,7 @@ impl QConv2d {
                 if mode == QuantMode::Calibrate {
                     q.calibrate_alpha(&self.conv(&x.float, &self.weight), &out);
                 }
-                out * q.alpha.abs()
+                out * q.scale(&self.weight)
             }
         }
     }
@@ -278,7 +308,7 @@ impl QLinear {
                 if mode == QuantMode::Calibrate {
                     q.calibrate_alpha(&x.linear(&self.weight, None::<Tensor>), &out);
                 }
-                out * q.alpha.abs() + &self.bias
+                out * q.scale(&self.weight) + &self.bias
             }
         }
     }

@@ -5,7 +5,7 @@ use crate::requant::{requantize_to_code, RequantParams};
 
 /// Residual add: `out[i] = clamp(requant(a[i] * weights[0] + b[i] * weights[1]))`.
 ///
-/// Each branch keeps its own scale through its integer weight; both constant terms live in `requant.bias`.
+/// Each branch keeps its own scale through its integer weight; both constant terms live in `requant.offset`.
 /// `a`, `b` and `out` have the same length.
 pub fn add(a: &[u8], b: &[u8], weights: [i32; 2], requant: RequantParams, clamp: Clamp, out: &mut [u8]) {
     for ((o, &x), &y) in out.iter_mut().zip(a).zip(b) {

@@ -2,7 +2,7 @@
 
 use super::odd_grid_acc;
 use crate::format::FcOutput;
-use crate::requant::{requantize_to_code, ChannelRequant};
+use crate::requant::{logit, requantize_to_code, ChannelRequant};
 use crate::weights::PackedWeights;
 
 /// The input of a fully connected layer.
@@ -29,7 +29,7 @@ impl FcInput<'_> {
     }
 }
 
-/// `out[o] = sum_i x[i] * w[o][i]`, then requantized to codes or, for logits, plus `bias` as `i32`.
+/// `out[o] = sum_i x[i] * w[o][i]`, then requantized to codes or, for logits, `saturate_i32(acc + offset)`.
 ///
 /// - `weights`: `[outputs][input.len()]`; `requant`: one entry per output.
 /// - `output`: `outputs` bytes for [`FcOutput::Codes`], `4 * outputs` bytes (`i32` LE) for
@@ -59,8 +59,7 @@ pub fn fully_connected(
         match kind {
             FcOutput::Codes(clamp) => output[o] = requantize_to_code(acc, p, clamp.min, clamp.max),
             FcOutput::Logits => {
-                let logit = acc.saturating_add(p.bias);
-                output[4 * o..4 * o + 4].copy_from_slice(&logit.to_le_bytes());
+                output[4 * o..4 * o + 4].copy_from_slice(&logit(acc, p).to_le_bytes());
             }
         }
     }

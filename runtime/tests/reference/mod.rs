@@ -15,6 +15,8 @@ use qfd_runtime::requant::RequantParams;
 pub const REF_MIN_SHIFT: i32 = -31;
 /// Largest shift of the contract (divisor `2^1`).
 pub const REF_MAX_SHIFT: i32 = 30;
+/// The contract's bound on the offset: `|offset| < 2^62`.
+pub const REF_OFFSET_LIMIT: i128 = 1 << 62;
 
 /// `2^bits - 1`.
 pub fn max_code(bits: u8) -> i32 {
@@ -98,13 +100,19 @@ pub fn div_pow2_round_half_away(num: i128, exp: u32) -> i128 {
 }
 
 /// The requantization of the contract:
-/// `saturate_i32(round_half_away(saturate_i32(acc + bias) * multiplier / 2^(31 - shift)))`.
+/// `saturate_i32(round_half_away((acc * multiplier + offset) / 2^(31 - shift)))`, all of it exact.
 pub fn requant(acc: i128, p: RequantParams) -> i32 {
     let shift = p.shift as i32;
     assert!((REF_MIN_SHIFT..=REF_MAX_SHIFT).contains(&shift), "shift {shift} outside the contract");
-    let x = sat_i32(acc + p.bias as i128) as i128;
-    let prod = x * p.multiplier as i128;
-    sat_i32(div_pow2_round_half_away(prod, (31 - shift) as u32))
+    let offset = p.offset as i128;
+    assert!(offset.abs() < REF_OFFSET_LIMIT, "offset {offset} outside the contract");
+    let sum = acc * p.multiplier as i128 + offset;
+    sat_i32(div_pow2_round_half_away(sum, (31 - shift) as u32))
+}
+
+/// The logit of a logits layer: `saturate_i32(acc + offset)`, the offset in accumulator units.
+pub fn logit(acc: i128, p: RequantParams) -> i32 {
+    sat_i32(acc + p.offset as i128)
 }
 
 /// [`requant`] then the output clamp.
@@ -241,7 +249,7 @@ impl FcIn<'_> {
 }
 
 /// Fully connected layer, weights `[outputs][N]`. Codes outputs are returned as `i32` (`0..=255`), logits
-/// are `saturate_i32(acc + bias)`.
+/// are `saturate_i32(acc + offset)`.
 pub fn fully_connected(
     input: FcIn<'_>,
     weights: &[u8],
@@ -259,7 +267,7 @@ pub fn fully_connected(
             let acc = acc_i32((0..n).map(|i| x[i] * w[o * n + i] as i128).sum());
             match kind {
                 FcOutput::Codes(clamp) => requant_code(acc, requant[o], clamp) as i32,
-                FcOutput::Logits => sat_i32(acc + requant[o].bias as i128),
+                FcOutput::Logits => logit(acc, requant[o]),
             }
         })
         .collect()

@@ -71,7 +71,7 @@ fn all_ops() -> Result<Vec<u8>, Error> {
     let ap = g.avg_pool("avgpool", mp, win(3, 1, 1), avg, clamp(5), 5)?;
     let (m, s) = quantize_multiplier(0.5).ok_or("scale")?;
     let add =
-        g.add("add", [ap, mp], [1, 1], RequantParams { bias: 0, multiplier: m, shift: s }, clamp(5), 5)?;
+        g.add("add", [ap, mp], [1, 1], RequantParams { offset: 0, multiplier: m, shift: s }, clamp(5), 5)?;
     let dw = ConvSpec {
         out_channels: 2,
         window: win(3, 2, 1),
@@ -97,7 +97,7 @@ fn all_ops() -> Result<Vec<u8>, Error> {
         outputs: 3,
         weight_bits: 5,
         weight_codes: codes(3 * 4, 5),
-        requant: vec![RequantParams { bias: 3, multiplier: 0, shift: 0 }; 3],
+        requant: vec![RequantParams { offset: 3, multiplier: 0, shift: 0 }; 3],
         output: FcOutput::Logits,
         out_bits: 8,
     };
