@@ -2,8 +2,9 @@
 //!
 //! [`trace_model`] runs the integer runtime on one input and keeps every op's output;
 //! [`write_trace`] writes them as NumPy files beside a `trace.json` index, so that a layer can be compared
-//! with the training graph's in a notebook. The runtime hands out op outputs only: the `i32` accumulators
-//! before requantization are not visible, so they are not traced.
+//! with the training graph's in a notebook. Ops that requantize (convolutions, fully connected layers,
+//! residual adds, average pools) also get their `i32` accumulators before requantization
+//! ([`Model::accumulators`], the kernels' own accumulation loop), as a second file.
 //!
 //! ```no_run
 //! use qfd_host::model_file::ModelFile;
@@ -116,6 +117,9 @@ pub struct LayerTrace {
     pub bits: Option<u8>,
     /// The output, shape `(H, W, C)`: codes as `uint8`, sums and logits as `int32`.
     pub output: Array,
+    /// The `int32` accumulators before requantization, shape `(H, W, C)`; `None` for ops that requantize
+    /// nothing (max pool, global sum pool).
+    pub accumulators: Option<Array>,
 }
 
 /// Everything one inference computed.
@@ -152,14 +156,45 @@ pub fn trace_model(model: &Model<'_>, input: &[u8]) -> Result<Trace, TraceError>
             };
             let shape = value.shape.map(usize::from).to_vec();
             let output = Array::new(shape, data).expect("the runtime writes exactly its value's elements");
-            layers.push(LayerTrace { index, kind: op.kind(), inputs: op.inputs().to_vec(), bits, output });
+            layers.push(LayerTrace {
+                index,
+                kind: op.kind(),
+                inputs: op.inputs().to_vec(),
+                bits,
+                output,
+                accumulators: None,
+            });
         })
         .map_err(TraceError::Run)?;
     let input_shape = model.input_shape().map(usize::from).to_vec();
     let input =
         Array::new(input_shape, Elements::U8(input.to_vec())).expect("the runtime checked the input length");
+
+    // Each op's accumulators, recomputed from the values it read (all kept above).
+    let bytes: Vec<Vec<u8>> =
+        std::iter::once(input_bytes(&input)).chain(layers.iter().map(|l| input_bytes(&l.output))).collect();
+    for layer in &mut layers {
+        let value = &desc.values[layer.index + 1];
+        let mut acc = vec![0i32; value.elems()];
+        let n = model
+            .accumulators(layer.index, |v| bytes[v as usize].as_slice(), &mut acc)
+            .map_err(TraceError::Run)?;
+        if n > 0 {
+            let shape = value.shape.map(usize::from).to_vec();
+            layer.accumulators =
+                Some(Array::new(shape, Elements::I32(acc)).expect("one accumulator per output element"));
+        }
+    }
     let class_names = desc.output.class_names.split_terminator('\n').map(String::from).collect();
     Ok(Trace { input, layers, logits, predicted, class_names })
+}
+
+/// A value's bytes as the runtime stores them: codes as they are, `i32` little-endian.
+fn input_bytes(array: &Array) -> Vec<u8> {
+    match array.data() {
+        Elements::U8(codes) => codes.clone(),
+        Elements::I32(v) => v.iter().flat_map(|x| x.to_le_bytes()).collect(),
+    }
 }
 
 fn le_i32s(bytes: &[u8]) -> Vec<i32> {
@@ -277,6 +312,8 @@ pub struct OpEntry {
     /// Its output.
     #[serde(flatten)]
     pub output: TensorEntry,
+    /// Its accumulators before requantization, for ops that requantize.
+    pub accumulators: Option<TensorEntry>,
 }
 
 /// The content of `trace.json`. Field names are stable, for scripts.
@@ -333,7 +370,7 @@ impl TraceIndex {
             let _ = write!(out, ", label {label}{}", name(&self.provenance.label_name));
         }
         let _ = writeln!(out, "\npredicted  class {}{}", self.predicted, name(&self.predicted_name));
-        let files = self.ops.len() + 2;
+        let files = self.ops.len() + 2 + self.ops.iter().filter(|op| op.accumulators.is_some()).count();
         let _ = writeln!(out, "wrote      {files} files to {} (index: {INDEX_FILE})", dir.display());
         out
     }
@@ -345,7 +382,13 @@ pub fn op_file_name(index: usize, ops: usize, kind: &str) -> String {
     format!("{index:0width$}_{kind}.npy")
 }
 
-/// Writes the trace into `dir` (created if missing): [`INPUT_FILE`], one [`op_file_name`] per op, then
+/// The file of an op's accumulators, beside its output file: `03_conv2d.npy` -> `03_conv2d.acc.npy`.
+pub fn accumulator_file_name(op_file: &str) -> String {
+    format!("{}.acc.npy", op_file.trim_end_matches(".npy"))
+}
+
+/// Writes the trace into `dir` (created if missing): [`INPUT_FILE`], one [`op_file_name`] per op (and its
+/// [`accumulator_file_name`] where it has accumulators), then
 /// [`INDEX_FILE`] last, so that a complete index means every array is there. Files of the same names are
 /// replaced atomically; other files are left alone.
 pub fn write_trace(dir: &Path, trace: &Trace, provenance: Provenance) -> Result<TraceIndex, TraceError> {
@@ -355,11 +398,20 @@ pub fn write_trace(dir: &Path, trace: &Trace, provenance: Provenance) -> Result<
     for layer in &trace.layers {
         let file = op_file_name(layer.index, trace.layers.len(), layer.kind);
         npy::write(&dir.join(&file), &layer.output)?;
+        let accumulators = match &layer.accumulators {
+            Some(acc) => {
+                let acc_file = accumulator_file_name(&file);
+                npy::write(&dir.join(&acc_file), acc)?;
+                Some(TensorEntry::new(acc_file, acc, None))
+            }
+            None => None,
+        };
         ops.push(OpEntry {
             index: layer.index,
             kind: layer.kind,
             inputs: layer.inputs.clone(),
             output: TensorEntry::new(file, &layer.output, layer.bits),
+            accumulators,
         });
     }
     let index = TraceIndex {

@@ -15,7 +15,9 @@ use qfd_host::data::{Dataset, DatasetKind, Split};
 use qfd_host::eval::evaluate_model;
 use qfd_host::model_file::ModelFile;
 use qfd_host::npy::{self, Array, Elements};
-use qfd_runtime::Model;
+use qfd_runtime::format::FcOutput;
+use qfd_runtime::requant::{logit, requantize_to_code};
+use qfd_runtime::{Model, OpDesc};
 
 /// Runs `qfd-host` with `args`.
 fn qfd(args: &[&str]) -> Output {
@@ -218,6 +220,7 @@ fn check_trace(model: &Path, dir: &Path, input: &[u8]) -> Value {
     }
     assert_eq!(ops[ops.len() - 2]["kind"], "global_sum_pool");
     assert_eq!(ops[ops.len() - 2]["dtype"], "int32");
+    check_accumulators(&parsed, dir, ops);
 
     let (logits, class) = run_model(&parsed, input);
     let last = npy::read(&dir.join(ops.last().unwrap()["file"].as_str().unwrap())).unwrap();
@@ -226,6 +229,51 @@ fn check_trace(model: &Path, dir: &Path, input: &[u8]) -> Value {
     assert_eq!(index["logits"], serde_json::json!(logits));
     assert_eq!(index["predicted"], class);
     index
+}
+
+/// Every op that requantizes has an accumulator file, and requantizing those accumulators with the op's own
+/// constants gives exactly the traced output: the accumulators are the ones the kernels rounded.
+fn check_accumulators(model: &Model<'_>, dir: &Path, ops: &[Value]) {
+    let mut checked = 0;
+    for (op, entry) in model.desc().ops.iter().zip(ops) {
+        let output = npy::read(&dir.join(entry["file"].as_str().unwrap())).unwrap();
+        let acc_entry = &entry["accumulators"];
+        if matches!(op, OpDesc::MaxPool(_) | OpDesc::GlobalSumPool(_)) {
+            assert!(acc_entry.is_null(), "{entry}: nothing is requantized, so there are no accumulators");
+            continue;
+        }
+        let file = acc_entry["file"].as_str().expect("an op that requantizes lists its accumulators");
+        assert_eq!(file, entry["file"].as_str().unwrap().replace(".npy", ".acc.npy"));
+        let acc = npy::read(&dir.join(file)).unwrap();
+        assert_eq!(acc.shape(), output.shape(), "{file}");
+        let Elements::I32(acc) = acc.data() else { panic!("{file}: accumulators are int32") };
+        let channels = output.shape()[2];
+        let requantized: Vec<i32> = acc
+            .iter()
+            .enumerate()
+            .map(|(i, &a)| match op {
+                OpDesc::Conv2d(c) => {
+                    requantize_to_code(a, c.requant.get(i % channels), c.clamp.min, c.clamp.max) as i32
+                }
+                OpDesc::FullyConnected(f) => match f.output {
+                    FcOutput::Codes(clamp) => {
+                        requantize_to_code(a, f.requant.get(i), clamp.min, clamp.max) as i32
+                    }
+                    FcOutput::Logits => logit(a, f.requant.get(i)),
+                },
+                OpDesc::Add(p) => requantize_to_code(a, p.requant, p.clamp.min, p.clamp.max) as i32,
+                OpDesc::AvgPool(p) => requantize_to_code(a, p.requant, p.clamp.min, p.clamp.max) as i32,
+                OpDesc::MaxPool(_) | OpDesc::GlobalSumPool(_) => unreachable!(),
+            })
+            .collect();
+        let traced: Vec<i32> = match output.data() {
+            Elements::U8(codes) => codes.iter().map(|&c| c as i32).collect(),
+            Elements::I32(values) => values.clone(),
+        };
+        assert_eq!(requantized, traced, "{file}: requantized accumulators differ from the op's output");
+        checked += 1;
+    }
+    assert!(checked >= 3, "the model has convolutions, adds and a classifier to check");
 }
 
 #[test]
@@ -249,8 +297,10 @@ fn trace_writes_every_op_of_a_file_input_and_ends_in_the_logits() {
     let mut files: Vec<String> =
         fs::read_dir(&out).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
     files.sort();
-    assert_eq!(files.len(), index["ops"].as_array().unwrap().len() + 2);
-    assert_eq!(files[0], "00_conv2d.npy");
+    let ops = index["ops"].as_array().unwrap();
+    let with_accumulators = ops.iter().filter(|op| !op["accumulators"].is_null()).count();
+    assert_eq!(files.len(), ops.len() + with_accumulators + 2);
+    assert_eq!(files[0..2], ["00_conv2d.acc.npy", "00_conv2d.npy"]);
     assert!(files.contains(&"input.npy".to_string()) && files.contains(&"trace.json".to_string()));
 
     // The written input.npy is itself a valid input, and gives the same trace.

@@ -143,6 +143,27 @@ pub enum RunError {
         /// Entries given.
         found: usize,
     },
+    /// [`Model::accumulators`](crate::Model::accumulators) was asked for an op the model does not have.
+    NoSuchOp {
+        /// The op index asked for.
+        index: usize,
+    },
+    /// [`Model::accumulators`](crate::Model::accumulators) was given a value of the wrong length.
+    ValueLength {
+        /// The value.
+        value: u16,
+        /// Its length in the model.
+        expected: usize,
+        /// The length given.
+        found: usize,
+    },
+    /// [`Model::accumulators`](crate::Model::accumulators) was given an output buffer that is too short.
+    BufferLength {
+        /// Entries needed.
+        expected: usize,
+        /// Entries given.
+        found: usize,
+    },
 }
 
 impl fmt::Display for LoadError {
@@ -201,6 +222,13 @@ impl fmt::Display for RunError {
             }
             RunError::LogitsLength { expected, found } => {
                 write!(f, "logits slice has {found} entries, the model has {expected} classes")
+            }
+            RunError::NoSuchOp { index } => write!(f, "the model has no op {index}"),
+            RunError::ValueLength { value, expected, found } => {
+                write!(f, "value {value} has {found} bytes, the model says {expected}")
+            }
+            RunError::BufferLength { expected, found } => {
+                write!(f, "the output buffer has {found} entries, the op has {expected} outputs")
             }
         }
     }

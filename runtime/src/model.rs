@@ -223,6 +223,35 @@ fn split_arena(arena: &mut [u8], out: Range<usize>) -> (ArenaReader<'_>, &mut [u
     (ArenaReader { before, after, after_start: out.end }, out_bytes)
 }
 
+fn conv_geometry(
+    c: &crate::format::Conv2dDesc<'_>,
+    values: &[ValueDesc],
+    out_value: &ValueDesc,
+) -> ConvGeometry {
+    ConvGeometry {
+        input: hwc(&values[c.input as usize]),
+        output: hwc(out_value),
+        window: c.window,
+        groups: c.groups as usize,
+    }
+}
+
+fn pool_geometry(
+    input: u16,
+    window: crate::format::Window,
+    values: &[ValueDesc],
+    out_value: &ValueDesc,
+) -> PoolGeometry {
+    PoolGeometry { input: hwc(&values[input as usize]), output: hwc(out_value), window }
+}
+
+fn fc_input<'b>(value: &ValueDesc, bytes: &'b [u8]) -> FcInput<'b> {
+    match value.elem {
+        ElemType::Codes { .. } => FcInput::Codes(bytes),
+        ElemType::I32 => FcInput::SumsLe(bytes),
+    }
+}
+
 fn run_op(
     op: &OpDesc<'_>,
     values: &[ValueDesc],
@@ -233,20 +262,11 @@ fn run_op(
     let value = |i: u16| &values[i as usize];
     match op {
         OpDesc::Conv2d(c) => {
-            let geo = ConvGeometry {
-                input: hwc(value(c.input)),
-                output: hwc(out_value),
-                window: c.window,
-                groups: c.groups as usize,
-            };
+            let geo = conv_geometry(c, values, out_value);
             kernels::conv2d(arena.get(value(c.input)), &geo, c.weights, c.requant, c.clamp, out);
         }
         OpDesc::FullyConnected(f) => {
-            let inp = value(f.input);
-            let input = match inp.elem {
-                ElemType::Codes { .. } => FcInput::Codes(arena.get(inp)),
-                ElemType::I32 => FcInput::SumsLe(arena.get(inp)),
-            };
+            let input = fc_input(value(f.input), arena.get(value(f.input)));
             let outputs = out_value.shape[2] as usize;
             kernels::fully_connected(input, f.weights, f.requant, f.output, outputs, out);
         }
@@ -255,15 +275,69 @@ fn run_op(
             kernels::add(x, y, a.input_weights, a.requant, a.clamp, out);
         }
         OpDesc::MaxPool(p) => {
-            let geo = PoolGeometry { input: hwc(value(p.input)), output: hwc(out_value), window: p.window };
+            let geo = pool_geometry(p.input, p.window, values, out_value);
             kernels::max_pool(arena.get(value(p.input)), &geo, out);
         }
         OpDesc::AvgPool(p) => {
-            let geo = PoolGeometry { input: hwc(value(p.input)), output: hwc(out_value), window: p.window };
+            let geo = pool_geometry(p.input, p.window, values, out_value);
             kernels::avg_pool(arena.get(value(p.input)), &geo, p.requant, p.clamp, out);
         }
         OpDesc::GlobalSumPool(p) => {
             kernels::global_sum_pool(arena.get(value(p.input)), hwc(value(p.input)), out);
         }
+    }
+}
+
+impl<'a> Model<'a> {
+    /// The `i32` accumulators of op `index` before its requantization, for debugging tools such as
+    /// `qfd-host trace`. `value(v)` must return the bytes of value `v` (value 0 is the input, value `i + 1`
+    /// the output of op `i`, as [`run_traced`](Self::run_traced) hands them out) for every value the op
+    /// reads. Writes one accumulator per output element into `out` and returns how many; ops that
+    /// requantize nothing (max pool, global sum pool) return 0.
+    pub fn accumulators<'v>(
+        &self,
+        index: usize,
+        value: impl Fn(u16) -> &'v [u8],
+        out: &mut [i32],
+    ) -> Result<usize, RunError> {
+        let values = &self.desc.values;
+        let op = self.desc.ops.get(index).ok_or(RunError::NoSuchOp { index })?;
+        let out_value = &values[index + 1];
+        let read = |v: u16| {
+            let bytes = value(v);
+            let expected = values[v as usize].bytes();
+            if bytes.len() == expected {
+                Ok(bytes)
+            } else {
+                Err(RunError::ValueLength { value: v, expected, found: bytes.len() })
+            }
+        };
+        let count = match op {
+            OpDesc::MaxPool(_) | OpDesc::GlobalSumPool(_) => return Ok(0),
+            _ => out_value.elems(),
+        };
+        if out.len() < count {
+            return Err(RunError::BufferLength { expected: count, found: out.len() });
+        }
+        match op {
+            OpDesc::Conv2d(c) => {
+                let geo = conv_geometry(c, values, out_value);
+                kernels::conv2d_accumulate(read(c.input)?, &geo, c.weights, |i, _, acc| out[i] = acc);
+            }
+            OpDesc::FullyConnected(f) => {
+                let input = fc_input(&values[f.input as usize], read(f.input)?);
+                kernels::fully_connected_accumulate(input, f.weights, count, |o, acc| out[o] = acc);
+            }
+            OpDesc::Add(a) => {
+                let (x, y) = (read(a.inputs[0])?, read(a.inputs[1])?);
+                kernels::add_accumulate(x, y, a.input_weights, |i, acc| out[i] = acc);
+            }
+            OpDesc::AvgPool(p) => {
+                let geo = pool_geometry(p.input, p.window, values, out_value);
+                kernels::avg_pool_accumulate(read(p.input)?, &geo, |i, acc| out[i] = acc);
+            }
+            OpDesc::MaxPool(_) | OpDesc::GlobalSumPool(_) => {}
+        }
+        Ok(count)
     }
 }

@@ -14,8 +14,9 @@ use super::eval::DataArgs;
 ///
 /// DIR (created if missing) receives input.npy, NN_<op>.npy for op NN (activation codes as uint8 of shape
 /// (H, W, C); global sum pool sums and logits as int32), and trace.json listing each op's kind, shape, dtype,
-/// bits, file and min/max. Files of these names are replaced, other files are left alone. The runtime
-/// exposes op outputs only: the accumulators (i32 sums before requantization) are not traced.
+/// bits, file and min/max. Ops that requantize (conv, fully connected, add, average pool) also get
+/// NN_<op>.acc.npy: their int32 accumulators before requantization. Files of these names are replaced,
+/// other files are left alone.
 #[derive(Debug, clap::Parser)]
 pub struct Cmd {
     /// The model file.

@@ -31,6 +31,21 @@ pub fn conv2d(
     clamp: Clamp,
     output: &mut [u8],
 ) {
+    conv2d_accumulate(input, geo, weights, |i, channel, acc| {
+        output[i] = requantize_to_code(acc, requant.get(channel), clamp.min, clamp.max);
+    });
+}
+
+/// The accumulators of [`conv2d`] before requantization: calls `emit(i, channel, acc)` for every output
+/// element `i` (in `H x W x C` order) with its channel and its `i32` sum of `x * w`. `qfd-host trace` uses
+/// it to show them.
+#[inline]
+pub fn conv2d_accumulate(
+    input: &[u8],
+    geo: &ConvGeometry,
+    weights: PackedWeights<'_>,
+    mut emit: impl FnMut(usize, usize, i32),
+) {
     let (inp, out) = (geo.input, geo.output);
     let cin_g = inp.c / geo.groups;
     let cout_g = out.c / geo.groups;
@@ -38,7 +53,7 @@ pub fn conv2d(
     let filter_len = taps * cin_g;
     for oy in 0..out.h {
         for ox in 0..out.w {
-            let out_px = &mut output[(oy * out.w + ox) * out.c..][..out.c];
+            let out_px = (oy * out.w + ox) * out.c;
             for g in 0..geo.groups {
                 let group_in = g * cin_g;
                 // sum(x) over the patch is shared by every output channel of the group.
@@ -47,15 +62,13 @@ pub fn conv2d(
                     let px = &input[(iy * inp.w + ix) * inp.c + group_in..][..cin_g];
                     sum_x += px.iter().map(|&c| c as i32).sum::<i32>();
                 });
-                let group_out = g * cout_g..(g + 1) * cout_g;
-                for (o, out_code) in group_out.clone().zip(&mut out_px[group_out]) {
+                for o in g * cout_g..(g + 1) * cout_g {
                     let mut sum_xk = 0i32;
                     for_each_tap(&geo.window, inp, oy, ox, |iy, ix, tap| {
                         let px = &input[(iy * inp.w + ix) * inp.c + group_in..][..cin_g];
                         sum_xk += weights.dot_codes(px, o * filter_len + tap * cin_g);
                     });
-                    let acc = odd_grid_acc(sum_xk, sum_x, weights.bits);
-                    *out_code = requantize_to_code(acc, requant.get(o), clamp.min, clamp.max);
+                    emit(out_px + o, o, odd_grid_acc(sum_xk, sum_x, weights.bits));
                 }
             }
         }

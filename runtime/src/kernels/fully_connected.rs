@@ -42,6 +42,25 @@ pub fn fully_connected(
     outputs: usize,
     output: &mut [u8],
 ) {
+    fully_connected_accumulate(input, weights, outputs, |o, acc| {
+        let p = requant.get(o);
+        match kind {
+            FcOutput::Codes(clamp) => output[o] = requantize_to_code(acc, p, clamp.min, clamp.max),
+            FcOutput::Logits => {
+                output[4 * o..4 * o + 4].copy_from_slice(&logit(acc, p).to_le_bytes());
+            }
+        }
+    });
+}
+
+/// The accumulators of [`fully_connected`] before requantization: calls `emit(o, acc)` for each output.
+#[inline]
+pub fn fully_connected_accumulate(
+    input: FcInput<'_>,
+    weights: PackedWeights<'_>,
+    outputs: usize,
+    mut emit: impl FnMut(usize, i32),
+) {
     let n = input.len();
     let sum_x = match input {
         FcInput::Codes(x) => x.iter().map(|&c| c as i32).sum::<i32>(),
@@ -54,14 +73,7 @@ pub fn fully_connected(
                 sums(input).enumerate().map(|(i, s)| s * weights.code(o * n + i) as i32).sum()
             }
         };
-        let acc = odd_grid_acc(sum_xk, sum_x, weights.bits);
-        let p = requant.get(o);
-        match kind {
-            FcOutput::Codes(clamp) => output[o] = requantize_to_code(acc, p, clamp.min, clamp.max),
-            FcOutput::Logits => {
-                output[4 * o..4 * o + 4].copy_from_slice(&logit(acc, p).to_le_bytes());
-            }
-        }
+        emit(o, odd_grid_acc(sum_xk, sum_x, weights.bits));
     }
 }
 

@@ -13,10 +13,10 @@ mod elementwise;
 mod fully_connected;
 mod pool;
 
-pub use conv::{conv2d, ConvGeometry};
-pub use elementwise::add;
-pub use fully_connected::{fully_connected, FcInput};
-pub use pool::{avg_pool, global_sum_pool, max_pool, PoolGeometry};
+pub use conv::{conv2d, conv2d_accumulate, ConvGeometry};
+pub use elementwise::{add, add_accumulate};
+pub use fully_connected::{fully_connected, fully_connected_accumulate, FcInput};
+pub use pool::{avg_pool, avg_pool_accumulate, global_sum_pool, max_pool, PoolGeometry};
 
 /// A tensor shape: height, width, channels.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -15,15 +15,14 @@ pub struct PoolGeometry {
     pub window: Window,
 }
 
-/// Visits every output element with the list of its window's valid taps folded by `fold`.
+/// Folds each output element's window with `fold` (padding taps are skipped) and calls `emit(i, folded)`.
 #[inline]
 fn pool(
     input: &[u8],
     geo: &PoolGeometry,
-    output: &mut [u8],
     init: i32,
     fold: impl Fn(i32, u8) -> i32,
-    finish: impl Fn(i32) -> u8,
+    mut emit: impl FnMut(usize, i32),
 ) {
     let (inp, out) = (geo.input, geo.output);
     for oy in 0..out.h {
@@ -33,7 +32,7 @@ fn pool(
                 for_each_tap(&geo.window, inp, oy, ox, |iy, ix, _| {
                     acc = fold(acc, input[(iy * inp.w + ix) * inp.c + c]);
                 });
-                output[(oy * out.w + ox) * out.c + c] = finish(acc);
+                emit((oy * out.w + ox) * out.c + c, acc);
             }
         }
     }
@@ -41,19 +40,18 @@ fn pool(
 
 /// Max over each window. Padding cells never win (codes are `>= 0`, the start value).
 pub fn max_pool(input: &[u8], geo: &PoolGeometry, output: &mut [u8]) {
-    pool(input, geo, output, 0, |m, x| m.max(x as i32), |m| m as u8);
+    pool(input, geo, 0, |m, x| m.max(x as i32), |i, m| output[i] = m as u8);
 }
 
 /// Window sum (padding counts as code 0) requantized by `requant`, which carries the `1 / (kh * kw)`.
 pub fn avg_pool(input: &[u8], geo: &PoolGeometry, requant: RequantParams, clamp: Clamp, output: &mut [u8]) {
-    pool(
-        input,
-        geo,
-        output,
-        0,
-        |s, x| s + x as i32,
-        |s| requantize_to_code(s, requant, clamp.min, clamp.max),
-    );
+    avg_pool_accumulate(input, geo, |i, s| output[i] = requantize_to_code(s, requant, clamp.min, clamp.max));
+}
+
+/// The accumulators of [`avg_pool`] before requantization: calls `emit(i, window sum)`.
+#[inline]
+pub fn avg_pool_accumulate(input: &[u8], geo: &PoolGeometry, emit: impl FnMut(usize, i32)) {
+    pool(input, geo, 0, |s, x| s + x as i32, emit);
 }
 
 /// Sums each channel over all pixels: `out[c] = sum_{y,x} in[y][x][c]`, written as `i32` little-endian.
