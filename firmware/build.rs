@@ -1,7 +1,10 @@
 //! Turns the board file and the model into what the firmware links:
-//! - `memory.x` from `../boards/$QFD_BOARD.toml` (default `qemu-m4`);
-//! - `model.qfdm` (from `$QFD_MODEL`) and `inputs.bin` (from `$QFD_INPUTS`, empty if unset) in OUT_DIR;
-//! - `config.rs`: constants sized from them (arena, input length, clock), so nothing is sized at run time.
+//! - `memory.x` from `../boards/$QFD_BOARD.toml` (default `qemu-m4`), with the board's real limits;
+//! - `model.rs`: the model as Rust (`qfd-codegen`), the default engine; `model.qfdm` for `--features
+//!   interpreter`;
+//! - `config.rs`: constants sized from both (input, classes, layers, frame buffer), so nothing is sized at
+//!   run time;
+//! - cfgs: `qfd_link="semihosting"` (QEMU) or `"rtt"` (probe-rs), `qfd_timer="systick"` or `"dwt"`.
 
 use std::{env, fs, path::PathBuf};
 
@@ -11,13 +14,10 @@ fn var(key: &str) -> Option<String> {
     env::var(key).ok()
 }
 
-/// Reads a file and has cargo rerun this script when it changes.
-fn read(path: &str) -> Vec<u8> {
-    println!("cargo:rerun-if-changed={path}");
-    fs::read(path).unwrap_or_else(|e| panic!("{path}: {e}"))
-}
-
 fn main() {
+    println!("cargo::rustc-check-cfg=cfg(qfd_link, values(\"semihosting\", \"rtt\"))");
+    println!("cargo::rustc-check-cfg=cfg(qfd_timer, values(\"systick\", \"dwt\"))");
+    println!("cargo::rustc-check-cfg=cfg(qfd_boot2)");
     let out = PathBuf::from(env::var("OUT_DIR").unwrap());
     let name = var("QFD_BOARD").unwrap_or_else(|| "qemu-m4".into());
     let dir = qfd_boards::boards_dir();
@@ -25,35 +25,43 @@ fn main() {
     let board = qfd_boards::Board::load(&dir, &name).unwrap_or_else(|e| panic!("{e}"));
     let target = env::var("TARGET").unwrap();
     assert!(board.target == target, "board {name} needs --target {} (not {target})", board.target);
-    let memory = board.memory_x();
-    fs::write(out.join("memory.x"), memory).unwrap();
+    fs::write(out.join("memory.x"), board.memory_x()).unwrap();
+    let link = if board.is_emulated() { "semihosting" } else { "rtt" };
+    println!("cargo:rustc-cfg=qfd_link=\"{link}\"");
+    // QEMU counts instructions on SysTick (DWT's counter reads 0 there); M0+ boards have no DWT counter.
+    let timer = if board.is_emulated() || !board.has_cycle_counter() { "systick" } else { "dwt" };
+    println!("cargo:rustc-cfg=qfd_timer=\"{timer}\"");
+    if board.boot2 {
+        println!("cargo:rustc-cfg=qfd_boot2");
+    }
 
-    let model_path = var("QFD_MODEL").expect("set QFD_MODEL to a .qfdm file (parity-smoke.sh makes one)");
-    let model_bytes = read(&model_path);
-    let model = qfd_runtime::Model::load(&model_bytes).unwrap_or_else(|e| panic!("{model_path}: {e}"));
-    let inputs = var("QFD_INPUTS").map(|p| read(&p)).unwrap_or_default();
-    let len = model.input_len();
-    assert!(inputs.len() % len == 0, "QFD_INPUTS is not a whole number of {len}-byte inputs");
-    // Without an inputs file the firmware generates QFD_NUM_INPUTS inputs itself.
-    let (from_file, count) = match inputs.len() / len {
-        0 => (false, var("QFD_NUM_INPUTS").map_or(4, |n| n.parse().expect("QFD_NUM_INPUTS"))),
-        n => (true, n),
+    let model_path = var("QFD_MODEL").expect("set QFD_MODEL to a .qfdm file (qfd-host run does)");
+    println!("cargo:rerun-if-changed={model_path}");
+    let bytes = fs::read(&model_path).unwrap_or_else(|e| panic!("{model_path}: {e}"));
+    let model = qfd_runtime::Model::load(&bytes).unwrap_or_else(|e| panic!("{model_path}: {e}"));
+    let code = qfd_codegen::emit_rust(&bytes).unwrap_or_else(|e| panic!("{model_path}: {e}"));
+    fs::write(out.join("model.rs"), code).unwrap();
+    fs::write(out.join("model.qfdm"), &bytes).unwrap();
+    let crc = qfd_codegen::emit::model_crc(&bytes).unwrap_or_else(|e| panic!("{model_path}: {e}"));
+    let input_bits = match model.desc().values[0].elem {
+        qfd_runtime::format::ElemType::Codes { bits } => bits,
+        qfd_runtime::format::ElemType::I32 => panic!("{model_path}: the model input is not codes"),
     };
-    fs::write(out.join("model.qfdm"), &model_bytes).unwrap();
-    fs::write(out.join("inputs.bin"), &inputs).unwrap();
     let config = format!(
-        "pub const BOARD: &str = {name:?};\npub const CLOCK_HZ: u64 = {};\n\
-         pub const ARENA_SIZE: usize = {};\npub const INPUT_LEN: usize = {len};\n\
-         pub const NUM_CLASSES: usize = {};\npub const NUM_INPUTS: usize = {count};\n\
-         pub const INPUTS_FROM_FILE: bool = {from_file};\n",
+        "pub const BOARD: &str = {name:?};\npub const CLOCK_HZ: u32 = {};\npub const MODEL_CRC: u32 = {crc:#010x};\n\
+         pub const INPUT_LEN: usize = {};\npub const INPUT_BITS: u32 = {input_bits};\npub const NUM_CLASSES: usize = {};\npub const NUM_LAYERS: usize = {};\n\
+         pub const ARENA_SIZE: usize = {};\npub const REQUEST_FRAME: usize = {};\n",
         board.clock_hz,
+        model.input_len(),
+        model.num_classes(),
+        model.desc().ops.len(),
         model.arena_size(),
-        model.num_classes()
+        qfd_link::max_request_frame(model.input_len()),
     );
     fs::write(out.join("config.rs"), config).unwrap();
 
-    // cortex-m-rt's link.x includes memory.x; passed here so RUSTFLAGS (e.g. target-cpu) can be set freely.
     println!("cargo:rustc-link-search={}", out.display());
     println!("cargo:rustc-link-arg-bins=--nmagic");
     println!("cargo:rustc-link-arg-bins=-Tlink.x");
+    println!("cargo:rustc-link-arg-bins=-Tdefmt.x");
 }

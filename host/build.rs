@@ -1,7 +1,7 @@
 // Lets binaries linking libtorch find it at run time without `LD_LIBRARY_PATH` (also used by `tests/`).
 use std::env;
 
-fn main() {
+pub fn main() {
     println!("cargo:rerun-if-changed=build.rs");
     if env::var("CARGO_CFG_TARGET_OS").as_deref() != Ok("linux") {
         return;

@@ -20,6 +20,9 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
+/// Bytes of the RP2040's second-stage bootloader at the start of flash.
+const BOOT2_BYTES: u32 = 0x100;
+
 /// The directory of the board files in this repository.
 pub fn boards_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).to_path_buf()
@@ -106,6 +109,10 @@ pub struct Board {
     pub ram: Region,
     /// How to run it.
     pub run: Runner,
+    /// The first 256 bytes of flash hold the RP2040's second-stage bootloader (`.boot2`), which sets up
+    /// the external flash before the vector table is read. Only RP2040 boards set it.
+    #[serde(default)]
+    pub boot2: bool,
 }
 
 impl Board {
@@ -124,6 +131,7 @@ impl Board {
             std::fs::read_to_string(path).map_err(|source| BoardError::Read { path: path.into(), source })?;
         let board: Board = toml::from_str(&text)
             .map_err(|e| BoardError::Parse { path: path.into(), message: e.to_string() })?;
+        board.validate().map_err(|message| BoardError::Parse { path: path.into(), message })?;
         let stem = path.file_stem().and_then(|s| s.to_str()).unwrap_or_default();
         if board.name != stem {
             return Err(BoardError::Parse {
@@ -160,10 +168,69 @@ impl Board {
 
     /// The `memory.x` linker script of the board's real limits.
     pub fn memory_x(&self) -> String {
+        if !self.boot2 {
+            return format!(
+                "MEMORY\n{{\n  FLASH : ORIGIN = {:#010x}, LENGTH = {:#x}\n  RAM : ORIGIN = {:#010x}, LENGTH = {:#x}\n}}\n",
+                self.flash.origin, self.flash.length, self.ram.origin, self.ram.length
+            );
+        }
+        // The bootloader takes the first 256 bytes of flash; the program (vector table first) follows.
         format!(
-            "MEMORY\n{{\n  FLASH : ORIGIN = {:#010x}, LENGTH = {:#x}\n  RAM : ORIGIN = {:#010x}, LENGTH = {:#x}\n}}\n",
-            self.flash.origin, self.flash.length, self.ram.origin, self.ram.length
+            "MEMORY\n{{\n  BOOT2 : ORIGIN = {:#010x}, LENGTH = 0x100\n  FLASH : ORIGIN = {:#010x}, LENGTH = {:#x}\n  \
+             RAM : ORIGIN = {:#010x}, LENGTH = {:#x}\n}}\n\nSECTIONS {{\n  .boot2 ORIGIN(BOOT2) :\n  {{\n    \
+             KEEP(*(.boot2));\n  }} > BOOT2\n}} INSERT BEFORE .text;\n",
+            self.flash.origin,
+            self.flash.origin + BOOT2_BYTES,
+            self.flash.length - BOOT2_BYTES,
+            self.ram.origin,
+            self.ram.length
         )
+    }
+
+    /// Whether the core has DWT's cycle counter (Cortex-M0, M0+ and M23 do not).
+    pub fn has_cycle_counter(&self) -> bool {
+        !matches!(self.cpu.as_str(), "cortex-m0" | "cortex-m0plus" | "cortex-m23")
+    }
+
+    /// Checks what the format cannot: the target fits the core, memories are not empty and do not wrap,
+    /// and only RP2040 boards ask for a second-stage bootloader.
+    pub fn validate(&self) -> Result<(), String> {
+        let expected = match self.cpu.as_str() {
+            "cortex-m0" | "cortex-m0plus" => &["thumbv6m-none-eabi"][..],
+            "cortex-m3" => &["thumbv7m-none-eabi"],
+            "cortex-m4" | "cortex-m7" => &["thumbv7em-none-eabi", "thumbv7em-none-eabihf"],
+            "cortex-m23" => &["thumbv8m.base-none-eabi"],
+            "cortex-m33" | "cortex-m55" => &["thumbv8m.main-none-eabi", "thumbv8m.main-none-eabihf"],
+            other => return Err(format!("unknown cpu '{other}'")),
+        };
+        if !expected.contains(&self.target.as_str()) {
+            return Err(format!(
+                "cpu {} does not run target {} (expected {})",
+                self.cpu,
+                self.target,
+                expected.join(" or ")
+            ));
+        }
+        if self.fpu != self.target.ends_with("hf") {
+            return Err(format!(
+                "fpu = {} but target {} is {}a hard-float target",
+                self.fpu,
+                self.target,
+                if self.fpu { "not " } else { "" }
+            ));
+        }
+        for (what, r) in [("flash", self.flash), ("ram", self.ram)] {
+            if r.length == 0 || r.origin.checked_add(r.length - 1).is_none() {
+                return Err(format!("{what} region {:#x}+{:#x} is empty or wraps", r.origin, r.length));
+            }
+        }
+        if self.boot2 && (self.cpu != "cortex-m0plus" || self.flash.length <= BOOT2_BYTES) {
+            return Err("boot2 is for the RP2040 (cortex-m0plus) only".into());
+        }
+        if self.clock_hz == 0 {
+            return Err("clock_hz must not be 0".into());
+        }
+        Ok(())
     }
 }
 

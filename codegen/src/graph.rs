@@ -206,7 +206,7 @@ impl Graph {
     pub fn conv2d(&mut self, name: &str, input: ValueId, spec: ConvSpec) -> Result<ValueId, GraphError> {
         let ([h, w, cin], _) = self.codes_input(name, input)?;
         let g = spec.groups;
-        if g == 0 || cin % g != 0 || spec.out_channels % g != 0 {
+        if g == 0 || cin % g != 0 || !spec.out_channels.is_multiple_of(g) {
             return Err(invalid(
                 name,
                 format!("groups {g} must divide Cin {cin} and Cout {}", spec.out_channels),

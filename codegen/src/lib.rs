@@ -7,8 +7,10 @@
 //! - [`encode`]: writing a `.qfdm` file from a graph (plan, encode, load it back to prove it valid).
 //! - [`synth`]: the reference architectures with random weights and plausible requantization.
 //! - [`fixed_point`]: turning real scales into the runtime's Q31 multiplier and shift.
+//! - [`emit`]: a model as `no_std` Rust (static weights, one kernel call per layer, a static arena).
 
 pub mod arch;
+pub mod emit;
 pub mod encode;
 pub mod fixed_point;
 pub mod graph;
@@ -16,5 +18,6 @@ pub mod plan;
 pub mod stats;
 pub mod synth;
 
+pub use emit::{emit_rust, EmitError};
 pub use encode::{encode_model, encode_model_as, EncodeError};
 pub use graph::{Graph, ValueId};

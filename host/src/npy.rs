@@ -450,7 +450,7 @@ mod tests {
     /// The bytes of a version 1.0 file with this header text (padded as numpy pads it) and data.
     fn file_with_header(dict: &str, data: &[u8]) -> Vec<u8> {
         let mut header = dict.to_string();
-        while (10 + header.len() + 1) % 64 != 0 {
+        while !(10 + header.len() + 1).is_multiple_of(64) {
             header.push(' ');
         }
         header.push('\n');

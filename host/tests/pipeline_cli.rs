@@ -74,10 +74,28 @@ fn train_export_eval_and_run_on_qemu_agree() {
     assert_eq!(run["samples"], 12, "{run}");
     assert_eq!(run["mismatches"].as_array().unwrap().len(), 0, "{run}");
     assert_eq!(run["device_correct"], run["host_correct"], "{run}");
-    assert!(
-        run["memory"]["flash_bytes"].as_u64().unwrap() > std::fs::metadata(dir.join("m.qfdm")).unwrap().len()
-    );
-    assert!(run["instructions"].as_array().unwrap().iter().all(|n| n.as_u64().unwrap() > 1_000_000));
+    assert!(run["refused"].as_array().unwrap().is_empty(), "{run}");
+    assert_eq!(run["engine"], "generated");
+    // The weights are compiled in, so the image is at least as big as the weights.
+    let weights: u64 = inspect_weight_bytes(dir);
+    assert!(run["memory"]["flash_bytes"].as_u64().unwrap() > weights, "{run}");
+    assert_eq!(run["time_unit"], "instructions");
+    let times = run["times"].as_array().unwrap();
+    assert_eq!(times.len(), 12);
+    assert!(times.iter().all(|n| n.as_u64().unwrap() > 1_000_000), "{run}");
+    // The first input timed its layers: one entry per op, summing to no more than its whole inference.
+    let layers = run["layers"].as_array().unwrap();
+    assert_eq!(layers.len(), 14, "{run}");
+    let layer_sum: f64 = layers.iter().map(|l| l["time"].as_f64().unwrap()).sum();
+    assert!(layer_sum > 0.9 * times[0].as_f64().unwrap() && layer_sum <= times[0].as_f64().unwrap(), "{run}");
+    let (peak, size) = (run["stack"][0].as_u64().unwrap(), run["stack"][1].as_u64().unwrap());
+    assert!(peak > 256 && peak < size, "stack painting measured {peak} of {size}");
+}
+
+/// Packed weight bytes of `m.qfdm`, from `inspect --json`.
+fn inspect_weight_bytes(dir: &std::path::Path) -> u64 {
+    let json: serde_json::Value = serde_json::from_str(&ok(dir, &["inspect", "m.qfdm", "--json"])).unwrap();
+    json["total_weight_bytes"].as_u64().unwrap()
 }
 
 #[test]

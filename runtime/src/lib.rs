@@ -25,6 +25,7 @@
 #![no_std]
 #![warn(missing_docs)]
 
+pub mod arena;
 mod error;
 pub mod format;
 pub mod kernels;
@@ -33,6 +34,7 @@ pub mod requant;
 mod validate;
 pub mod weights;
 
+pub use arena::StaticArena;
 pub use error::{LoadError, RunError};
 pub use format::{ModelDesc, OpDesc};
 pub use model::{LayerOutput, Model, DEFAULT_MAX_WORK, PAYLOAD_CRC};

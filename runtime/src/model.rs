@@ -2,6 +2,7 @@
 
 use core::ops::Range;
 
+use crate::arena::{read_logits, split, ArenaReader};
 use crate::error::{LoadError, RunError};
 use crate::format::{ElemType, FileHeader, ModelDesc, OpDesc, ValueDesc, FORMAT_MAJOR, FORMAT_MINOR, MAGIC};
 use crate::kernels::{self, ConvGeometry, FcInput, Hwc, PoolGeometry};
@@ -167,7 +168,7 @@ impl<'a> Model<'a> {
         arena[range(input_value)].copy_from_slice(input);
         for (i, op) in self.desc.ops.iter().enumerate() {
             let out_value = &values[i + 1];
-            let (reader, out) = split_arena(arena, range(out_value));
+            let (reader, out) = split(arena, range(out_value));
             run_op(op, values, &reader, out_value, out);
             let produced = match out_value.elem {
                 ElemType::Codes { .. } => LayerOutput::Codes(out),
@@ -176,17 +177,7 @@ impl<'a> Model<'a> {
             trace(i, op, produced);
         }
 
-        let out = LayerOutput::I32Le(&arena[range(&values[values.len() - 1])]);
-        for (i, l) in logits.iter_mut().enumerate() {
-            *l = out.i32_at(i);
-        }
-        let mut best = 0;
-        for (i, &l) in logits.iter().enumerate() {
-            if l > logits[best] {
-                best = i;
-            }
-        }
-        Ok(best)
+        Ok(read_logits(&arena[range(&values[values.len() - 1])], logits))
     }
 }
 
@@ -196,31 +187,6 @@ fn range(v: &ValueDesc) -> Range<usize> {
 
 fn hwc(v: &ValueDesc) -> Hwc {
     Hwc::new(v.shape[0] as usize, v.shape[1] as usize, v.shape[2] as usize)
-}
-
-/// Read access to the arena outside the range being written.
-struct ArenaReader<'b> {
-    before: &'b [u8],
-    after: &'b [u8],
-    after_start: usize,
-}
-
-impl ArenaReader<'_> {
-    /// Bytes of a value; validation guarantees it does not overlap the output being written.
-    fn get(&self, v: &ValueDesc) -> &[u8] {
-        let r = range(v);
-        if r.end <= self.before.len() {
-            &self.before[r]
-        } else {
-            &self.after[r.start - self.after_start..r.end - self.after_start]
-        }
-    }
-}
-
-fn split_arena(arena: &mut [u8], out: Range<usize>) -> (ArenaReader<'_>, &mut [u8]) {
-    let (before, rest) = arena.split_at_mut(out.start);
-    let (out_bytes, after) = rest.split_at_mut(out.end - out.start);
-    (ArenaReader { before, after, after_start: out.end }, out_bytes)
 }
 
 fn conv_geometry(
@@ -263,27 +229,27 @@ fn run_op(
     match op {
         OpDesc::Conv2d(c) => {
             let geo = conv_geometry(c, values, out_value);
-            kernels::conv2d(arena.get(value(c.input)), &geo, c.weights, c.requant, c.clamp, out);
+            kernels::conv2d(arena.get(range(value(c.input))), &geo, c.weights, c.requant, c.clamp, out);
         }
         OpDesc::FullyConnected(f) => {
-            let input = fc_input(value(f.input), arena.get(value(f.input)));
+            let input = fc_input(value(f.input), arena.get(range(value(f.input))));
             let outputs = out_value.shape[2] as usize;
             kernels::fully_connected(input, f.weights, f.requant, f.output, outputs, out);
         }
         OpDesc::Add(a) => {
-            let (x, y) = (arena.get(value(a.inputs[0])), arena.get(value(a.inputs[1])));
+            let (x, y) = (arena.get(range(value(a.inputs[0]))), arena.get(range(value(a.inputs[1]))));
             kernels::add(x, y, a.input_weights, a.requant, a.clamp, out);
         }
         OpDesc::MaxPool(p) => {
             let geo = pool_geometry(p.input, p.window, values, out_value);
-            kernels::max_pool(arena.get(value(p.input)), &geo, out);
+            kernels::max_pool(arena.get(range(value(p.input))), &geo, out);
         }
         OpDesc::AvgPool(p) => {
             let geo = pool_geometry(p.input, p.window, values, out_value);
-            kernels::avg_pool(arena.get(value(p.input)), &geo, p.requant, p.clamp, out);
+            kernels::avg_pool(arena.get(range(value(p.input))), &geo, p.requant, p.clamp, out);
         }
         OpDesc::GlobalSumPool(p) => {
-            kernels::global_sum_pool(arena.get(value(p.input)), hwc(value(p.input)), out);
+            kernels::global_sum_pool(arena.get(range(value(p.input))), hwc(value(p.input)), out);
         }
     }
 }

@@ -1,5 +1,8 @@
 //! One module per command; each is a `Cmd` whose doc comment is its help text.
 
+mod bench;
+mod boards;
+mod codegen;
 mod eval;
 mod export;
 mod inspect;
@@ -19,7 +22,10 @@ pub enum Command {
     Inspect(inspect::Cmd),
     Train(Box<train::Cmd>),
     Export(export::Cmd),
+    Codegen(codegen::Cmd),
     Run(run::Cmd),
+    Bench(bench::Cmd),
+    Boards(boards::Cmd),
     Eval(eval::Cmd),
     Trace(trace::Cmd),
 }
@@ -32,7 +38,10 @@ impl Command {
             Command::Inspect(cmd) => cmd.run(),
             Command::Train(cmd) => cmd.run(),
             Command::Export(cmd) => cmd.run(),
+            Command::Codegen(cmd) => cmd.run(),
             Command::Run(cmd) => cmd.run(),
+            Command::Bench(cmd) => cmd.run(),
+            Command::Boards(cmd) => cmd.run(),
             Command::Eval(cmd) => cmd.run(),
             Command::Trace(cmd) => cmd.run(),
         }

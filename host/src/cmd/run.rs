@@ -2,24 +2,23 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::{bail, Context};
+use indicatif::{ProgressBar, ProgressStyle};
 
 use qfd_host::data::DatasetKind;
-use qfd_host::device::{run, RunOptions, RunReport};
+use qfd_host::device::{run, Engine, RunOptions, RunReport};
 
 /// Run a model on a board and prove it computes what the host runtime computes.
 ///
-/// Builds the firmware for the board with the model and N test images baked in, runs it (emulated boards
-/// under QEMU, counting instructions), and compares every output with the host runtime's, bit for bit.
-/// Reports mismatches (there must be none), accuracy on the device next to the host's, instructions per
-/// inference and per MAC, and the flash and RAM the image uses. Exits with failure on any mismatch.
+/// Builds the firmware for the board with the model compiled in, starts it (emulated boards under QEMU,
+/// counting instructions; real boards through probe-rs, with the `probe` feature), sends it N test images
+/// over the link and compares every answer with the host runtime's, bit for bit. Reports mismatches
+/// (there must be none; --trace names the first layer that differs), accuracy on the device next to the
+/// host's, time per inference, per MAC and per layer, and the flash, RAM and stack the firmware uses.
+/// Exits with failure on any mismatch or refused input.
 #[derive(Debug, clap::Parser)]
 pub struct Cmd {
-    /// Board name (a file in boards/, e.g. qemu-m4).
-    #[arg(long)]
-    board: String,
-    /// The .qfdm model.
-    #[arg(long, value_name = "FILE")]
-    model: PathBuf,
+    #[command(flatten)]
+    pub target: TargetArgs,
     /// Directory of the data set files [default: the data set's standard place].
     #[arg(long, value_name = "DIR")]
     data: Option<PathBuf>,
@@ -27,76 +26,85 @@ pub struct Cmd {
     #[arg(long)]
     dataset: Option<DatasetKind>,
     /// Test images to run.
-    #[arg(long, default_value_t = 200)]
-    samples: usize,
-    /// Seconds the device may take before it is stopped.
-    #[arg(long, default_value_t = 600)]
-    timeout: u64,
+    #[arg(long, default_value_t = 200, value_parser = clap::value_parser!(u64).range(1..))]
+    samples: u64,
+    /// Ask the device for every layer's output checksum, to name the first layer of a mismatch.
+    #[arg(long)]
+    trace: bool,
+    /// Build the firmware and report its flash and RAM, without running it (any board, no probe needed).
+    #[arg(long)]
+    build_only: bool,
+}
+
+/// Options shared by `run` and `bench`.
+#[derive(Debug, clap::Args)]
+pub struct TargetArgs {
+    /// Board name (a file in boards/; `qfd-host boards` lists them).
+    #[arg(long)]
+    pub board: String,
+    /// The .qfdm model.
+    #[arg(long, value_name = "FILE")]
+    pub model: PathBuf,
+    /// How the firmware runs the model.
+    #[arg(long, value_enum, default_value_t = Engine::Generated)]
+    pub engine: Engine,
+    /// Seconds the device may stay silent before it is stopped.
+    #[arg(long, default_value_t = 120, value_parser = clap::value_parser!(u64).range(1..))]
+    pub timeout: u64,
     /// Print the report as JSON.
     #[arg(long)]
-    json: bool,
+    pub json: bool,
 }
 
 impl Cmd {
     pub fn run(self) -> anyhow::Result<()> {
-        if self.samples == 0 {
-            bail!("--samples must be at least 1");
-        }
         let opts = RunOptions {
-            board: self.board.clone(),
-            model: self.model.clone(),
+            board: self.target.board.clone(),
+            model: self.target.model.clone(),
             data: self.data,
             dataset: self.dataset,
-            samples: self.samples,
-            timeout: Duration::from_secs(self.timeout),
+            random_inputs: false,
+            samples: self.samples as usize,
+            timeout: Duration::from_secs(self.target.timeout),
+            engine: self.target.engine,
+            trace: self.trace,
+            time_all_layers: false,
+            build_only: self.build_only,
         };
-        eprintln!("building the firmware for {} and running {} inputs...", self.board, self.samples);
-        let report =
-            run(&opts).with_context(|| format!("cannot run {} on {}", self.model.display(), self.board))?;
-        let text = if self.json { serde_json::to_string_pretty(&report)? + "\n" } else { text(&report) };
-        super::print(&text)?;
-        if !report.mismatches.is_empty() {
-            bail!("{} of {} outputs differ from the host runtime", report.mismatches.len(), report.samples);
+        let report = run_with_progress(&opts)?;
+        print_report(&report, self.target.json)?;
+        if !self.build_only && !report.parity() {
+            bail!(
+                "{} of {} outputs differ from the host runtime, {} inputs refused",
+                report.mismatches.len(),
+                report.samples,
+                report.refused.len()
+            );
         }
         Ok(())
     }
 }
 
-fn text(r: &RunReport) -> String {
-    let pct = |n: usize| 100.0 * n as f64 / r.samples.max(1) as f64;
-    let mut out = format!(
-        "board     {} ({})\nmodel     {}\ninputs    {} ({})\n",
-        r.board, r.runner, r.model, r.samples, r.dataset
-    );
-    if r.mismatches.is_empty() {
-        out += &format!("parity    OK: all {} outputs match the host runtime bit for bit\n", r.samples);
-    } else {
-        out += &format!("parity    FAILED: {} of {} outputs differ\n", r.mismatches.len(), r.samples);
-        for m in r.mismatches.iter().take(10) {
-            out += &format!(
-                "  input {}: host class {} {:?}, device class {} {:?}\n",
-                m.input, m.host.0, m.host.1, m.device.0, m.device.1
-            );
+/// Runs with a spinner while building and a bar while the device answers.
+pub fn run_with_progress(opts: &RunOptions) -> anyhow::Result<RunReport> {
+    let bar = ProgressBar::new_spinner().with_message(format!("building the firmware for {}", opts.board));
+    bar.enable_steady_tick(Duration::from_millis(200));
+    let style = ProgressStyle::with_template("{msg} {bar:30} {pos}/{len} [{elapsed_precise}, ETA {eta}]")
+        .expect("a valid template");
+    let report = run(opts, |done, total| {
+        if bar.length().is_none() {
+            bar.set_style(style.clone());
+            bar.set_length(total as u64);
+            bar.set_message(format!("running on {}", opts.board));
         }
-    }
-    if r.dataset != "random pixels" {
-        out += &format!("accuracy  device {:.2}%, host {:.2}%\n", pct(r.device_correct), pct(r.host_correct));
-    }
-    let mean = r.mean_instructions();
-    out += &format!(
-        "speed     {:.2} M instructions per inference, {:.2} per MAC (QEMU -icount)\n",
-        mean / 1e6,
-        mean / r.macs.max(1) as f64
-    );
-    let m = &r.memory;
-    out += &format!(
-        "flash     {} of {} bytes ({:.1}%)\nRAM       {} of {} bytes in statics (arena {}); stack not measured yet\n",
-        m.flash_bytes,
-        m.flash_total,
-        100.0 * m.flash_bytes as f64 / m.flash_total as f64,
-        m.ram_static_bytes,
-        m.ram_total,
-        m.arena_bytes
-    );
-    out
+        bar.set_position(done as u64);
+    });
+    bar.finish_and_clear();
+    report.with_context(|| format!("cannot run {} on {}", opts.model.display(), opts.board))
+}
+
+/// Prints the report as text or JSON.
+pub fn print_report(report: &RunReport, json: bool) -> anyhow::Result<()> {
+    let text = if json { serde_json::to_string_pretty(report)? + "\n" } else { report.to_text() };
+    super::print(&text)
 }

@@ -79,7 +79,7 @@ pub(super) fn decode(
     if bytes.is_empty() {
         return Err(Corruption::Empty);
     }
-    if bytes.len() % record != 0 {
+    if !bytes.len().is_multiple_of(record) {
         return Err(Corruption::RecordSize { record, found: bytes.len() as u64 });
     }
     let n = bytes.len() / record;

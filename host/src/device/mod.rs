@@ -1,29 +1,36 @@
-//! Running a model on a board: build the firmware for the board with the model and N inputs baked in, run
-//! it (QEMU for emulated boards), read its results and compare them with the host runtime's, bit for bit.
+//! Running a model on a board and proving it computes what the host runtime computes.
 //!
-//! The firmware (`firmware/`) prints one line per inference over semihosting:
-//! `result <i> class=<c> logits=<l0>,<l1>,... instructions=<n>`, then `done`, and exits with success; a
-//! load or run error, panic or fault prints `error: ...` and exits with failure.
+//! [`run`] builds the firmware for the board with the model compiled in ([`firmware`]), starts it on a
+//! [`Target`](target::Target) (QEMU for emulated boards, probe-rs for real ones), sends it the inputs as
+//! `qfd-link` frames and reads its answers ([`session`]), runs the same inputs through the host runtime,
+//! and reports mismatches (there must be none), accuracy on both sides, time per inference and per layer,
+//! and the memory the image uses ([`report`]).
 
 pub mod elf;
+pub mod fake;
+pub mod firmware;
+pub mod logs;
+#[cfg(feature = "probe")]
+mod probe;
 mod qemu;
+pub mod report;
+pub mod session;
+pub mod target;
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::path::PathBuf;
 use std::time::Duration;
 
-use qfd_boards::{Board, BoardError, Runner};
-use qfd_runtime::Model;
-use serde::Serialize;
+use qfd_boards::{Board, BoardError};
+use qfd_link::Detail;
+use qfd_runtime::{LayerOutput, Model};
 
 use crate::data::{DataError, Dataset, DatasetKind, Split};
 use crate::fsutil::{self, FsError};
 use crate::model_file::{ModelFile, ModelFileError};
 
-/// Stack and code the firmware needs besides the model and its arena (measured: code ~20 KiB; the stack
-/// holds the `Model` tables, ~33 KiB at the peak on Cortex-M4). Used to say early that a model cannot fit.
-const FIRMWARE_CODE_BYTES: u64 = 32 * 1024;
-const FIRMWARE_STACK_BYTES: u64 = 40 * 1024;
+pub use firmware::{check_fits, Firmware, Fit, MemoryUse};
+pub use report::{LayerTime, Mismatch, RunReport};
+pub use session::{execute, request_stream, Expect, Outcome};
 
 /// Why a run did not produce a report.
 #[derive(Debug, thiserror::Error)]
@@ -90,7 +97,7 @@ pub enum DeviceError {
         /// The time limit.
         seconds: u64,
     },
-    /// The device reported an error, exited with failure or sent something that is not a result.
+    /// The device panicked, exited with failure, runs another model, or broke the protocol.
     #[error("{board}: {message}")]
     Device {
         /// The board.
@@ -98,6 +105,17 @@ pub enum DeviceError {
         /// What happened, with the device's last words.
         message: String,
     },
+}
+
+/// How the firmware runs the model.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Engine {
+    /// Code generated for the model by `qfd-codegen` (static weights, one kernel call per layer).
+    #[default]
+    Generated,
+    /// The `.qfdm` file in flash, run by the interpreter.
+    Interpreter,
 }
 
 /// What to run.
@@ -111,203 +129,109 @@ pub struct RunOptions {
     pub data: Option<PathBuf>,
     /// The data set, if not the one the model records.
     pub dataset: Option<DatasetKind>,
-    /// Test images to run.
+    /// Pseudo-random inputs instead of test images (`qfd-host bench`).
+    pub random_inputs: bool,
+    /// Inputs to run.
     pub samples: usize,
-    /// Time limit of the device run.
+    /// How long the device may stay silent before it is stopped.
     pub timeout: Duration,
+    /// Generated code or the interpreter.
+    pub engine: Engine,
+    /// Ask every layer's output checksum, to name the first layer of a mismatch.
+    pub trace: bool,
+    /// Time every layer of every input (else of the first input only).
+    pub time_all_layers: bool,
+    /// Build and measure the firmware, do not run it.
+    pub build_only: bool,
 }
 
-/// One input whose device output differs from the host runtime's.
-#[derive(Debug, Clone, Serialize)]
-pub struct Mismatch {
-    /// Input index.
-    pub input: usize,
-    /// Host class and logits.
-    pub host: (usize, Vec<i32>),
-    /// Device class and logits.
-    pub device: (usize, Vec<i32>),
+/// One input's answer from the host runtime.
+struct HostAnswer {
+    class: usize,
+    logits: Vec<i32>,
+    layer_crc: Vec<u32>,
 }
 
-/// Memory the firmware image uses on the board.
-#[derive(Debug, Clone, Serialize)]
-pub struct MemoryUse {
-    /// Bytes of flash: code, constants (the model) and the initial values of `.data`.
-    pub flash_bytes: u64,
-    /// Flash on the board.
-    pub flash_total: u64,
-    /// Bytes of RAM taken by statics (the arena included), before the stack.
-    pub ram_static_bytes: u64,
-    /// RAM on the board.
-    pub ram_total: u64,
-    /// The model's arena.
-    pub arena_bytes: u64,
-}
-
-/// The outcome of a run.
-#[derive(Debug, Clone, Serialize)]
-pub struct RunReport {
-    /// Board name.
-    pub board: String,
-    /// How it ran.
-    pub runner: String,
-    /// The model file.
-    pub model: String,
-    /// Inputs run.
-    pub samples: usize,
-    /// The data set the inputs came from.
-    pub dataset: String,
-    /// Inputs whose device outputs differ from the host's (must be empty).
-    pub mismatches: Vec<Mismatch>,
-    /// Correct predictions of the device.
-    pub device_correct: usize,
-    /// Correct predictions of the host runtime on the same inputs.
-    pub host_correct: usize,
-    /// Instructions (QEMU) per inference, one per input.
-    pub instructions: Vec<u64>,
-    /// Multiply-accumulates of one inference.
-    pub macs: u64,
-    /// Memory used.
-    pub memory: MemoryUse,
-}
-
-impl RunReport {
-    /// Mean instructions per inference.
-    pub fn mean_instructions(&self) -> f64 {
-        self.instructions.iter().sum::<u64>() as f64 / self.instructions.len().max(1) as f64
-    }
-}
-
-/// The repository's firmware crate.
-pub fn firmware_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../firmware")
-}
-
-/// Builds the firmware for `opts.board` with the model and `opts.samples` test images, runs it and compares
-/// every result with the host runtime.
-pub fn run(opts: &RunOptions) -> Result<RunReport, DeviceError> {
+/// Builds the firmware for `opts.board`, runs `opts.samples` inputs on it and compares every answer with
+/// the host runtime's. With `build_only`, stops after building and reports the memory use.
+pub fn run(opts: &RunOptions, mut on_answer: impl FnMut(usize, usize)) -> Result<RunReport, DeviceError> {
     let board = Board::load(&qfd_boards::boards_dir(), &opts.board)?;
-    if let Runner::Probe { .. } = board.run {
-        return Err(DeviceError::NeedsProbe { board: board.name.clone(), runner: board.run.to_string() });
-    }
     let file = ModelFile::read(&opts.model)?;
     let model = file.model()?;
     check_fits(&board, &file, &model)?;
-    let (dataset, images, labels) = inputs(&model, opts)?;
-
-    // The host runtime's answers.
-    let mut arena = vec![0u8; model.arena_size()];
-    let mut host = Vec::with_capacity(labels.len());
-    for image in images.chunks(model.input_len()) {
-        let mut logits = vec![0i32; model.num_classes()];
-        let class = model
-            .run(image, &mut arena, &mut logits)
-            .map_err(|e| DeviceError::Mismatch(format!("the host runtime refused an input: {e}")))?;
-        host.push((class, logits));
+    if !opts.build_only && !board.is_emulated() && !cfg!(feature = "probe") {
+        return Err(DeviceError::NeedsProbe { board: board.name.clone(), runner: board.run.to_string() });
     }
-
-    let work = firmware_dir().join("target").join("run").join(&board.name);
+    // One work directory per run: concurrent runs on one board must not share the link files.
+    let stamp = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+    let run_name = format!("{}-{}", std::process::id(), stamp.as_nanos());
+    let work = firmware::firmware_dir().join("target").join("run").join(&board.name).join(run_name);
     std::fs::create_dir_all(&work).map_err(|source| FsError::Write { path: work.clone(), source })?;
-    let (model_path, inputs_path) = (work.join("model.qfdm"), work.join("inputs.bin"));
+    let model_path = work.join("model.qfdm");
     fsutil::write_atomic(&model_path, file.bytes())?;
-    fsutil::write_atomic(&inputs_path, &images)?;
-    let elf = build_firmware(&board, &model_path, &inputs_path)?;
-    let memory = memory_use(&board, &elf, model.arena_size() as u64)?;
-
-    let results = qemu::run(&board, &elf, labels.len(), opts.timeout)?;
-    let mut report = RunReport {
-        board: board.name.clone(),
-        runner: board.run.to_string(),
-        model: opts.model.display().to_string(),
-        samples: labels.len(),
-        dataset,
-        mismatches: Vec::new(),
-        device_correct: 0,
-        host_correct: 0,
-        instructions: Vec::new(),
-        macs: qfd_codegen::stats::total_macs(model.desc()),
-        memory,
-    };
-    for (i, (device, host)) in results.into_iter().zip(host).enumerate() {
-        if let Some(&label) = labels.get(i).and_then(|l| l.as_ref()) {
-            report.device_correct += usize::from(device.class == label);
-            report.host_correct += usize::from(host.0 == label);
-        }
-        report.instructions.push(device.instructions);
-        if (device.class, &device.logits) != (host.0, &host.1) {
-            report.mismatches.push(Mismatch { input: i, host, device: (device.class, device.logits) });
-        }
+    let elf = work.join("qfd-firmware.elf");
+    let built = firmware::build(&board, &model_path, model.arena_size() as u64, opts.engine, &elf)?;
+    let report = run_built(opts, &board, &file, &model, &built, &work, &mut on_answer);
+    // Keep the work directory of a failed run for a look at the link files; a good run leaves nothing.
+    if report.is_ok() {
+        let _ = std::fs::remove_dir_all(&work);
     }
+    report
+}
+
+/// [`run`] after the build.
+fn run_built(
+    opts: &RunOptions,
+    board: &Board,
+    file: &ModelFile,
+    model: &Model,
+    built: &Firmware,
+    work: &std::path::Path,
+    on_answer: &mut impl FnMut(usize, usize),
+) -> Result<RunReport, DeviceError> {
+    let mut report = RunReport::new(board, opts, model, built.memory.clone());
+    if opts.build_only {
+        return Ok(report);
+    }
+
+    let (dataset, images, labels) = inputs(model, opts)?;
+    report.dataset = dataset;
+    report.samples = labels.len();
+    let inputs: Vec<&[u8]> = images.chunks(model.input_len()).collect();
+    let host = inputs.iter().map(|i| host_answer(model, i, opts.trace)).collect::<Result<Vec<_>, _>>()?;
+    let detail = |i: usize| Detail { layer_time: opts.time_all_layers || i == 0, layer_crc: opts.trace };
+    let requests = request_stream(&inputs, detail);
+    let mut target = target::for_board(board, work)?;
+    report.runner = target.describe();
+    let expect = Expect {
+        board: &board.name,
+        model_crc: qfd_codegen::emit::model_crc(file.bytes())
+            .map_err(|e| DeviceError::Mismatch(e.to_string()))?,
+        requests: inputs.len(),
+    };
+    let outcome = execute(target.as_mut(), &built.elf, &requests, expect, opts.timeout, |n| {
+        on_answer(n, inputs.len())
+    })?;
+    report.compare(model, &outcome, &host, &labels)?;
+    report.log = logs::decode(&built.elf, &outcome.log);
     Ok(report)
 }
 
-/// Whether a model fits a board, estimated before building: the model file and the firmware's code in
-/// flash, the arena and the firmware's stack in RAM.
-#[derive(Debug, Clone, Serialize)]
-pub struct Fit {
-    /// The board.
-    pub board: String,
-    /// Flash needed.
-    pub flash_needed: u64,
-    /// Flash on the board.
-    pub flash_total: u64,
-    /// RAM needed.
-    pub ram_needed: u64,
-    /// RAM on the board.
-    pub ram_total: u64,
-}
-
-impl Fit {
-    /// The estimate for a model file of `model_bytes` bytes whose arena is `arena_bytes`.
-    pub fn estimate(board: &Board, model_bytes: u64, arena_bytes: u64) -> Fit {
-        Fit {
-            board: board.name.clone(),
-            flash_needed: model_bytes + FIRMWARE_CODE_BYTES,
-            flash_total: board.flash.length as u64,
-            ram_needed: arena_bytes + FIRMWARE_STACK_BYTES,
-            ram_total: board.ram.length as u64,
-        }
-    }
-
-    /// Whether both memories suffice.
-    pub fn fits(&self) -> bool {
-        self.flash_needed <= self.flash_total && self.ram_needed <= self.ram_total
-    }
-
-    /// One line per memory: needed, available and what is left (or missing).
-    pub fn to_text(&self) -> String {
-        let line = |what: &str, needed: u64, total: u64| {
-            let (word, margin) =
-                if needed <= total { ("left", total - needed) } else { ("MISSING", needed - total) };
-            format!(
-                "{what:<6} {needed} of {total} bytes ({:.1}%), {margin} bytes {word}\n",
-                100.0 * needed as f64 / total as f64
-            )
-        };
-        format!(
-            "{}: {}\n{}{}",
-            self.board,
-            if self.fits() {
-                "fits (estimate: model + ~32 KiB of code in flash, arena + ~40 KiB of stack in RAM)"
-            } else {
-                "DOES NOT FIT"
-            },
-            line("flash", self.flash_needed, self.flash_total),
-            line("RAM", self.ram_needed, self.ram_total)
-        )
-    }
-}
-
-/// Refuses a model that cannot fit the board, before anything is built.
-fn check_fits(board: &Board, file: &ModelFile, model: &Model) -> Result<(), DeviceError> {
-    let fit = Fit::estimate(board, file.len() as u64, model.arena_size() as u64);
-    if fit.fits() {
-        return Ok(());
-    }
-    Err(DeviceError::DoesNotFit {
-        model: file.path().display().to_string(),
-        board: board.name.clone(),
-        what: fit.to_text(),
-    })
+fn host_answer(model: &Model, input: &[u8], trace: bool) -> Result<HostAnswer, DeviceError> {
+    let mut arena = vec![0u8; model.arena_size()];
+    let mut logits = vec![0i32; model.num_classes()];
+    let mut layer_crc = Vec::new();
+    let class = model
+        .run_traced(input, &mut arena, &mut logits, |_, _, out| {
+            if trace {
+                let bytes = match out {
+                    LayerOutput::Codes(b) | LayerOutput::I32Le(b) => b,
+                };
+                layer_crc.push(qfd_link::layer_crc(bytes));
+            }
+        })
+        .map_err(|e| DeviceError::Mismatch(format!("the host runtime refused an input: {e}")))?;
+    Ok(HostAnswer { class, logits, layer_crc })
 }
 
 /// The inputs (concatenated) and their labels: the first `samples` test images of the data set, or, for a
@@ -318,12 +242,16 @@ fn inputs(model: &Model, opts: &RunOptions) -> Result<(String, Vec<u8>, Vec<Opti
         Some(kind) => Some(kind),
         None => model.desc().meta.dataset.parse::<DatasetKind>().ok(),
     };
-    let Some(kind) = kind else {
+    let Some(kind) = kind.filter(|_| !opts.random_inputs) else {
         let mut images = vec![0u8; opts.samples * model.input_len()];
         let mut state = 0x5eed_u32;
+        let bits = match model.desc().values[0].elem {
+            qfd_runtime::format::ElemType::Codes { bits } => bits,
+            qfd_runtime::format::ElemType::I32 => 8,
+        };
         for p in &mut images {
             state = state.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
-            *p = (state >> 24) as u8;
+            *p = (state >> 24) as u8 >> (8 - bits);
         }
         return Ok(("random pixels".into(), images, vec![None; opts.samples]));
     };
@@ -347,57 +275,4 @@ fn inputs(model: &Model, opts: &RunOptions) -> Result<(String, Vec<u8>, Vec<Opti
     let images = (0..n).flat_map(|i| test.image(i).iter().copied()).collect();
     let labels = test.labels[..n].iter().map(|&l| Some(l as usize)).collect();
     Ok((kind.to_string(), images, labels))
-}
-
-/// Builds the firmware; returns the ELF's path.
-fn build_firmware(board: &Board, model: &Path, inputs: &Path) -> Result<PathBuf, DeviceError> {
-    let dir = firmware_dir();
-    let target_dir = dir.join("target").join(&board.name);
-    let output = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
-        .current_dir(&dir)
-        .args(["build", "--release", "--target", &board.target, "--target-dir"])
-        .arg(&target_dir)
-        .env("QFD_BOARD", &board.name)
-        .env("QFD_MODEL", model)
-        .env("QFD_INPUTS", inputs)
-        .env("RUSTFLAGS", format!("-C target-cpu={}", board.cpu))
-        .env_remove("QFD_NUM_INPUTS")
-        .output()
-        .map_err(|source| DeviceError::Spawn { program: "cargo".into(), source })?;
-    if !output.status.success() {
-        let log = String::from_utf8_lossy(&output.stderr);
-        let tail: Vec<&str> = log.lines().rev().take(25).collect();
-        let log = tail.into_iter().rev().collect::<Vec<_>>().join("\n");
-        return Err(DeviceError::Build { board: board.name.clone(), log });
-    }
-    Ok(target_dir.join(&board.target).join("release").join("qfd-firmware"))
-}
-
-/// Flash and static RAM of the image, from its ELF sections.
-fn memory_use(board: &Board, elf: &Path, arena: u64) -> Result<MemoryUse, DeviceError> {
-    let bytes = fsutil::read(elf)?;
-    let sections = elf::sections(elf, &bytes)
-        .map_err(|e| DeviceError::Device { board: board.name.clone(), message: e.to_string() })?;
-    let in_region = |addr: u32, r: &qfd_boards::Region| {
-        (r.origin as u64..r.origin as u64 + r.length as u64).contains(&(addr as u64))
-    };
-    let (mut flash, mut ram) = (0u64, 0u64);
-    for s in &sections {
-        if in_region(s.addr, &board.ram) {
-            ram += s.size as u64;
-            // `.data`'s initial values are stored in flash and copied at start-up.
-            if s.has_data {
-                flash += s.size as u64;
-            }
-        } else if in_region(s.addr, &board.flash) {
-            flash += s.size as u64;
-        }
-    }
-    Ok(MemoryUse {
-        flash_bytes: flash,
-        flash_total: board.flash.length as u64,
-        ram_static_bytes: ram,
-        ram_total: board.ram.length as u64,
-        arena_bytes: arena,
-    })
 }

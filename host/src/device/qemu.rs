@@ -1,137 +1,131 @@
-//! Running firmware in QEMU and reading its result lines.
+//! Emulated boards: `qemu-system-arm` with instruction counting, the link through two files in a work
+//! directory (semihosting), defmt logs on its stdout.
 
-use std::io::{BufRead, BufReader};
-use std::path::Path;
-use std::process::{Command, Stdio};
-use std::sync::mpsc;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::thread;
 use std::time::{Duration, Instant};
 
-use qfd_boards::{Board, Runner};
-
+use super::target::{Finished, Progress, Target, TargetError};
 use super::DeviceError;
+use crate::fsutil::FsError;
 
-/// One inference as the firmware reported it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct DeviceResult {
-    /// Predicted class.
-    pub class: usize,
-    /// Logits.
-    pub logits: Vec<i32>,
-    /// Guest instructions of the inference.
-    pub instructions: u64,
+/// The files the firmware opens through semihosting, relative to QEMU's working directory.
+pub const REQUESTS_FILE: &str = "qfd-link.in";
+/// See [`REQUESTS_FILE`].
+pub const RESPONSES_FILE: &str = "qfd-link.out";
+
+/// How often the response file is checked for new bytes.
+const POLL: Duration = Duration::from_millis(20);
+/// How long QEMU may take to exit after the session is over.
+const EXIT_GRACE: Duration = Duration::from_secs(10);
+
+/// One QEMU machine.
+pub struct Qemu {
+    machine: String,
+    cpu: String,
+    dir: PathBuf,
 }
 
-/// Parses `result <i> class=<c> logits=<a>,<b>,... instructions=<n>`; `None` for any other line.
-pub fn parse_result(line: &str) -> Option<(usize, DeviceResult)> {
-    let mut fields = line.strip_prefix("result ")?.split(' ');
-    let index = fields.next()?.parse().ok()?;
-    let class = fields.next()?.strip_prefix("class=")?.parse().ok()?;
-    let logits = fields.next()?.strip_prefix("logits=")?;
-    let logits = logits.split(',').map(|l| l.parse().ok()).collect::<Option<Vec<i32>>>()?;
-    let instructions = fields.next()?.strip_prefix("instructions=")?.parse().ok()?;
-    fields.next().is_none().then_some((index, DeviceResult { class, logits, instructions }))
+impl Qemu {
+    /// A target that runs in `dir` (created if missing).
+    pub fn new(machine: &str, cpu: &str, dir: &Path) -> std::io::Result<Self> {
+        std::fs::create_dir_all(dir)?;
+        Ok(Qemu { machine: machine.into(), cpu: cpu.into(), dir: dir.into() })
+    }
+
+    fn spawn(&self, elf: &Path) -> Result<Child, DeviceError> {
+        Command::new("qemu-system-arm")
+            .current_dir(&self.dir)
+            .args(["-machine", &self.machine, "-cpu", &self.cpu, "-nographic", "-monitor", "none"])
+            .args(["-serial", "none", "-semihosting-config", "enable=on,target=native", "-icount", "shift=0"])
+            .arg("-kernel")
+            .arg(elf)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .map_err(|source| DeviceError::Spawn { program: "qemu-system-arm".into(), source })
+    }
 }
 
-/// Runs `elf` on the board's QEMU machine (instruction counting on, semihosting for output) and collects
-/// `count` results in order. Stops QEMU and fails after `timeout`.
-pub fn run(
-    board: &Board,
-    elf: &Path,
-    count: usize,
-    timeout: Duration,
-) -> Result<Vec<DeviceResult>, DeviceError> {
-    let Runner::Qemu { machine, cpu } = &board.run else {
-        unreachable!("only emulated boards reach QEMU");
-    };
-    let mut child = Command::new("qemu-system-arm")
-        .args(["-machine", machine, "-cpu", cpu, "-nographic", "-monitor", "none", "-serial", "none"])
-        .args(["-semihosting-config", "enable=on,target=native", "-icount", "shift=0", "-kernel"])
-        .arg(elf)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .map_err(|source| DeviceError::Spawn { program: "qemu-system-arm".into(), source })?;
-    // Lines arrive on a channel so that the time limit holds even if the firmware goes silent.
-    let (tx, rx) = mpsc::channel();
-    let stdout = child.stdout.take().expect("stdout is piped");
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            if tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
-    let deadline = Instant::now() + timeout;
-    let device_error = |message: String| DeviceError::Device { board: board.name.clone(), message };
-    let mut results = Vec::with_capacity(count);
-    let mut last = String::new();
-    loop {
-        let left = deadline.saturating_duration_since(Instant::now());
-        match rx.recv_timeout(left) {
-            Ok(line) => {
-                if let Some((i, r)) = parse_result(&line) {
-                    if i != results.len() {
-                        let _ = child.kill();
-                        return Err(device_error(format!(
-                            "result {i} arrived when {} was expected",
-                            results.len()
-                        )));
-                    }
-                    results.push(r);
-                } else if let Some(why) = line.strip_prefix("error: ") {
-                    let _ = child.kill();
-                    return Err(device_error(format!("the firmware stopped: {why}")));
-                } else if line.starts_with("result") {
-                    let _ = child.kill();
-                    return Err(device_error(format!("unreadable result line: {line:?}")));
+impl Target for Qemu {
+    fn describe(&self) -> String {
+        format!("qemu {}", self.machine)
+    }
+
+    fn run(
+        &mut self,
+        elf: &Path,
+        requests: &[u8],
+        timeout: Duration,
+        on_bytes: &mut dyn FnMut(&[u8]) -> Progress,
+    ) -> Result<Finished, TargetError> {
+        let write = |name: &str, bytes: &[u8]| {
+            let path = self.dir.join(name);
+            std::fs::write(&path, bytes)
+                .map_err(|source| TargetError::Other(DeviceError::File(FsError::Write { path, source })))
+        };
+        write(REQUESTS_FILE, requests)?;
+        write(RESPONSES_FILE, &[])?;
+        let elf = std::path::absolute(elf).unwrap_or_else(|_| elf.to_path_buf());
+        let mut child = self.spawn(&elf).map_err(TargetError::Other)?;
+        // stdout (defmt frames) and stderr are drained on threads so QEMU never blocks on a full pipe.
+        let log = drain(child.stdout.take());
+        let errors = drain(child.stderr.take());
+
+        let responses = self.dir.join(RESPONSES_FILE);
+        let (mut seen, mut last_news, mut over) = (0usize, Instant::now(), None::<Instant>);
+        let status = loop {
+            let exited = child.try_wait().map_err(|source| {
+                TargetError::Other(DeviceError::Spawn { program: "qemu-system-arm".into(), source })
+            })?;
+            // Read what arrived (after an exit too: the last frames may have come just before it).
+            let bytes = std::fs::read(&responses).unwrap_or_default();
+            if bytes.len() > seen {
+                if on_bytes(&bytes[seen..]) == Progress::Done {
+                    over.get_or_insert_with(Instant::now);
                 }
-                last = line;
+                seen = bytes.len();
+                last_news = Instant::now();
             }
-            Err(mpsc::RecvTimeoutError::Timeout) => {
+            if let Some(status) = exited {
+                break status;
+            }
+            let quiet_for = last_news.elapsed();
+            let stuck_after_done = over.is_some_and(|t| t.elapsed() > EXIT_GRACE);
+            if quiet_for > timeout || stuck_after_done {
                 let _ = child.kill();
                 let _ = child.wait();
-                return Err(DeviceError::Timeout {
-                    board: board.name.clone(),
-                    done: results.len(),
-                    total: count,
-                    seconds: timeout.as_secs(),
-                });
+                if stuck_after_done {
+                    // The session is complete; QEMU merely failed to exit.
+                    return Ok(Finished { exit: None, log: log.join().unwrap_or_default() });
+                }
+                return Err(TargetError::Silent { seconds: timeout.as_secs() });
             }
-            Err(mpsc::RecvTimeoutError::Disconnected) => break,
+            thread::sleep(POLL);
+        };
+        let log = log.join().unwrap_or_default();
+        let errors = String::from_utf8_lossy(&errors.join().unwrap_or_default()).trim().to_string();
+        if !status.success() && status.code().is_none_or(|c| c > 1) {
+            // Not the firmware's own failure (status 1): QEMU itself could not run it.
+            return Err(TargetError::Other(DeviceError::Device {
+                board: self.machine.clone(),
+                message: format!("QEMU exited with {status}: {errors}"),
+            }));
         }
+        Ok(Finished { exit: Some(status.success()), log })
     }
-    let status =
-        child.wait().map_err(|source| DeviceError::Spawn { program: "qemu-system-arm".into(), source })?;
-    if !status.success() {
-        let mut stderr = String::new();
-        if let Some(mut e) = child.stderr.take() {
-            let _ = std::io::Read::read_to_string(&mut e, &mut stderr);
-        }
-        return Err(device_error(format!("QEMU exited with {status} after {last:?}; {}", stderr.trim())));
-    }
-    if results.len() != count || last != "done" {
-        return Err(device_error(format!("{} of {count} results, then {last:?}", results.len())));
-    }
-    Ok(results)
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn result_lines_parse_and_anything_else_does_not() {
-        let (i, r) = parse_result("result 3 class=7 logits=-5,0,12 instructions=1234").unwrap();
-        assert_eq!((i, r.class, r.logits, r.instructions), (3, 7, vec![-5, 0, 12], 1234));
-        for bad in [
-            "result 3 class=7 logits=-5,x,12 instructions=1",
-            "result 3 class=7 logits=1",
-            "result 3 class=7 logits=1 instructions=2 extra",
-            "model ok arena=3",
-            "",
-        ] {
-            assert!(parse_result(bad).is_none(), "{bad:?}");
+/// Reads a pipe to its end on a thread.
+fn drain(pipe: Option<impl Read + Send + 'static>) -> thread::JoinHandle<Vec<u8>> {
+    thread::spawn(move || {
+        let mut bytes = Vec::new();
+        if let Some(mut p) = pipe {
+            let _ = p.read_to_end(&mut bytes);
         }
-    }
+        bytes
+    })
 }

@@ -184,7 +184,7 @@ mod tests {
             epoch,
             train_loss: 2.0 / epoch as f64,
             train_task_loss: 1.5 / epoch as f64,
-            train_distill_loss: (epoch % 2 == 0).then_some(0.1),
+            train_distill_loss: epoch.is_multiple_of(2).then_some(0.1),
             train_acc: 0.5 + 0.01 * epoch as f64,
             test_loss: 1.9 / epoch as f64,
             test_acc: 0.55 + 0.01 * epoch as f64,

@@ -1,4 +1,5 @@
-//! Helpers shared by the training tests.
+//! Helpers shared by the integration tests (each test file uses some of them).
+#![allow(dead_code)]
 
 use std::path::Path;
 
@@ -12,6 +13,20 @@ pub fn fashion_mnist_installed() -> bool {
     if !ok {
         assert!(std::env::var_os("CI").is_none(), "{FASHION_MNIST} is missing: run scripts/setup.sh");
         eprintln!("Fashion-MNIST is not installed (scripts/setup.sh installs it); skipping");
+    }
+    ok
+}
+
+/// Whether `qemu-system-arm` can be started. Without it a test is skipped with a note, except under CI,
+/// where `scripts/setup.sh` installs it and its absence is a failure.
+pub fn qemu_installed() -> bool {
+    let ok = std::process::Command::new("qemu-system-arm")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !ok {
+        assert!(std::env::var_os("CI").is_none(), "qemu-system-arm is missing: run scripts/setup.sh");
+        eprintln!("qemu-system-arm is not installed (scripts/setup.sh installs it); skipping");
     }
     ok
 }

@@ -201,7 +201,7 @@ pub fn conv2d(
     clamp: Clamp,
 ) -> Vec<u8> {
     input.check();
-    assert!(groups > 0 && input.c % groups == 0 && cout % groups == 0);
+    assert!(groups > 0 && input.c.is_multiple_of(groups) && cout.is_multiple_of(groups));
     assert_eq!(requant.len(), cout);
     let (cin_g, cout_g) = (input.c / groups, cout / groups);
     let [kh, kw] = [window.kernel[0] as usize, window.kernel[1] as usize];

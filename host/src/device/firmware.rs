@@ -1,0 +1,192 @@
+//! Building the firmware for a board and a model, and measuring the image.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use qfd_boards::Board;
+use qfd_runtime::Model;
+use serde::Serialize;
+
+use super::{elf, DeviceError, Engine};
+use crate::fsutil::{self, FsError};
+use crate::model_file::ModelFile;
+
+/// Code and stack the firmware needs besides the model and its arena, used to say early that a model
+/// cannot fit (measured on qemu-m4 with a trained ResNet-8: code ~26 KiB with generated code; the stack
+/// peaks at a few KiB, the link buffers are statics sized from the input).
+const FIRMWARE_CODE_BYTES: u64 = 32 * 1024;
+const FIRMWARE_STACK_BYTES: u64 = 16 * 1024;
+
+/// The repository's firmware crate.
+pub fn firmware_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../firmware")
+}
+
+/// Memory the firmware image uses on the board.
+#[derive(Debug, Clone, Serialize)]
+pub struct MemoryUse {
+    /// Bytes of flash: code, constants (the model) and the initial values of `.data`.
+    pub flash_bytes: u64,
+    /// Flash on the board.
+    pub flash_total: u64,
+    /// Bytes of RAM taken by statics (the arena and link buffers included), before the stack.
+    pub ram_static_bytes: u64,
+    /// RAM on the board.
+    pub ram_total: u64,
+    /// The model's arena.
+    pub arena_bytes: u64,
+}
+
+/// A built firmware image.
+#[derive(Debug, Clone)]
+pub struct Firmware {
+    /// The ELF file.
+    pub elf: PathBuf,
+    /// What it takes of the board's memories.
+    pub memory: MemoryUse,
+}
+
+/// Builds the firmware for `board` with the model file `model` (a path cargo can read), copies the image
+/// to `elf`, and measures it.
+///
+/// Builds for one board share a cargo target directory (dependencies compile once); a lock file held
+/// from the build until the image is copied keeps concurrent builds for that board from handing each
+/// other's images out.
+pub fn build(
+    board: &Board,
+    model: &Path,
+    arena_bytes: u64,
+    engine: Engine,
+    elf: &Path,
+) -> Result<Firmware, DeviceError> {
+    let dir = firmware_dir();
+    let target_dir = dir.join("target").join(&board.name);
+    std::fs::create_dir_all(&target_dir)
+        .map_err(|source| FsError::Write { path: target_dir.clone(), source })?;
+    let lock_path = target_dir.join("qfd-build.lock");
+    let lock = std::fs::File::create(&lock_path)
+        .map_err(|source| FsError::Write { path: lock_path.clone(), source })?;
+    lock.lock().map_err(|source| FsError::Write { path: lock_path.clone(), source })?;
+    let mut cargo = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+    cargo
+        .current_dir(&dir)
+        .args(["build", "--release", "--target", &board.target, "--target-dir"])
+        .arg(&target_dir)
+        .env("QFD_BOARD", &board.name)
+        .env("QFD_MODEL", std::path::absolute(model).unwrap_or_else(|_| model.to_path_buf()))
+        .env("RUSTFLAGS", format!("-C target-cpu={}", board.cpu));
+    if engine == Engine::Interpreter {
+        cargo.args(["--features", "interpreter"]);
+    }
+    let output = cargo.output().map_err(|source| DeviceError::Spawn { program: "cargo".into(), source })?;
+    if !output.status.success() {
+        let log = String::from_utf8_lossy(&output.stderr);
+        let tail: Vec<&str> = log.lines().rev().take(25).collect();
+        let log = tail.into_iter().rev().collect::<Vec<_>>().join("\n");
+        return Err(DeviceError::Build { board: board.name.clone(), log });
+    }
+    let built = target_dir.join(&board.target).join("release").join("qfd-firmware");
+    std::fs::copy(&built, elf).map_err(|source| FsError::Write { path: elf.into(), source })?;
+    drop(lock);
+    let memory = memory_use(board, elf, arena_bytes)?;
+    Ok(Firmware { elf: elf.into(), memory })
+}
+
+/// Whether a model fits a board, estimated before building: the model file and the firmware's code in
+/// flash, the arena and the firmware's stack in RAM.
+#[derive(Debug, Clone, Serialize)]
+pub struct Fit {
+    /// The board.
+    pub board: String,
+    /// Flash needed.
+    pub flash_needed: u64,
+    /// Flash on the board.
+    pub flash_total: u64,
+    /// RAM needed.
+    pub ram_needed: u64,
+    /// RAM on the board.
+    pub ram_total: u64,
+}
+
+impl Fit {
+    /// The estimate for a model file of `model_bytes` bytes whose arena is `arena_bytes`.
+    pub fn estimate(board: &Board, model_bytes: u64, arena_bytes: u64) -> Fit {
+        Fit {
+            board: board.name.clone(),
+            flash_needed: model_bytes + FIRMWARE_CODE_BYTES,
+            flash_total: board.flash.length as u64,
+            ram_needed: arena_bytes + FIRMWARE_STACK_BYTES,
+            ram_total: board.ram.length as u64,
+        }
+    }
+
+    /// Whether both memories suffice.
+    pub fn fits(&self) -> bool {
+        self.flash_needed <= self.flash_total && self.ram_needed <= self.ram_total
+    }
+
+    /// One line per memory: needed, available and what is left (or missing).
+    pub fn to_text(&self) -> String {
+        let line = |what: &str, needed: u64, total: u64| {
+            let (word, margin) =
+                if needed <= total { ("left", total - needed) } else { ("MISSING", needed - total) };
+            format!(
+                "{what:<6} {needed} of {total} bytes ({:.1}%), {margin} bytes {word}\n",
+                100.0 * needed as f64 / total as f64
+            )
+        };
+        format!(
+            "{}: {}\n{}{}",
+            self.board,
+            if self.fits() {
+                "fits (estimate: model + ~32 KiB of code in flash, arena + ~40 KiB of stack in RAM)"
+            } else {
+                "DOES NOT FIT"
+            },
+            line("flash", self.flash_needed, self.flash_total),
+            line("RAM", self.ram_needed, self.ram_total)
+        )
+    }
+}
+
+/// Refuses a model that cannot fit the board, before anything is built.
+pub fn check_fits(board: &Board, file: &ModelFile, model: &Model) -> Result<(), DeviceError> {
+    let fit = Fit::estimate(board, file.len() as u64, model.arena_size() as u64);
+    if fit.fits() {
+        return Ok(());
+    }
+    Err(DeviceError::DoesNotFit {
+        model: file.path().display().to_string(),
+        board: board.name.clone(),
+        what: fit.to_text(),
+    })
+}
+
+/// Flash and static RAM of the image, from its ELF sections.
+fn memory_use(board: &Board, elf: &Path, arena: u64) -> Result<MemoryUse, DeviceError> {
+    let bytes = fsutil::read(elf)?;
+    let sections = elf::sections(elf, &bytes)
+        .map_err(|e| DeviceError::Device { board: board.name.clone(), message: e.to_string() })?;
+    let in_region = |addr: u32, r: &qfd_boards::Region| {
+        (r.origin as u64..r.origin as u64 + r.length as u64).contains(&(addr as u64))
+    };
+    let (mut flash, mut ram) = (0u64, 0u64);
+    for s in &sections {
+        if in_region(s.addr, &board.ram) {
+            ram += s.size as u64;
+            // `.data`'s initial values are stored in flash and copied at start-up.
+            if s.has_data {
+                flash += s.size as u64;
+            }
+        } else if in_region(s.addr, &board.flash) {
+            flash += s.size as u64;
+        }
+    }
+    Ok(MemoryUse {
+        flash_bytes: flash,
+        flash_total: board.flash.length as u64,
+        ram_static_bytes: ram,
+        ram_total: board.ram.length as u64,
+        arena_bytes: arena,
+    })
+}
