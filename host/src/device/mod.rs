@@ -61,7 +61,10 @@ pub enum DeviceError {
     #[error("{0}")]
     Mismatch(String),
     /// Real boards need the `probe` feature.
-    #[error("{board} is a real board ({runner}); this qfd-host runs emulated boards only (build it with --features probe for probe-rs)")]
+    #[error(
+        "{board} is a real board ({runner}); this qfd-host runs emulated boards only: build it with \
+         --features probe to use probe-rs, or add --build-only to build and measure the firmware"
+    )]
     NeedsProbe {
         /// The board.
         board: String,
