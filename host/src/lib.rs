@@ -10,6 +10,8 @@
 //! - [`model_file`]: reading and validating a `.qfdm` file, with a hint for the user when it is refused;
 //! - [`npy`]: NumPy `.npy` files of `uint8` and `int32` arrays;
 //! - [`report`]: the description of a model that `qfd-host inspect` prints as text or JSON;
+//! - [`study`]: `qfd-host study`: a grid of methods, bit-widths and seeds trained, exported, checked on a
+//!   board and written up as a report;
 //! - [`table`]: aligned plain-text tables;
 //! - [`trace`]: every op's output for one input, written as `.npy` files with a JSON index;
 //! - [`train`]: the training graph: quantized layers, architectures and losses (QFD and baselines).
@@ -33,6 +35,7 @@ pub mod fsutil;
 pub mod model_file;
 pub mod npy;
 pub mod report;
+pub mod study;
 pub mod table;
 pub mod trace;
 pub mod train;

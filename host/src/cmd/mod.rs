@@ -7,6 +7,7 @@ mod eval;
 mod export;
 mod inspect;
 mod run;
+mod study;
 mod synth;
 mod trace;
 mod train;
@@ -28,6 +29,7 @@ pub enum Command {
     Boards(boards::Cmd),
     Eval(eval::Cmd),
     Trace(trace::Cmd),
+    Study(study::Cmd),
 }
 
 impl Command {
@@ -44,6 +46,7 @@ impl Command {
             Command::Boards(cmd) => cmd.run(),
             Command::Eval(cmd) => cmd.run(),
             Command::Trace(cmd) => cmd.run(),
+            Command::Study(cmd) => cmd.run(),
         }
     }
 }

@@ -9,7 +9,7 @@ use tch::{Kind, Tensor};
 use super::models::NetOutput;
 
 /// How a model is trained.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Method {
     /// Full precision, cross-entropy only.
     Fp,

@@ -25,7 +25,8 @@ pub const FONT_CANDIDATES: [&str; 5] = [
     "/System/Library/Fonts/Supplemental/Arial.ttf",
 ];
 
-const FAMILY: &str = "qfd-sans";
+/// The font family name the labels are registered under.
+pub(crate) const FAMILY: &str = "qfd-sans";
 const SIZE: (u32, u32) = (1100, 450);
 
 /// Why the plot could not be written.
@@ -70,6 +71,12 @@ pub fn font_available() -> bool {
 }
 
 fn plot_with(metrics: &[EpochMetrics], out: &Path, text: bool) -> Result<(), PlotError> {
+    write_png(out, |tmp| draw(metrics, tmp, text))
+}
+
+/// Runs `draw` on a temporary PNG beside `out`, then renames it over `out`: a reader never sees a
+/// half-drawn image, and a failed drawing leaves nothing behind.
+pub(crate) fn write_png(out: &Path, draw: impl FnOnce(&Path) -> Result<(), String>) -> Result<(), PlotError> {
     let dir = match out.parent() {
         Some(d) if !d.as_os_str().is_empty() => d,
         _ => Path::new("."),
@@ -78,7 +85,7 @@ fn plot_with(metrics: &[EpochMetrics], out: &Path, text: bool) -> Result<(), Plo
     // The bitmap backend picks the encoder from the extension, so the temporary name ends in .png.
     let tmp = dir.join(format!(".{name}.{}.tmp.png", std::process::id()));
     let draw_err = |message: String| PlotError::Draw { path: out.into(), message };
-    let result = draw(metrics, &tmp, text)
+    let result = draw(&tmp)
         .map_err(draw_err)
         .and_then(|()| fs::rename(&tmp, out).map_err(|source| PlotError::Io { path: out.into(), source }));
     if result.is_err() {

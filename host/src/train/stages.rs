@@ -104,6 +104,36 @@ pub fn plan_stages(config: &TrainConfig) -> Vec<Stage> {
     }
 }
 
+/// [`plan_stages`], with the stages other runs can reuse (the full-precision model, the QFD teachers) moved
+/// into `shared`: `shared/fp` and `shared/teacher-f<bits>`. A study gives every student of one architecture
+/// and seed the same `shared` directory, so each of those models is trained once.
+pub fn plan_stages_shared(config: &TrainConfig, shared: &std::path::Path) -> Vec<Stage> {
+    let mut stages = plan_stages(config);
+    let moved: Vec<(PathBuf, PathBuf)> = stages
+        .iter()
+        .filter_map(|s| match (s.name, s.feature_bits) {
+            ("fp", _) => Some((s.config.run_dir(), shared.join("fp"))),
+            ("teacher", Some(bits)) => Some((s.config.run_dir(), shared.join(format!("teacher-f{bits}")))),
+            _ => None,
+        })
+        .collect();
+    let relocate = |path: &mut PathBuf| {
+        if let Some((_, to)) = moved.iter().find(|(from, _)| from == path) {
+            *path = to.clone();
+        }
+    };
+    for stage in &mut stages {
+        if stage.name != "student" {
+            let mut dir = stage.config.run_dir();
+            relocate(&mut dir);
+            stage.config.run_dir = Some(dir);
+        }
+        stage.init_from.as_mut().map(relocate);
+        stage.teacher.as_mut().map(relocate);
+    }
+    stages
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -161,5 +191,32 @@ mod tests {
         let cfg = TrainConfig { method: Method::Qfd, run_dir: Some("out".into()), ..TrainConfig::default() };
         let dirs: Vec<_> = plan_stages(&cfg).iter().map(|s| s.config.run_dir()).collect();
         assert_eq!(dirs, [PathBuf::from("out/fp"), PathBuf::from("out/teacher-f4"), PathBuf::from("out")]);
+    }
+
+    #[test]
+    fn shared_stages_move_to_the_shared_directory_and_students_point_there() {
+        let shared = PathBuf::from("study/seed0/shared");
+        let cfg = TrainConfig {
+            method: Method::Qfd,
+            teacher_feature_bits: 8,
+            run_dir: Some("study/seed0/qfd-f8-w2a2".into()),
+            ..TrainConfig::default()
+        };
+        let stages = plan_stages_shared(&cfg, &shared);
+        let dirs: Vec<_> = stages.iter().map(|s| s.config.run_dir()).collect();
+        assert_eq!(
+            dirs,
+            [shared.join("fp"), shared.join("teacher-f8"), PathBuf::from("study/seed0/qfd-f8-w2a2")]
+        );
+        assert_eq!(stages[1].init_from.as_ref(), Some(&shared.join("fp")));
+        assert_eq!(stages[2].init_from.as_ref(), Some(&shared.join("fp")));
+        assert_eq!(stages[2].teacher.as_ref(), Some(&shared.join("teacher-f8")));
+        // Plain distillation's teacher is the shared full-precision model; fp alone is that model.
+        let kd = plan_stages_shared(&TrainConfig { method: Method::LogitKd, ..cfg.clone() }, &shared);
+        assert_eq!(kd[1].teacher.as_ref(), Some(&shared.join("fp")));
+        let fp = plan_stages_shared(&TrainConfig { method: Method::Fp, ..cfg }, &shared);
+        assert_eq!(fp.len(), 1);
+        assert_eq!(fp[0].config.run_dir(), shared.join("fp"));
+        assert_eq!(fp[0].config, TrainConfig { run_dir: Some(shared.join("fp")), ..kd[0].config.clone() });
     }
 }
