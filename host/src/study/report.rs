@@ -93,9 +93,15 @@ pub fn write_report(profiles: &[ProfileRuns], command: &str, out: &Path) -> Resu
         crate::PRODUCER
     );
     md += PAPER_CLAIMS;
+    let mut sections = String::new();
+    let mut rows = Vec::new();
     for profile in profiles {
-        md += &profile_section(profile, &assets, &asset_link)?;
+        let (section, profile_rows) = profile_section(profile, &assets, &asset_link)?;
+        sections += &section;
+        rows.extend(profile_rows);
     }
+    md += &summary(&rows);
+    md += &sections;
     fsutil::write_atomic(out, md.as_bytes())?;
     Ok(())
 }
@@ -118,11 +124,44 @@ trainer's defaults, fixed before the first run). Spreads are sample standard dev
 
 ";
 
+/// The answer in one table: per profile and architecture, the claims' verdicts and the device check.
+fn summary(rows: &[SummaryRow]) -> String {
+    if rows.is_empty() {
+        return String::new();
+    }
+    let mut md = String::from(
+        "## In short\n\n| profile | model | QFD vs the baselines, beyond the seeds' spread | QFD − full precision \
+         (integer, pp) | device outputs ≠ host |\n|---|---|---|---|---|\n",
+    );
+    for row in rows {
+        let (versus, gap) = match &row.tally {
+            Some(t) => (
+                format!(
+                    "{} ahead in {} of {} comparisons, behind in {}",
+                    t.qfd, t.ahead, t.compared, t.behind
+                ),
+                t.vs_fp.iter().map(|(b, d)| format!("{} at {b}", pct(*d))).collect::<Vec<_>>().join(", "),
+            ),
+            None => ("no QFD run".to_string(), "–".to_string()),
+        };
+        let _ = writeln!(
+            md,
+            "| `{}` | {} | {versus} | {gap} | {} of {} |",
+            row.profile, row.arch, row.device.0, row.device.1
+        );
+    }
+    md + "\n"
+}
+
 fn pct(x: f64) -> String {
     format!("{:+.2}", x)
 }
 
-fn profile_section(p: &ProfileRuns, assets: &Path, link: &str) -> Result<String, ReportError> {
+fn profile_section(
+    p: &ProfileRuns,
+    assets: &Path,
+    link: &str,
+) -> Result<(String, Vec<SummaryRow>), ReportError> {
     let s = &p.study;
     let mut md = format!("## Profile `{}`: {}\n\n", s.profile, s.description);
     let done = p.results.len();
@@ -138,7 +177,7 @@ fn profile_section(p: &ProfileRuns, assets: &Path, link: &str) -> Result<String,
             },
             p.path.display()
         );
-        return Ok(md);
+        return Ok((md, Vec::new()));
     }
     let wall: f64 = p.results.iter().map(|r| r.wall_seconds).sum();
     let _ = writeln!(
@@ -181,10 +220,13 @@ fn profile_section(p: &ProfileRuns, assets: &Path, link: &str) -> Result<String,
     );
 
     let archs: BTreeSet<&str> = p.results.iter().map(|r| r.arch.as_str()).collect();
+    let mut rows = Vec::new();
     for arch in s.archs.iter().filter(|a| archs.contains(a.as_str())) {
-        md += &arch_section(p, arch, assets, link)?;
+        let (section, row) = arch_section(p, arch, assets, link)?;
+        md += &section;
+        rows.push(row);
     }
-    Ok(md)
+    Ok((md, rows))
 }
 
 /// The grid results of one cell.
@@ -195,7 +237,22 @@ fn cell<'a>(p: &'a ProfileRuns, arch: &str, variant: Variant, bits: Option<Bits>
         .collect()
 }
 
-fn arch_section(p: &ProfileRuns, arch: &str, assets: &Path, link: &str) -> Result<String, ReportError> {
+/// One row of the report's summary.
+#[derive(Debug, Clone)]
+struct SummaryRow {
+    profile: String,
+    arch: String,
+    tally: Option<Tally>,
+    /// Outputs different from the host's, and inferences checked, on the board.
+    device: (usize, usize),
+}
+
+fn arch_section(
+    p: &ProfileRuns,
+    arch: &str,
+    assets: &Path,
+    link: &str,
+) -> Result<(String, SummaryRow), ReportError> {
     let s = &p.study;
     let seeds = s.seeds.len();
     let mut md = format!("### {arch}\n\n");
@@ -245,7 +302,8 @@ fn arch_section(p: &ProfileRuns, arch: &str, assets: &Path, link: &str) -> Resul
             &on_board,
         );
     }
-    md += &claims(p, arch, fp);
+    let (claims_md, tally) = claims(p, arch, fp);
+    md += &claims_md;
     md += &ablations(p, arch);
 
     // Plots.
@@ -270,63 +328,101 @@ fn arch_section(p: &ProfileRuns, arch: &str, assets: &Path, link: &str) -> Resul
     let name = format!("{}-{arch}-accuracy-vs-bits.png", s.profile);
     draw_chart(&bits_chart, &assets.join(&name))?;
     let _ = writeln!(md, "![{arch}: integer accuracy against bit-width]({link}/{name})\n");
-    if let (Some(&low), Some(&seed)) = (s.bits.iter().min(), s.seeds.first()) {
-        let curves: Vec<Line> = quantized
-            .iter()
-            .filter_map(|&v| {
-                let r = cell(p, arch, v, Some(low)).into_iter().find(|r| r.seed == seed)?;
-                let mut points: Vec<(f64, f64, f64)> =
-                    r.start_acc.map(|a| (0.0, 100.0 * a, 0.0)).into_iter().collect();
-                points.extend(r.curve.iter().enumerate().map(|(i, a)| ((i + 1) as f64, 100.0 * a, 0.0)));
-                Some(Line { label: v.to_string(), points })
-            })
-            .collect();
-        let epochs = curves.iter().flat_map(|l| l.points.iter().map(|p| p.0)).fold(0.0, f64::max);
-        let chart = Chart {
-            title: &format!("{arch} {low}, seed {seed}: test accuracy per epoch (0 = after calibration)"),
-            x_desc: "epoch of the student's fine-tuning",
-            y_desc: "test accuracy % (fake-quant)",
-            x_ticks: (0..=epochs as usize).map(|e| e as f64).collect(),
-            lines: curves,
-            reference: None,
-        };
-        let name = format!("{}-{arch}-curves-w{}a{}.png", s.profile, low.w, low.a);
-        draw_chart(&chart, &assets.join(&name))?;
-        let _ = writeln!(
-            md,
-            "![{arch} {low}: training curves]({link}/{name})\n\nThe curves are on the test images of the training \
-             subset ({} images when `subset` is set), so they can sit apart from the tables' whole-test-set figures.\n",
-            s.train.subset.map_or("all".to_string(), |n| n.to_string())
-        );
-        md += &convergence(p, arch, low);
+    if let Some(&seed) = s.seeds.first() {
+        for &bits in &s.bits {
+            md += &curves_chart(p, arch, bits, seed, assets, link)?;
+            md += &convergence(p, arch, bits);
+        }
     }
-    Ok(md)
+    let device = p
+        .results
+        .iter()
+        .filter(|r| r.arch == arch)
+        .filter_map(|r| r.device.as_ref())
+        .fold((0, 0), |(bad, all), d| (bad + d.mismatches, all + d.samples));
+    let row = SummaryRow { profile: s.profile.clone(), arch: arch.to_string(), tally, device };
+    Ok((md, row))
+}
+
+/// The test accuracy per epoch of every quantized method at `bits`, for one seed.
+fn curves_chart(
+    p: &ProfileRuns,
+    arch: &str,
+    bits: Bits,
+    seed: u64,
+    assets: &Path,
+    link: &str,
+) -> Result<String, ReportError> {
+    let s = &p.study;
+    let curves: Vec<Line> = s
+        .methods
+        .iter()
+        .filter(|v| v.quantized())
+        .filter_map(|&v| {
+            let r = cell(p, arch, v, Some(bits)).into_iter().find(|r| r.seed == seed)?;
+            let mut points: Vec<(f64, f64, f64)> =
+                r.start_acc.map(|a| (0.0, 100.0 * a, 0.0)).into_iter().collect();
+            points.extend(r.curve.iter().enumerate().map(|(i, a)| ((i + 1) as f64, 100.0 * a, 0.0)));
+            Some(Line { label: v.to_string(), points })
+        })
+        .collect();
+    if curves.is_empty() {
+        return Ok(String::new());
+    }
+    let epochs = curves.iter().flat_map(|l| l.points.iter().map(|p| p.0)).fold(0.0, f64::max);
+    let chart = Chart {
+        title: &format!("{arch} {bits}, seed {seed}: test accuracy per epoch (0 = after calibration)"),
+        x_desc: "epoch of the student's fine-tuning",
+        y_desc: "test accuracy % (fake-quant)",
+        x_ticks: (0..=epochs as usize).map(|e| e as f64).collect(),
+        lines: curves,
+        reference: None,
+    };
+    let name = format!("{}-{arch}-curves-w{}a{}.png", s.profile, bits.w, bits.a);
+    draw_chart(&chart, &assets.join(&name))?;
+    Ok(format!(
+        "![{arch} {bits}: training curves]({link}/{name})\n\nThe curves are on the test images of the training \
+         subset ({} images when `subset` is set), so they can sit apart from the tables' whole-test-set figures.\n\n",
+        s.train.subset.map_or("all".to_string(), |n| n.to_string())
+    ))
 }
 
 /// Whether the students at `bits` were still improving when training stopped: the mean gain of the last
-/// epoch over the one before, over every method and seed.
+/// epoch over the one before, over every method and seed. Students that never left chance are called that,
+/// not converged.
 fn convergence(p: &ProfileRuns, arch: &str, bits: Bits) -> String {
-    let gains: Vec<f64> = p
+    let runs: Vec<&RunResult> = p
         .results
         .iter()
         .filter(|r| r.arch == arch && r.bits == Some(bits) && r.group == Group::Grid && r.curve.len() >= 2)
-        .map(|r| 100.0 * (r.curve[r.curve.len() - 1] - r.curve[r.curve.len() - 2]))
         .collect();
-    if gains.is_empty() {
+    if runs.is_empty() {
         return String::new();
     }
-    let mean = gains.iter().sum::<f64>() / gains.len() as f64;
-    let verdict = if mean > 1.0 {
+    let n = runs.len() as f64;
+    let mean_gain =
+        runs.iter().map(|r| r.curve[r.curve.len() - 1] - r.curve[r.curve.len() - 2]).sum::<f64>() / n * 100.0;
+    let mean_final = runs.iter().map(|r| r.curve[r.curve.len() - 1]).sum::<f64>() / n * 100.0;
+    let verdict = if mean_final < NEAR_CHANCE_PERCENT {
+        format!(
+            "they ended at {mean_final:.1} % on average, near chance (10 classes): this schedule is too short \
+             for them to recover from quantization, so this column does not compare the methods"
+        )
+    } else if mean_gain > 1.0 {
         "the students had not converged when training stopped, so this column compares how fast each method \
          recovers more than where it ends"
+            .to_string()
     } else {
-        "the students had about converged"
+        "the students had about converged".to_string()
     };
     format!(
-        "At {bits} the last epoch still added {mean:+.2} pp of test accuracy on average over {} runs: {verdict}.\n\n",
-        gains.len()
+        "At {bits} the last epoch added {mean_gain:+.2} pp of test accuracy on average over {} runs: {verdict}.\n\n",
+        runs.len()
     )
 }
+
+/// Below this mean test accuracy (percent) a Fashion-MNIST student (10 classes) has not learnt anything.
+const NEAR_CHANCE_PERCENT: f64 = 20.0;
 
 fn device_summary(p: &ProfileRuns, arch: &str) -> String {
     let runs: Vec<_> = p
@@ -367,9 +463,21 @@ fn primary_qfd(s: &StudyConfig) -> Option<Variant> {
         .or_else(|| s.methods.iter().copied().find(|v| v.method == Method::Qfd))
 }
 
-fn claims(p: &ProfileRuns, arch: &str, fp: Option<Stat>) -> String {
+/// How the primary QFD run of one architecture fared against the paper's claims, for the report's summary.
+#[derive(Debug, Clone, PartialEq)]
+struct Tally {
+    qfd: Variant,
+    /// Comparisons with a baseline where QFD is ahead, behind, or either, by more than the spread.
+    ahead: usize,
+    behind: usize,
+    compared: usize,
+    /// QFD minus full precision, in points, per bit-width.
+    vs_fp: Vec<(Bits, f64)>,
+}
+
+fn claims(p: &ProfileRuns, arch: &str, fp: Option<Stat>) -> (String, Option<Tally>) {
     let s = &p.study;
-    let Some(qfd) = primary_qfd(s) else { return String::new() };
+    let Some(qfd) = primary_qfd(s) else { return (String::new(), None) };
     let integer =
         |v: Variant, b: Bits| Stat::of(cell(p, arch, v, Some(b)).iter().filter_map(|r| r.integer_acc));
     let baselines: Vec<Variant> = s
@@ -410,17 +518,14 @@ fn claims(p: &ProfileRuns, arch: &str, fp: Option<Stat>) -> String {
     };
     let mut over_qat = Vec::new();
     let mut vs_fp = Vec::new();
-    let mut wins = (0, 0);
+    let mut tally = Tally { qfd, ahead: 0, behind: 0, compared: 0, vs_fp: Vec::new() };
     for &b in &s.bits {
         let _ = write!(md, "| {b} |");
         for &base in &baselines {
             let (text, d) = verdict(integer(qfd, b), integer(base, b));
-            if text.contains("ahead") {
-                wins.0 += 1;
-            }
-            if d.is_some() {
-                wins.1 += 1;
-            }
+            tally.ahead += usize::from(text.contains("ahead"));
+            tally.behind += usize::from(text.contains("behind"));
+            tally.compared += usize::from(d.is_some());
             if base.method == Method::Qat {
                 over_qat.push((b, d));
             }
@@ -428,29 +533,37 @@ fn claims(p: &ProfileRuns, arch: &str, fp: Option<Stat>) -> String {
         }
         let (text, d) = verdict(integer(qfd, b), fp);
         vs_fp.push((b, d));
+        tally.vs_fp.extend(d.map(|d| (b, d)));
         let _ = writeln!(md, " {text} |");
     }
     md += "\n";
     let _ = writeln!(
         md,
-        "1. *QFD beats the baselines*: {qfd} is ahead by more than the spread in {} of {} comparisons.",
-        wins.0, wins.1
+        "1. *QFD beats the baselines*: {qfd} is ahead by more than the spread in {} of {} comparisons \
+         (behind in {}).",
+        tally.ahead, tally.compared, tally.behind
     );
     let gains: Vec<String> =
         over_qat.iter().filter_map(|(b, d)| d.map(|d| format!("{} pp at {b}", pct(d)))).collect();
     let _ = writeln!(
         md,
-        "2. *The gain over QAT is largest at the lowest bits*: {}.",
-        if gains.is_empty() { "no QAT runs".into() } else { gains.join(", ") }
+        "2. *The gain over QAT is largest at the lowest bits*: {}{}.",
+        if gains.is_empty() { "no QAT runs".into() } else { gains.join(", ") },
+        if s.bits.len() < 2 { " (one bit-width in this profile: the trend is not tested)" } else { "" }
     );
     let gaps: Vec<String> =
         vs_fp.iter().filter_map(|(b, d)| d.map(|d| format!("{} pp at {b}", pct(d)))).collect();
     let _ = writeln!(
         md,
-        "3. *QFD recovers full precision at 3-4 bits*: QFD minus full precision is {}.\n",
-        if gaps.is_empty() { "unknown (no fp run)".into() } else { gaps.join(", ") }
+        "3. *QFD recovers full precision at 3-4 bits*: QFD minus full precision is {}{}.\n",
+        if gaps.is_empty() { "unknown (no fp run)".into() } else { gaps.join(", ") },
+        if s.bits.iter().all(|b| b.w < 3) {
+            " (no 3- or 4-bit runs in this profile: not tested)"
+        } else {
+            ""
+        }
     );
-    md
+    (md, Some(tally))
 }
 
 fn ablations(p: &ProfileRuns, arch: &str) -> String {
@@ -577,6 +690,17 @@ mod tests {
         // 86 - 81 = +5.00 with a combined spread of 2.00: ahead.
         assert!(md.contains("+5.00 (ahead, ±2.00)"), "{md}");
         assert!(md.contains("-5.10 pp at W2A2"), "QFD minus full precision: {md}");
+        assert!(
+            md.contains("| `t` | resnet8 | qfd-f4 ahead in 1 of 1 comparisons, behind in 0 | -5.10 at W2A2 | 0 of 50 |"),
+            "the summary row: {md}"
+        );
+        assert!(md.find("## In short") < md.find("## Profile `t`"), "the summary comes first: {md}");
+        // A profile with one bit-width, all below 3 bits, cannot test claims 2 and 3, and says so.
+        assert!(
+            md.contains("+5.00 pp at W2A2 (one bit-width in this profile: the trend is not tested)"),
+            "{md}"
+        );
+        assert!(md.contains("(no 3- or 4-bit runs in this profile: not tested)"), "{md}");
         assert!(md.contains("| 0.1 | 84.00 (n=1) |"), "{md}");
         assert!(md.contains("| 0.5 | 86.00 ± 1.41 |"), "the grid's own run is lambda 0.5: {md}");
         assert!(md.contains("**0 outputs different"), "{md}");
