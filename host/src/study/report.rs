@@ -424,6 +424,12 @@ fn convergence(p: &ProfileRuns, arch: &str, bits: Bits) -> String {
 /// Below this mean test accuracy (percent) a Fashion-MNIST student (10 classes) has not learnt anything.
 const NEAR_CHANCE_PERCENT: f64 = 20.0;
 
+/// Whether the quantized students of the grid at `bits` stayed near chance, on average (integer accuracy).
+fn near_chance(p: &ProfileRuns, arch: &str, bits: Bits) -> bool {
+    let accs = p.results.iter().filter(|r| r.arch == arch && r.bits == Some(bits) && r.group == Group::Grid);
+    Stat::of(accs.filter_map(|r| r.integer_acc)).is_some_and(|st| st.mean < NEAR_CHANCE_PERCENT)
+}
+
 fn device_summary(p: &ProfileRuns, arch: &str) -> String {
     let runs: Vec<_> = p
         .results
@@ -519,13 +525,21 @@ fn claims(p: &ProfileRuns, arch: &str, fp: Option<Stat>) -> (String, Option<Tall
     let mut over_qat = Vec::new();
     let mut vs_fp = Vec::new();
     let mut tally = Tally { qfd, ahead: 0, behind: 0, compared: 0, vs_fp: Vec::new() };
+    let mut at_chance = Vec::new();
     for &b in &s.bits {
         let _ = write!(md, "| {b} |");
+        // Students that learnt nothing do not rank the methods: their cells are shown, not counted.
+        let counted = !near_chance(p, arch, b);
+        if !counted {
+            at_chance.push(b.to_string());
+        }
         for &base in &baselines {
             let (text, d) = verdict(integer(qfd, b), integer(base, b));
-            tally.ahead += usize::from(text.contains("ahead"));
-            tally.behind += usize::from(text.contains("behind"));
-            tally.compared += usize::from(d.is_some());
+            if counted {
+                tally.ahead += usize::from(text.contains("ahead"));
+                tally.behind += usize::from(text.contains("behind"));
+                tally.compared += usize::from(d.is_some());
+            }
             if base.method == Method::Qat {
                 over_qat.push((b, d));
             }
@@ -540,8 +554,15 @@ fn claims(p: &ProfileRuns, arch: &str, fp: Option<Stat>) -> (String, Option<Tall
     let _ = writeln!(
         md,
         "1. *QFD beats the baselines*: {qfd} is ahead by more than the spread in {} of {} comparisons \
-         (behind in {}).",
-        tally.ahead, tally.compared, tally.behind
+         (behind in {}){}.",
+        tally.ahead,
+        tally.compared,
+        tally.behind,
+        if at_chance.is_empty() {
+            String::new()
+        } else {
+            format!("; {} not counted: every student there stayed near chance", at_chance.join(", "))
+        }
     );
     let gains: Vec<String> =
         over_qat.iter().filter_map(|(b, d)| d.map(|d| format!("{} pp at {b}", pct(d)))).collect();
@@ -711,5 +732,39 @@ mod tests {
         }
         let raw = std::fs::read_to_string(dir.path().join("fm/t-results.jsonl")).unwrap();
         assert_eq!(raw.lines().count(), 7);
+    }
+
+    #[test]
+    fn students_left_at_chance_are_called_that_and_not_counted() {
+        let text = r#"
+            profile = "c"
+            archs = ["resnet8"]
+            seeds = [0, 1]
+            bits = ["2/2", "4/4"]
+            methods = ["fp", "qat", "qfd-f4"]
+        "#;
+        let study: StudyConfig = toml::from_str(text).unwrap();
+        let (w2, w4) = (Some(Bits { w: 2, a: 2 }), Some(Bits { w: 4, a: 4 }));
+        let mut results = vec![
+            result("fp", None, 0, 0.90, 0.5, Group::Grid),
+            result("fp", None, 1, 0.92, 0.5, Group::Grid),
+        ];
+        for seed in [0, 1] {
+            // At W2A2 QFD is "ahead" by chance alone: 0.13 against 0.10.
+            results.push(result("qat", w2, seed, 0.10, 0.5, Group::Grid));
+            results.push(result("qfd-f4", w2, seed, 0.13 + 0.001 * seed as f64, 0.5, Group::Grid));
+            results.push(result("qat", w4, seed, 0.88 + 0.01 * seed as f64, 0.5, Group::Grid));
+            results.push(result("qfd-f4", w4, seed, 0.88 + 0.01 * seed as f64, 0.5, Group::Grid));
+        }
+        let planned = super::super::plan(&study);
+        let profiles = [ProfileRuns { path: "c.toml".into(), study, planned, results }];
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("fm.md");
+        write_report(&profiles, "qfd-host study c.toml", &out).unwrap();
+        let md = std::fs::read_to_string(&out).unwrap();
+        assert!(md.contains("in 0 of 1 comparisons (behind in 0); W2A2 not counted"), "{md}");
+        assert!(md.contains("qfd-f4 ahead in 0 of 1 comparisons, behind in 0"), "the summary row: {md}");
+        assert!(md.contains("near chance (10 classes)"), "the W2A2 curves: {md}");
+        assert!(md.contains("At W4A4 the last epoch added +10.00 pp"), "{md}");
     }
 }
