@@ -329,6 +329,12 @@ fn arch_section(
     draw_chart(&bits_chart, &assets.join(&name))?;
     let _ = writeln!(md, "![{arch}: integer accuracy against bit-width]({link}/{name})\n");
     if let Some(&seed) = s.seeds.first() {
+        let _ = writeln!(
+            md,
+            "Training curves, per bit-width. They are on the test images of the training subset ({} images when \
+             `subset` is set), so they can sit apart from the tables' whole-test-set figures.\n",
+            s.train.subset.map_or("all".to_string(), |n| n.to_string())
+        );
         for &bits in &s.bits {
             md += &curves_chart(p, arch, bits, seed, assets, link)?;
             md += &convergence(p, arch, bits);
@@ -380,11 +386,7 @@ fn curves_chart(
     };
     let name = format!("{}-{arch}-curves-w{}a{}.png", s.profile, bits.w, bits.a);
     draw_chart(&chart, &assets.join(&name))?;
-    Ok(format!(
-        "![{arch} {bits}: training curves]({link}/{name})\n\nThe curves are on the test images of the training \
-         subset ({} images when `subset` is set), so they can sit apart from the tables' whole-test-set figures.\n\n",
-        s.train.subset.map_or("all".to_string(), |n| n.to_string())
-    ))
+    Ok(format!("![{arch} {bits}: training curves]({link}/{name})\n\n"))
 }
 
 /// Whether the students at `bits` were still improving when training stopped: the mean gain of the last
