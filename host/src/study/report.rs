@@ -7,7 +7,7 @@ use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
 use super::plots::{draw_chart, Chart, Line};
-use super::run::RunResult;
+use super::run::{DeviceResult, RunResult};
 use super::{Bits, Group, RunSpec, StudyConfig, Variant};
 use crate::fsutil::{self, FsError};
 use crate::train::method::Method;
@@ -340,12 +340,7 @@ fn arch_section(
             md += &convergence(p, arch, bits);
         }
     }
-    let device = p
-        .results
-        .iter()
-        .filter(|r| r.arch == arch)
-        .filter_map(|r| r.device.as_ref())
-        .fold((0, 0), |(bad, all), d| (bad + d.mismatches, all + d.samples));
+    let device = mismatches_of(&device_runs(p, arch));
     let row = SummaryRow { profile: s.profile.clone(), arch: arch.to_string(), tally, device };
     Ok((md, row))
 }
@@ -401,14 +396,13 @@ fn convergence(p: &ProfileRuns, arch: &str, bits: Bits) -> String {
     if runs.is_empty() {
         return String::new();
     }
-    let n = runs.len() as f64;
-    let mean_gain =
-        runs.iter().map(|r| r.curve[r.curve.len() - 1] - r.curve[r.curve.len() - 2]).sum::<f64>() / n * 100.0;
-    let mean_final = runs.iter().map(|r| r.curve[r.curve.len() - 1]).sum::<f64>() / n * 100.0;
-    let verdict = if mean_final < NEAR_CHANCE_PERCENT {
+    let mean_gain = runs.iter().map(|r| r.curve[r.curve.len() - 1] - r.curve[r.curve.len() - 2]).sum::<f64>()
+        / runs.len() as f64
+        * 100.0;
+    let verdict = if let Some(mean) = near_chance(p, arch, bits) {
         format!(
-            "they ended at {mean_final:.1} % on average, near chance (10 classes): this schedule is too short \
-             for them to recover from quantization, so this column does not compare the methods"
+            "they ended at {mean:.1} % on average (integer), near chance (10 classes): this schedule is too \
+             short for them to recover from quantization, so this column does not compare the methods"
         )
     } else if mean_gain > 1.0 {
         "the students had not converged when training stopped, so this column compares how fast each method \
@@ -426,27 +420,31 @@ fn convergence(p: &ProfileRuns, arch: &str, bits: Bits) -> String {
 /// Below this mean test accuracy (percent) a Fashion-MNIST student (10 classes) has not learnt anything.
 const NEAR_CHANCE_PERCENT: f64 = 20.0;
 
-/// Whether the quantized students of the grid at `bits` stayed near chance, on average (integer accuracy).
-fn near_chance(p: &ProfileRuns, arch: &str, bits: Bits) -> bool {
+/// The mean integer accuracy (percent) of the grid's students at `bits` when it is near chance.
+fn near_chance(p: &ProfileRuns, arch: &str, bits: Bits) -> Option<f64> {
     let accs = p.results.iter().filter(|r| r.arch == arch && r.bits == Some(bits) && r.group == Group::Grid);
-    Stat::of(accs.filter_map(|r| r.integer_acc)).is_some_and(|st| st.mean < NEAR_CHANCE_PERCENT)
+    Stat::of(accs.filter_map(|r| r.integer_acc)).map(|st| st.mean).filter(|&m| m < NEAR_CHANCE_PERCENT)
+}
+
+/// The board checks of every run of `arch`.
+fn device_runs<'a>(p: &'a ProfileRuns, arch: &str) -> Vec<&'a DeviceResult> {
+    p.results.iter().filter(|r| r.arch == arch).filter_map(|r| r.device.as_ref()).collect()
+}
+
+/// Outputs different from the host's, and inferences checked, over `runs`.
+fn mismatches_of(runs: &[&DeviceResult]) -> (usize, usize) {
+    runs.iter().fold((0, 0), |(bad, all), d| (bad + d.mismatches, all + d.samples))
 }
 
 fn device_summary(p: &ProfileRuns, arch: &str) -> String {
-    let runs: Vec<_> = p
-        .results
-        .iter()
-        .filter(|r| r.arch == arch)
-        .filter_map(|r| r.device.as_ref().map(|d| (r, d)))
-        .collect();
-    let Some((_, first)) = runs.first() else {
+    let runs = device_runs(p, arch);
+    let Some(first) = runs.first() else {
         return "No run was checked on a board.\n\n".into();
     };
-    let inputs: usize = runs.iter().map(|(_, d)| d.samples).sum();
-    let mismatches: usize = runs.iter().map(|(_, d)| d.mismatches).sum();
-    let same = runs.iter().filter(|(_, d)| d.device_correct == d.host_correct).count();
-    let dev = Stat::of(runs.iter().map(|(_, d)| d.device_correct as f64 / d.samples.max(1) as f64));
-    let time = runs.iter().map(|(_, d)| d.time_per_inference).sum::<f64>() / runs.len() as f64;
+    let (mismatches, inputs) = mismatches_of(&runs);
+    let same = runs.iter().filter(|d| d.device_correct == d.host_correct).count();
+    let dev = Stat::of(runs.iter().map(|d| d.device_correct as f64 / d.samples.max(1) as f64));
+    let time = runs.iter().map(|d| d.time_per_inference).sum::<f64>() / runs.len() as f64;
     format!(
         "**On the board.** {} integer models ran the first {} test images on `{}`: {inputs} inferences, \
          **{mismatches} outputs different from the host runtime's** (logits compared bit for bit), and the \
@@ -469,6 +467,51 @@ fn primary_qfd(s: &StudyConfig) -> Option<Variant> {
         .map(|a| a.method)
         .filter(|v| v.method == Method::Qfd)
         .or_else(|| s.methods.iter().copied().find(|v| v.method == Method::Qfd))
+}
+
+/// Where one mean stands against another, given both cells' spreads.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Standing {
+    Ahead,
+    Behind,
+    WithinSpread,
+}
+
+/// One cell minus another, in points.
+#[derive(Debug, Clone, Copy)]
+struct Comparison {
+    diff: f64,
+    /// The two spreads combined.
+    noise: f64,
+    /// `None` when a cell has one seed, so no spread to judge by.
+    standing: Option<Standing>,
+}
+
+impl Comparison {
+    fn of(a: Option<Stat>, b: Option<Stat>) -> Option<Comparison> {
+        let (a, b) = (a?, b?);
+        let diff = a.mean - b.mean;
+        let noise = (a.sd.powi(2) + b.sd.powi(2)).sqrt();
+        let standing = (a.n >= 2 && b.n >= 2).then_some(if diff > noise {
+            Standing::Ahead
+        } else if diff < -noise {
+            Standing::Behind
+        } else {
+            Standing::WithinSpread
+        });
+        Some(Comparison { diff, noise, standing })
+    }
+
+    fn cell(c: &Option<Comparison>) -> String {
+        let Some(c) = c else { return "–".into() };
+        let word = match c.standing {
+            None => return format!("{} (one seed)", pct(c.diff)),
+            Some(Standing::Ahead) => "ahead",
+            Some(Standing::Behind) => "behind",
+            Some(Standing::WithinSpread) => "within spread",
+        };
+        format!("{} ({word}, ±{:.2})", pct(c.diff), c.noise)
+    }
 }
 
 /// How the primary QFD run of one architecture fared against the paper's claims, for the report's summary.
@@ -504,53 +547,31 @@ fn claims(p: &ProfileRuns, arch: &str, fp: Option<Stat>) -> (String, Option<Tall
     md += " QFD − full precision |\n|---|";
     md += &"---|".repeat(baselines.len() + 1);
     md += "\n";
-    let verdict = |a: Option<Stat>, b: Option<Stat>| -> (String, Option<f64>) {
-        match (a, b) {
-            (Some(a), Some(b)) => {
-                let d = a.mean - b.mean;
-                let noise = (a.sd.powi(2) + b.sd.powi(2)).sqrt();
-                if a.n < 2 || b.n < 2 {
-                    return (format!("{} (one seed)", pct(d)), Some(d));
-                }
-                let word = if d > noise {
-                    "ahead"
-                } else if d < -noise {
-                    "behind"
-                } else {
-                    "within spread"
-                };
-                (format!("{} ({word}, ±{:.2})", pct(d), noise), Some(d))
-            }
-            _ => ("–".into(), None),
-        }
-    };
     let mut over_qat = Vec::new();
-    let mut vs_fp = Vec::new();
     let mut tally = Tally { qfd, ahead: 0, behind: 0, compared: 0, vs_fp: Vec::new() };
     let mut at_chance = Vec::new();
     for &b in &s.bits {
         let _ = write!(md, "| {b} |");
         // Students that learnt nothing do not rank the methods: their cells are shown, not counted.
-        let counted = !near_chance(p, arch, b);
+        let counted = near_chance(p, arch, b).is_none();
         if !counted {
             at_chance.push(b.to_string());
         }
         for &base in &baselines {
-            let (text, d) = verdict(integer(qfd, b), integer(base, b));
-            if counted {
-                tally.ahead += usize::from(text.contains("ahead"));
-                tally.behind += usize::from(text.contains("behind"));
-                tally.compared += usize::from(d.is_some());
+            let c = Comparison::of(integer(qfd, b), integer(base, b));
+            if let (true, Some(c)) = (counted, &c) {
+                tally.ahead += usize::from(c.standing == Some(Standing::Ahead));
+                tally.behind += usize::from(c.standing == Some(Standing::Behind));
+                tally.compared += 1;
             }
             if base.method == Method::Qat {
-                over_qat.push((b, d));
+                over_qat.push((b, c.as_ref().map(|c| c.diff)));
             }
-            let _ = write!(md, " {text} |");
+            let _ = write!(md, " {} |", Comparison::cell(&c));
         }
-        let (text, d) = verdict(integer(qfd, b), fp);
-        vs_fp.push((b, d));
-        tally.vs_fp.extend(d.map(|d| (b, d)));
-        let _ = writeln!(md, " {text} |");
+        let c = Comparison::of(integer(qfd, b), fp);
+        tally.vs_fp.extend(c.as_ref().map(|c| (b, c.diff)));
+        let _ = writeln!(md, " {} |", Comparison::cell(&c));
     }
     md += "\n";
     let _ = writeln!(
@@ -574,8 +595,7 @@ fn claims(p: &ProfileRuns, arch: &str, fp: Option<Stat>) -> (String, Option<Tall
         if gains.is_empty() { "no QAT runs".into() } else { gains.join(", ") },
         if s.bits.len() < 2 { " (one bit-width in this profile: the trend is not tested)" } else { "" }
     );
-    let gaps: Vec<String> =
-        vs_fp.iter().filter_map(|(b, d)| d.map(|d| format!("{} pp at {b}", pct(d)))).collect();
+    let gaps: Vec<String> = tally.vs_fp.iter().map(|(b, d)| format!("{} pp at {b}", pct(*d))).collect();
     let _ = writeln!(
         md,
         "3. *QFD recovers full precision at 3-4 bits*: QFD minus full precision is {}{}.\n",
@@ -669,6 +689,15 @@ mod tests {
         }
     }
 
+    /// Writes the report of `profiles` into a temporary directory (`fm.md`, assets in `fm/`); returns both.
+    fn render(profiles: &[ProfileRuns]) -> (tempfile::TempDir, String) {
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("fm.md");
+        write_report(profiles, "qfd-host study", &out).unwrap();
+        let md = std::fs::read_to_string(&out).unwrap();
+        (dir, md)
+    }
+
     #[test]
     fn the_report_shows_means_spreads_claims_ablations_and_plots() {
         let text = r#"
@@ -703,10 +732,7 @@ mod tests {
                 results: vec![],
             },
         ];
-        let dir = tempfile::tempdir().unwrap();
-        let out = dir.path().join("fm.md");
-        write_report(&profiles, "qfd-host study t.toml g.toml", &out).unwrap();
-        let md = std::fs::read_to_string(&out).unwrap();
+        let (dir, md) = render(&profiles);
         assert!(md.contains("Full precision: **91.10 ± 1.41** %"), "{md}");
         assert!(md.contains("| qat | 81.00 ± 1.41 |"), "{md}");
         assert!(md.contains("| qfd-f4 | 86.00 ± 1.41 |"), "{md}");
@@ -760,10 +786,7 @@ mod tests {
         }
         let planned = super::super::plan(&study);
         let profiles = [ProfileRuns { path: "c.toml".into(), study, planned, results }];
-        let dir = tempfile::tempdir().unwrap();
-        let out = dir.path().join("fm.md");
-        write_report(&profiles, "qfd-host study c.toml", &out).unwrap();
-        let md = std::fs::read_to_string(&out).unwrap();
+        let (_dir, md) = render(&profiles);
         assert!(md.contains("in 0 of 1 comparisons (behind in 0); W2A2 not counted"), "{md}");
         assert!(md.contains("qfd-f4 ahead in 0 of 1 comparisons, behind in 0"), "the summary row: {md}");
         assert!(md.contains("near chance (10 classes)"), "the W2A2 curves: {md}");
