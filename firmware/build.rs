@@ -14,6 +14,11 @@ fn var(key: &str) -> Option<String> {
     env::var(key).ok()
 }
 
+/// The number in `$key`, or `default` when it is not set.
+fn number(key: &str, default: u32) -> u32 {
+    var(key).map_or(default, |v| v.parse().unwrap_or_else(|_| panic!("{key}={v:?} is not a number")))
+}
+
 fn main() {
     println!("cargo::rustc-check-cfg=cfg(qfd_link, values(\"semihosting\", \"rtt\"))");
     println!("cargo::rustc-check-cfg=cfg(qfd_timer, values(\"systick\", \"dwt\"))");
@@ -50,13 +55,16 @@ fn main() {
     let config = format!(
         "pub const BOARD: &str = {name:?};\npub const CLOCK_HZ: u32 = {};\npub const MODEL_CRC: u32 = {crc:#010x};\n\
          pub const INPUT_LEN: usize = {};\npub const INPUT_BITS: u32 = {input_bits};\npub const NUM_CLASSES: usize = {};\npub const NUM_LAYERS: usize = {};\n\
-         pub const ARENA_SIZE: usize = {};\npub const REQUEST_FRAME: usize = {};\n",
+         pub const ARENA_SIZE: usize = {};\npub const REQUEST_FRAME: usize = {};\n\
+         pub const KERNEL_TEST_SEED: u32 = {};\npub const KERNEL_TEST_CASES: u32 = {};\n",
         board.clock_hz,
         model.input_len(),
         model.num_classes(),
         model.desc().ops.len(),
         model.arena_size(),
         qfd_link::max_request_frame(model.input_len()),
+        number("QFD_KERNEL_TEST_SEED", 1),
+        number("QFD_KERNEL_TEST_CASES", 2000),
     );
     fs::write(out.join("config.rs"), config).unwrap();
 

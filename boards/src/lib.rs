@@ -116,6 +116,16 @@ pub struct Board {
 }
 
 impl Board {
+    /// The `RUSTFLAGS` a build for this board needs: the CPU (which turns on its instructions in code
+    /// generation) and one `--cfg` per core feature the runtime picks kernels by (`qfd_dsp`).
+    pub fn rustflags(&self) -> String {
+        let mut flags = format!("-C target-cpu={}", self.cpu);
+        if self.dsp {
+            flags += " --cfg qfd_dsp";
+        }
+        flags
+    }
+
     /// Reads `dir/<name>.toml`.
     pub fn load(dir: &Path, name: &str) -> Result<Board, BoardError> {
         let path = dir.join(format!("{name}.toml"));

@@ -17,6 +17,8 @@ mod config {
 }
 mod engine;
 mod fault;
+#[cfg(feature = "kernel-test")]
+mod kernel_test;
 mod link;
 mod session;
 mod stack;
@@ -36,6 +38,8 @@ fn main() -> ! {
     let mut core =
         cortex_m::Peripherals::take().unwrap_or_else(|| fault::halt("core peripherals taken twice"));
     timer::start(&mut core);
+    #[cfg(feature = "kernel-test")]
+    kernel_test::run();
     let mut link = link::open();
     defmt::info!(
         "qfd-firmware on {=str}: {} engine, model crc {=u32:#x}, {=usize} layers, arena {=usize} B",

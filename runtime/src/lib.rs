@@ -31,6 +31,8 @@ pub mod format;
 pub mod kernels;
 mod model;
 pub mod requant;
+#[cfg(any(test, feature = "selftest"))]
+pub mod selftest;
 mod validate;
 pub mod weights;
 

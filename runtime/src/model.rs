@@ -18,6 +18,7 @@ pub struct Model<'a> {
     producer: &'a str,
     format_version: (u16, u16),
     work: u64,
+    scratch: usize,
 }
 
 /// Default bound on [`Model::work`] for [`Model::load`]: 2^32 inner-loop steps, hundreds of times a
@@ -88,7 +89,8 @@ impl<'a> Model<'a> {
         }
         let work = validate(&desc, max_work)?;
         let format_version = (header.format_major, header.format_minor);
-        Ok(Model { desc, producer: header.producer, format_version, work })
+        let scratch = (0..desc.ops.len()).map(|i| op_scratch(&desc, i)).max().unwrap_or(0);
+        Ok(Model { desc, producer: header.producer, format_version, work, scratch })
     }
 
     /// The decoded description (ops, values, metadata).
@@ -112,9 +114,29 @@ impl<'a> Model<'a> {
         self.format_version
     }
 
-    /// Bytes of arena [`run`](Self::run) needs.
+    /// Bytes of arena [`run`](Self::run) needs: the planned tensors ([`values_size`](Self::values_size)),
+    /// then the largest working memory of any op's kernel ([`scratch_size`](Self::scratch_size)).
     pub fn arena_size(&self) -> usize {
+        self.values_size() + self.scratch
+    }
+
+    /// Bytes of arena that hold tensors, as the memory plan in the file laid them out.
+    pub fn values_size(&self) -> usize {
         self.desc.arena_bytes as usize
+    }
+
+    /// Bytes of kernel working memory (im2col buffers) after the tensors: the most any op needs.
+    pub fn scratch_size(&self) -> usize {
+        self.scratch
+    }
+
+    /// Bytes of working memory op `index` needs (0 for ops that need none or do not exist).
+    pub fn op_scratch_size(&self, index: usize) -> usize {
+        if index < self.desc.ops.len() {
+            op_scratch(&self.desc, index)
+        } else {
+            0
+        }
     }
 
     /// Input shape `[H, W, C]`.
@@ -165,11 +187,12 @@ impl<'a> Model<'a> {
             return Err(RunError::LogitsLength { expected: self.num_classes(), found: logits.len() });
         }
 
+        let (arena, scratch) = arena[..self.arena_size()].split_at_mut(self.values_size());
         arena[range(input_value)].copy_from_slice(input);
         for (i, op) in self.desc.ops.iter().enumerate() {
             let out_value = &values[i + 1];
             let (reader, out) = split(arena, range(out_value));
-            run_op(op, values, &reader, out_value, out);
+            run_op(op, values, &reader, out_value, out, scratch);
             let produced = match out_value.elem {
                 ElemType::Codes { .. } => LayerOutput::Codes(out),
                 ElemType::I32 => LayerOutput::I32Le(out),
@@ -211,6 +234,16 @@ fn pool_geometry(
     PoolGeometry { input: hwc(&values[input as usize]), output: hwc(out_value), window }
 }
 
+/// Bytes of kernel working memory op `i` of a validated model needs.
+fn op_scratch(desc: &ModelDesc<'_>, i: usize) -> usize {
+    match &desc.ops[i] {
+        OpDesc::Conv2d(c) => {
+            kernels::conv_scratch_bytes(&conv_geometry(c, &desc.values, &desc.values[i + 1]), c.weights.bits)
+        }
+        _ => 0,
+    }
+}
+
 fn fc_input<'b>(value: &ValueDesc, bytes: &'b [u8]) -> FcInput<'b> {
     match value.elem {
         ElemType::Codes { .. } => FcInput::Codes(bytes),
@@ -224,12 +257,14 @@ fn run_op(
     arena: &ArenaReader<'_>,
     out_value: &ValueDesc,
     out: &mut [u8],
+    scratch: &mut [u8],
 ) {
     let value = |i: u16| &values[i as usize];
     match op {
         OpDesc::Conv2d(c) => {
             let geo = conv_geometry(c, values, out_value);
-            kernels::conv2d(arena.get(range(value(c.input))), &geo, c.weights, c.requant, c.clamp, out);
+            let input = arena.get(range(value(c.input)));
+            kernels::conv2d(input, &geo, c.weights, c.requant, c.clamp, out, scratch);
         }
         OpDesc::FullyConnected(f) => {
             let input = fc_input(value(f.input), arena.get(range(value(f.input))));

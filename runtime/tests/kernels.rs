@@ -185,6 +185,9 @@ enum ConvKind {
     Depthwise,
     /// 1x1 kernels, `groups` in 1-3.
     Pointwise,
+    /// `groups == 1`, `Cin` in 1-24 (multiples of 4 more often: the im2col's whole-word path), `Cout` in 1-9,
+    /// kernels up to 3x3: the shapes the im2col variant runs.
+    Dense,
 }
 
 #[derive(Debug, Clone)]
@@ -209,6 +212,10 @@ fn conv_case(kind: ConvKind) -> impl Strategy<Value = ConvCase> {
         ConvKind::Grouped => ((1usize..=3, 1usize..=7, 1usize..=7).boxed(), window(5).boxed()),
         ConvKind::Depthwise => ((1usize..=7).prop_map(|c| (c, 1, 1)).boxed(), window(5).boxed()),
         ConvKind::Pointwise => ((1usize..=3, 1usize..=7, 1usize..=7).boxed(), window(1).boxed()),
+        ConvKind::Dense => {
+            let cin = prop_oneof![1 => 1usize..=24, 1 => (1usize..=6).prop_map(|q| 4 * q)];
+            ((Just(1usize), cin, 1usize..=9).boxed(), window(3).boxed())
+        }
     };
     (channels, win, 1u8..=8, 1u8..=8, 1u8..=8)
         .prop_flat_map(|(channels, win, wb, ab, ob)| (Just((channels, win, wb, ab, ob)), extents(&win)))
@@ -265,8 +272,14 @@ fn run_conv(case: &ConvCase) -> (Vec<u8>, Vec<u8>) {
         groups: case.groups,
     };
     let weights = PackedWeights { bits: case.weight_bits, data: &packed };
+    let requant = ChannelRequant { records: &table };
+    let mut scratch = garbage_scratch(&geo, case.weight_bits);
     let got = run_twice(ho * wo * case.cout, |out| {
-        kernels::conv2d(&case.input, &geo, weights, ChannelRequant { records: &table }, case.clamp, out)
+        // The scratch starts at every alignment across cases.
+        kernels::conv2d(&case.input, &geo, weights, requant, case.clamp, out, &mut scratch[case.h % 4..])
+    });
+    let reference_kernel = run_twice(ho * wo * case.cout, |out| {
+        kernels::reference::conv2d(&case.input, &geo, weights, requant, case.clamp, out)
     });
     let want = r::conv2d(
         input,
@@ -278,7 +291,15 @@ fn run_conv(case: &ConvCase) -> (Vec<u8>, Vec<u8>) {
         &case.requant,
         case.clamp,
     );
+    assert_eq!(reference_kernel, want, "the reference kernel differs from the test's reference");
     (got, want)
+}
+
+/// Scratch of the size the selected conv variant needs (plus 3 spare bytes, so that callers can start it
+/// at any alignment), filled with bytes that mean nothing.
+fn garbage_scratch(geo: &ConvGeometry, weight_bits: u8) -> Vec<u8> {
+    let n = kernels::conv_scratch_bytes(geo, weight_bits);
+    (0..n + 3).map(|i| (i * 37 + 11) as u8).collect()
 }
 
 #[derive(Debug, Clone)]
@@ -507,6 +528,12 @@ proptest! {
     }
 
     #[test]
+    fn conv2d_dense_matches_reference(case in conv_case(ConvKind::Dense)) {
+        let (got, want) = run_conv(&case);
+        prop_assert_eq!(got, want);
+    }
+
+    #[test]
     fn conv2d_depthwise_matches_reference(case in conv_case(ConvKind::Depthwise)) {
         prop_assert!(case.groups == case.cin && case.cin == case.cout);
         let (got, want) = run_conv(&case);
@@ -659,6 +686,7 @@ fn conv2d_at_the_accumulator_bound() {
     let geo = ConvGeometry { input: Hwc::new(1, 1, cin), output: Hwc::new(1, 1, 2), window, groups: 1 };
     let clamp = Clamp { min: 0, max: 255 };
     let mut out = [0u8; 2];
+    let mut scratch = garbage_scratch(&geo, 8);
     kernels::conv2d(
         &input,
         &geo,
@@ -666,6 +694,7 @@ fn conv2d_at_the_accumulator_bound() {
         ChannelRequant { records: &table },
         clamp,
         &mut out,
+        &mut scratch,
     );
     assert_eq!(out, [7, 7]);
     let tensor = Tensor { data: &input, h: 1, w: 1, c: cin };
@@ -774,7 +803,7 @@ fn worked_example_from_docs() {
     let window = Window { kernel: [1, 1], stride: [1, 1], padding: Padding::default() };
     let geo = ConvGeometry { input: Hwc::new(1, 1, 3), output: Hwc::new(1, 1, 1), window, groups: 1 };
     let mut out = [0u8; 1];
-    kernels::conv2d(&x, &geo, weights, requant, clamp, &mut out);
+    kernels::conv2d(&x, &geo, weights, requant, clamp, &mut out, &mut garbage_scratch(&geo, 2));
     assert_eq!(out, [10]);
     let tensor = Tensor { data: &x, h: 1, w: 1, c: 3 };
     assert_eq!(r::conv2d(tensor, &window, 1, 1, &packed, 2, &[p], clamp), vec![10]);

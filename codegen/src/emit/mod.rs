@@ -24,7 +24,7 @@ mod ops;
 
 use std::fmt::Write as _;
 
-use qfd_runtime::format::{ElemType, FileHeader, ValueDesc};
+use qfd_runtime::format::{ElemType, FileHeader, OpDesc, ValueDesc};
 use qfd_runtime::{LoadError, Model};
 
 use crate::stats::op_stats;
@@ -78,7 +78,13 @@ pub fn emit_rust(model_bytes: &[u8]) -> Result<String, EmitError> {
         ("INPUT_LEN", "usize", model.input_len().to_string(), "Bytes of one input (`H * W * C` codes)."),
         ("INPUT_BITS", "u8", input_bits.to_string(), "Bit-width of the input codes (8: raw pixels)."),
         ("NUM_CLASSES", "usize", model.num_classes().to_string(), "Logits per inference."),
-        ("ARENA_SIZE", "usize", model.arena_size().to_string(), "Bytes of the activation arena."),
+        (
+            "ARENA_SIZE",
+            "usize",
+            model.arena_size().to_string(),
+            "Bytes of the arena: tensors, then kernel scratch.",
+        ),
+        ("VALUES_SIZE", "usize", model.values_size().to_string(), "Bytes of the arena that hold tensors."),
         ("NUM_LAYERS", "usize", desc.ops.len().to_string(), "Layers (ops), in execution order."),
         ("MACS", "u64", macs.to_string(), "Multiply-accumulates per inference."),
         ("MODEL_CRC", "u32", format!("{:#010x}", crc), "Payload CRC-32 of the source file."),
@@ -99,7 +105,7 @@ pub fn emit_rust(model_bytes: &[u8]) -> Result<String, EmitError> {
         layer_macs.join(", ")
     );
 
-    w += "/// The activations; zeroed `.bss`, exactly the planned size.\n";
+    w += "/// The activations and the kernels' scratch; zeroed `.bss`, exactly the planned size.\n";
     w += "static ARENA: qfd_runtime::StaticArena<ARENA_SIZE> = qfd_runtime::StaticArena::new();\n\n";
     for (i, op) in desc.ops.iter().enumerate() {
         ops::emit_data(&mut w, i, op);
@@ -123,6 +129,11 @@ pub fn emit_rust(model_bytes: &[u8]) -> Result<String, EmitError> {
             "    assert!(\n        input.iter().all(|&c| c >> INPUT_BITS == 0),\n        \
              \"input codes must be below 2^INPUT_BITS\"\n    );"
         );
+    }
+    if desc.ops.iter().any(|op| matches!(op, OpDesc::Conv2d(_))) {
+        w += "    let (arena, scratch) = arena.split_at_mut(VALUES_SIZE);\n";
+    } else {
+        w += "    let arena = &mut arena[..VALUES_SIZE];\n";
     }
     let _ = writeln!(w, "    arena[{}].copy_from_slice(input);", range(input));
     for (i, op) in desc.ops.iter().enumerate() {

@@ -33,7 +33,7 @@ pub fn emit_call(w: &mut String, i: usize, op: &OpDesc<'_>, values: &[ValueDesc]
         OpDesc::Conv2d(c) => format!(
             "qfd_runtime::kernels::conv2d(\n            {},\n            &qfd_runtime::kernels::ConvGeometry {{ \
              input: {}, output: {}, window: {}, groups: {} }},\n            {},\n            {},\n            {},\n            \
-             out,\n        )",
+             out,\n            scratch,\n        )",
             input(c.input),
             hwc(&values[c.input as usize]),
             hwc(out),

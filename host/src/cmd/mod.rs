@@ -6,6 +6,7 @@ mod codegen;
 mod eval;
 mod export;
 mod inspect;
+mod kernel_test;
 mod run;
 mod study;
 mod synth;
@@ -26,6 +27,7 @@ pub enum Command {
     Codegen(codegen::Cmd),
     Run(run::Cmd),
     Bench(bench::Cmd),
+    KernelTest(kernel_test::Cmd),
     Boards(boards::Cmd),
     Eval(eval::Cmd),
     Trace(trace::Cmd),
@@ -43,6 +45,7 @@ impl Command {
             Command::Codegen(cmd) => cmd.run(),
             Command::Run(cmd) => cmd.run(),
             Command::Bench(cmd) => cmd.run(),
+            Command::KernelTest(cmd) => cmd.run(),
             Command::Boards(cmd) => cmd.run(),
             Command::Eval(cmd) => cmd.run(),
             Command::Trace(cmd) => cmd.run(),

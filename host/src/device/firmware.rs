@@ -59,6 +59,35 @@ pub fn build(
     engine: Engine,
     elf: &Path,
 ) -> Result<Firmware, DeviceError> {
+    let features: &[&str] = match engine {
+        Engine::Generated => &[],
+        Engine::Interpreter => &["interpreter"],
+    };
+    build_with(board, model, arena_bytes, features, &[], elf)
+}
+
+/// The kernel-test firmware for `board` (`--features kernel-test`): `cases` random kernel checks from
+/// `seed`. `model` is any valid model (the firmware links one, and does not run it).
+pub fn build_kernel_test(
+    board: &Board,
+    model: &Path,
+    seed: u32,
+    cases: u32,
+    elf: &Path,
+) -> Result<Firmware, DeviceError> {
+    let env = [("QFD_KERNEL_TEST_SEED", seed.to_string()), ("QFD_KERNEL_TEST_CASES", cases.to_string())];
+    build_with(board, model, 0, &["kernel-test"], &env, elf)
+}
+
+/// [`build`] with cargo `features` and extra environment variables for the build script.
+fn build_with(
+    board: &Board,
+    model: &Path,
+    arena_bytes: u64,
+    features: &[&str],
+    env: &[(&str, String)],
+    elf: &Path,
+) -> Result<Firmware, DeviceError> {
     let dir = firmware_dir();
     let target_dir = dir.join("target").join(&board.name);
     std::fs::create_dir_all(&target_dir)
@@ -74,10 +103,11 @@ pub fn build(
         .arg(&target_dir)
         .env("QFD_BOARD", &board.name)
         .env("QFD_MODEL", std::path::absolute(model).unwrap_or_else(|_| model.to_path_buf()))
-        .env("RUSTFLAGS", format!("-C target-cpu={}", board.cpu));
-    if engine == Engine::Interpreter {
-        cargo.args(["--features", "interpreter"]);
+        .env("RUSTFLAGS", board.rustflags());
+    if !features.is_empty() {
+        cargo.args(["--features", &features.join(",")]);
     }
+    cargo.envs(env.iter().map(|(k, v)| (k, v)));
     let output = cargo.output().map_err(|source| DeviceError::Spawn { program: "cargo".into(), source })?;
     if !output.status.success() {
         let log = String::from_utf8_lossy(&output.stderr);

@@ -9,6 +9,7 @@
 pub mod elf;
 pub mod fake;
 pub mod firmware;
+pub mod kernel_test;
 pub mod logs;
 #[cfg(feature = "probe")]
 mod probe;

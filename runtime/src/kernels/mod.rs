@@ -1,4 +1,4 @@
-//! Integer kernels on activation codes.
+//! Integer kernels on activation codes, and the choice of which variant runs.
 //!
 //! Every kernel reads `u8` codes in `H x W x C` order (the fully connected layer also reads `i32` sums),
 //! accumulates in `i32`, and produces codes through [`requantize_to_code`](crate::requant::requantize_to_code),
@@ -7,16 +7,35 @@
 //!
 //! Accumulators are formed as `2 * sum(x * k) - (2^bits - 1) * sum(x)` (see [`crate::weights`]); the combine
 //! uses wrapping arithmetic, which is exact whenever the true result fits `i32`, as validation proves.
+//!
+//! How the module is laid out:
+//! - [`reference`]: the plain loops that define each op, bit for bit. Every faster variant is tested against
+//!   them, on the host and on each board.
+//! - `gemm`: convolution as a blocked matrix product over an im2col buffer (portable Rust), whose inner
+//!   `2 x 2` dot product is the only part a core-specific variant replaces.
+//! - `dsp` (Armv7E-M and Armv8-M Mainline with the DSP extension): that inner product with `SMLAD`.
+//! - [`select`]: the one place that decides which variant runs an op, from the core's features (fixed when
+//!   the runtime is compiled for a board) and the layer's shape. The interpreter and generated code both
+//!   call the functions below, so they always run the same variant.
 
-mod conv;
-mod elementwise;
-mod fully_connected;
-mod pool;
+mod gemm;
+mod lanes;
+pub mod reference;
+mod scratch;
+pub mod select;
 
-pub use conv::{conv2d, conv2d_accumulate, ConvGeometry};
-pub use elementwise::{add, add_accumulate};
-pub use fully_connected::{fully_connected, fully_connected_accumulate, FcInput};
-pub use pool::{avg_pool, avg_pool_accumulate, global_sum_pool, max_pool, PoolGeometry};
+#[cfg(all(target_arch = "arm", qfd_dsp))]
+mod dsp;
+
+use crate::format::{Clamp, FcOutput, Window};
+use crate::requant::{ChannelRequant, RequantParams};
+use crate::weights::PackedWeights;
+
+pub use reference::{
+    add_accumulate, avg_pool_accumulate, conv2d_accumulate, fully_connected_accumulate, global_sum_pool,
+    max_pool,
+};
+pub use select::{conv_scratch_bytes, ConvVariant};
 
 /// A tensor shape: height, width, channels.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -40,17 +59,118 @@ impl Hwc {
     }
 }
 
+/// Shapes and window of a convolution.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ConvGeometry {
+    /// Input shape.
+    pub input: Hwc,
+    /// Output shape.
+    pub output: Hwc,
+    /// Kernel, stride and padding.
+    pub window: Window,
+    /// Channel groups (`input.c` and `output.c` are multiples of it).
+    pub groups: usize,
+}
+
+impl ConvGeometry {
+    /// Codes in one output element's receptive field: `kh * kw * Cin / groups`.
+    pub const fn patch_len(&self) -> usize {
+        self.window.kernel[0] as usize * self.window.kernel[1] as usize * (self.input.c / self.groups)
+    }
+}
+
+/// Shapes and window of a pool (input and output have the same channels).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PoolGeometry {
+    /// Input shape.
+    pub input: Hwc,
+    /// Output shape.
+    pub output: Hwc,
+    /// Kernel, stride and padding.
+    pub window: Window,
+}
+
+/// The input of a fully connected layer.
+#[derive(Debug, Clone, Copy)]
+pub enum FcInput<'a> {
+    /// Activation codes.
+    Codes(&'a [u8]),
+    /// `i32` sums (a global sum pool's output), little-endian bytes.
+    SumsLe(&'a [u8]),
+}
+
+impl FcInput<'_> {
+    /// Number of input elements.
+    pub fn len(&self) -> usize {
+        match self {
+            FcInput::Codes(c) => c.len(),
+            FcInput::SumsLe(b) => b.len() / 4,
+        }
+    }
+
+    /// Whether the input is empty.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// `output[oy][ox][o] = clamp(requant_o(sum over taps and the group's input channels of x * w))`, by the
+/// variant [`select::conv_variant`] picks for this core and shape.
+///
+/// - `input`: `geo.input.elems()` codes; `output`: `geo.output.elems()` codes.
+/// - `weights`: `[Cout][kh][kw][Cin / groups]` codes of 1-8 bits; `requant`: one entry per output channel.
+/// - `scratch`: at least [`conv_scratch_bytes`]`(geo, weights.bits)` bytes of working memory (any
+///   alignment); its contents on entry and exit mean nothing.
+#[allow(clippy::too_many_arguments)]
+pub fn conv2d(
+    input: &[u8],
+    geo: &ConvGeometry,
+    weights: PackedWeights<'_>,
+    requant: ChannelRequant<'_>,
+    clamp: Clamp,
+    output: &mut [u8],
+    scratch: &mut [u8],
+) {
+    match select::conv_variant(geo, weights.bits) {
+        ConvVariant::Reference => reference::conv2d(input, geo, weights, requant, clamp, output),
+        ConvVariant::Gemm(plan) => gemm::conv2d(input, geo, &plan, weights, requant, clamp, output, scratch),
+    }
+}
+
+/// Fully connected layer: `out[o] = sum_i x[i] * w[o][i]`, requantized to codes or, for logits,
+/// `saturate_i32(acc + offset)`. See [`reference::fully_connected`] for the layout of each argument.
+pub fn fully_connected(
+    input: FcInput<'_>,
+    weights: PackedWeights<'_>,
+    requant: ChannelRequant<'_>,
+    kind: FcOutput,
+    outputs: usize,
+    output: &mut [u8],
+) {
+    reference::fully_connected(input, weights, requant, kind, outputs, output)
+}
+
+/// Residual add: `out[i] = clamp(requant(a[i] * weights[0] + b[i] * weights[1]))`.
+pub fn add(a: &[u8], b: &[u8], weights: [i32; 2], requant: RequantParams, clamp: Clamp, out: &mut [u8]) {
+    reference::add(a, b, weights, requant, clamp, out)
+}
+
+/// Average pool: the window sum (padding counts as code 0) requantized by `requant`.
+pub fn avg_pool(input: &[u8], geo: &PoolGeometry, requant: RequantParams, clamp: Clamp, output: &mut [u8]) {
+    reference::avg_pool(input, geo, requant, clamp, output)
+}
+
 /// Combines the two halves of a dot product against odd-grid weights: `2 * sum(x*k) - (2^bits - 1) * sum(x)`.
 #[inline]
 pub(crate) fn odd_grid_acc(sum_xk: i32, sum_x: i32, bits: u8) -> i32 {
     sum_xk.wrapping_mul(2).wrapping_sub(crate::weights::max_code(bits).wrapping_mul(sum_x))
 }
 
-/// Visits the valid taps of a window placed at output pixel `(oy, ox)`: calls `f(iy, ix)` for each tap inside
-/// the input. Padding taps are skipped, which is the same as reading code 0 for every kernel here.
+/// Visits the valid taps of a window placed at output pixel `(oy, ox)`: calls `f(iy, ix, tap)` for each tap
+/// inside the input. Padding taps are skipped, which is the same as reading code 0 for every kernel here.
 #[inline]
 pub(crate) fn for_each_tap(
-    window: &crate::format::Window,
+    window: &Window,
     input: Hwc,
     oy: usize,
     ox: usize,

@@ -1,22 +1,9 @@
-//! 2-D convolution: any kernel, stride, padding and grouping (depthwise and pointwise are special cases).
+//! 2-D convolution, reference: any kernel, stride, padding and grouping (depthwise and pointwise included).
 
-use super::{for_each_tap, odd_grid_acc, Hwc};
-use crate::format::{Clamp, Window};
+use crate::format::Clamp;
+use crate::kernels::{for_each_tap, odd_grid_acc, ConvGeometry};
 use crate::requant::{requantize_to_code, ChannelRequant};
 use crate::weights::PackedWeights;
-
-/// Shapes and window of a convolution.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ConvGeometry {
-    /// Input shape.
-    pub input: Hwc,
-    /// Output shape.
-    pub output: Hwc,
-    /// Kernel, stride and padding.
-    pub window: Window,
-    /// Channel groups (`input.c` and `output.c` are multiples of it).
-    pub groups: usize,
-}
 
 /// `output[oy][ox][o] = clamp(requant_o(sum over taps and the group's input channels of x * w))`.
 ///

@@ -1,33 +1,9 @@
 //! Fully connected layer over a flattened tensor of codes or of `i32` sums.
 
-use super::odd_grid_acc;
 use crate::format::FcOutput;
+use crate::kernels::{odd_grid_acc, FcInput};
 use crate::requant::{logit, requantize_to_code, ChannelRequant};
 use crate::weights::PackedWeights;
-
-/// The input of a fully connected layer.
-#[derive(Debug, Clone, Copy)]
-pub enum FcInput<'a> {
-    /// Activation codes.
-    Codes(&'a [u8]),
-    /// `i32` sums (a global sum pool's output), little-endian bytes.
-    SumsLe(&'a [u8]),
-}
-
-impl FcInput<'_> {
-    /// Number of input elements.
-    pub fn len(&self) -> usize {
-        match self {
-            FcInput::Codes(c) => c.len(),
-            FcInput::SumsLe(b) => b.len() / 4,
-        }
-    }
-
-    /// Whether the input is empty.
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-}
 
 /// `out[o] = sum_i x[i] * w[o][i]`, then requantized to codes or, for logits, `saturate_i32(acc + offset)`.
 ///

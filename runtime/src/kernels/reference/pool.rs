@@ -1,19 +1,8 @@
 //! Pooling: max, average and global sum.
 
-use super::{for_each_tap, Hwc};
-use crate::format::{Clamp, Window};
+use crate::format::Clamp;
+use crate::kernels::{for_each_tap, Hwc, PoolGeometry};
 use crate::requant::{requantize_to_code, RequantParams};
-
-/// Shapes and window of a pool (input and output have the same channels).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct PoolGeometry {
-    /// Input shape.
-    pub input: Hwc,
-    /// Output shape.
-    pub output: Hwc,
-    /// Kernel, stride and padding.
-    pub window: Window,
-}
 
 /// Folds each output element's window with `fold` (padding taps are skipped) and calls `emit(i, folded)`.
 #[inline]

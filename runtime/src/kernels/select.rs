@@ -1,0 +1,110 @@
+//! Which kernel variant runs an op: the one place that decides, for the interpreter and generated code
+//! alike.
+//!
+//! The decision depends on two things only:
+//! - the core's features, fixed when the runtime is compiled for a board ([`Core::COMPILED`]): a board
+//!   file's `dsp = true` becomes `--cfg qfd_dsp` beside `-C target-cpu` (`qfd_boards::Board::rustflags`;
+//!   Rust's own `target_feature = "dsp"` is not available on stable); the host can ask what a board would
+//!   run by passing that board's [`Core`];
+//! - the layer's shape and bit-widths.
+//!
+//! A variant never changes a result: every variant is tested against [`super::reference`] bit for bit.
+
+use super::lanes::LaneFormat;
+use super::scratch::ALIGN_SLACK;
+use super::ConvGeometry;
+
+/// The instruction-set features that change which kernel runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Core {
+    /// Armv7E-M / Armv8-M DSP extension (`SMLAD`, `UXTB16`).
+    pub dsp: bool,
+}
+
+impl Core {
+    /// The core this copy of the runtime was compiled for.
+    pub const COMPILED: Core = Core { dsp: cfg!(all(target_arch = "arm", qfd_dsp)) };
+}
+
+/// How a convolution runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConvVariant {
+    /// [`super::reference::conv2d`]: any shape (grouped and depthwise convolutions today).
+    Reference,
+    /// im2col of two output pixels, then a `2 x 2` (pixels x channels) blocked dot product.
+    Gemm(GemmPlan),
+}
+
+impl ConvVariant {
+    /// A short name for reports (`qfd-host inspect`, the speed report), as run on `core`.
+    pub fn name(&self, core: Core) -> &'static str {
+        match (self, core.dsp) {
+            (ConvVariant::Reference, _) => "reference",
+            (ConvVariant::Gemm(_), true) => "im2col-2x2-smlad",
+            (ConvVariant::Gemm(_), false) => "im2col-2x2",
+        }
+    }
+}
+
+/// The shape of a [`ConvVariant::Gemm`] convolution.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct GemmPlan {
+    /// How weight words split into lanes.
+    pub format: LaneFormat,
+    /// Codes in one patch (`kh * kw * Cin`).
+    pub patch: usize,
+    /// Whole weight words per output channel; they cover the first `words * codes_per_word` codes.
+    pub words: usize,
+    /// Codes after those (fewer than a word), done one at a time.
+    pub tail: usize,
+}
+
+impl GemmPlan {
+    /// Patch codes covered by whole words.
+    pub const fn full(&self) -> usize {
+        self.words * self.format.codes_per_word()
+    }
+
+    /// Lane-pair entries of the im2col buffer for two pixels (one `u32` each).
+    pub const fn lane_entries(&self) -> usize {
+        self.full()
+    }
+
+    /// Bytes of one output channel's weights.
+    pub const fn row_bytes(&self) -> usize {
+        self.patch * self.format.bits() as usize / 8
+    }
+
+    /// Bytes of the gathered patch of one pixel (rounded to whole words).
+    pub const fn patch_bytes(&self) -> usize {
+        self.patch.div_ceil(4) * 4
+    }
+
+    /// Bytes of scratch the kernel needs: the patch, then the lanes and tails of two pixels.
+    pub const fn scratch_bytes(&self) -> usize {
+        self.patch_bytes() + ALIGN_SLACK + 4 * (self.lane_entries() + 2 * self.tail)
+    }
+}
+
+/// The variant that runs a convolution of this shape with `weight_bits`-bit weights.
+pub fn conv_variant(geo: &ConvGeometry, weight_bits: u8) -> ConvVariant {
+    if geo.groups != 1 {
+        return ConvVariant::Reference;
+    }
+    let format = LaneFormat::for_weight_bits(weight_bits);
+    let patch = geo.patch_len();
+    let words = patch / format.codes_per_word();
+    // Each channel's weights must start on a byte, so that its words can be read directly.
+    if words == 0 || (patch * format.bits() as usize) % 8 != 0 {
+        return ConvVariant::Reference;
+    }
+    ConvVariant::Gemm(GemmPlan { format, patch, words, tail: patch - words * format.codes_per_word() })
+}
+
+/// Bytes of scratch [`super::conv2d`] needs for this shape (0 when it needs none).
+pub fn conv_scratch_bytes(geo: &ConvGeometry, weight_bits: u8) -> usize {
+    match conv_variant(geo, weight_bits) {
+        ConvVariant::Reference => 0,
+        ConvVariant::Gemm(plan) => plan.scratch_bytes(),
+    }
+}

@@ -1,0 +1,148 @@
+//! Randomized checks of the selected kernel variants against the reference kernels, runnable anywhere:
+//! the host's tests call it, and the `kernel-test` firmware runs it on each board (`qfd-host kernel-test`),
+//! which is where the `asm!` variants execute. No allocation: every case fits fixed buffers.
+//!
+//! Each case draws a convolution (1-8 x 1-8 pixels, 1-24 input channels, multiples of 4 favoured, 1-9
+//! output channels, kernels 1x1 to 3x3, strides 1-2, any padding up to the kernel, weight and activation
+//! bits 1-8) and a requantization whose step is one or a few accumulator units, so that an accumulator
+//! that is off by one changes the output code. [`check_conv`] runs it through [`kernels::conv2d`] (what
+//! models run) and [`kernels::reference::conv2d`], with the scratch starting at every alignment.
+
+use crate::format::{Clamp, Padding, Window};
+use crate::kernels::{self, select, ConvGeometry, Hwc};
+use crate::requant::{ChannelRequant, RequantParams, CHANNEL_RECORD_BYTES};
+use crate::weights::{max_code, pack_codes, packed_len, PackedWeights};
+
+const MAX_HW: usize = 8;
+const MAX_CIN: usize = 24;
+const MAX_COUT: usize = 9;
+const MAX_PATCH: usize = 9 * MAX_CIN;
+// Padding can make the output larger than the input (8 + 2 + 2 - 1 = 11 at most).
+const MAX_OUT: usize = 11 * 11 * MAX_COUT;
+const MAX_SCRATCH: usize = 4 * 1024;
+
+/// What a run of cases found.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Summary {
+    /// Cases run.
+    pub cases: u32,
+    /// Cases that the im2col variant ran (the rest ran the reference twice).
+    pub fast_cases: u32,
+    /// Cases whose outputs differed.
+    pub mismatches: u32,
+    /// The first failing case's number, if any.
+    pub first_failure: Option<u32>,
+}
+
+/// A small xorshift generator: the same cases on every machine for the same seed.
+struct Rng(u32);
+
+impl Rng {
+    fn next(&mut self) -> u32 {
+        let mut x = self.0;
+        x ^= x << 13;
+        x ^= x >> 17;
+        x ^= x << 5;
+        self.0 = x;
+        x
+    }
+    /// Uniform in `lo..=hi`.
+    fn range(&mut self, lo: u32, hi: u32) -> u32 {
+        lo + self.next() % (hi - lo + 1)
+    }
+}
+
+/// Runs `cases` random convolutions from `seed` and counts the ones whose selected variant differs from
+/// the reference.
+pub fn check_conv(seed: u32, cases: u32) -> Summary {
+    let mut rng = Rng(seed | 1);
+    let mut summary = Summary::default();
+    for case in 0..cases {
+        let (same, fast) = conv_case(&mut rng, case);
+        summary.cases += 1;
+        summary.fast_cases += fast as u32;
+        if !same {
+            summary.mismatches += 1;
+            summary.first_failure.get_or_insert(case);
+        }
+    }
+    summary
+}
+
+/// One case: `(outputs equal, ran the fast variant)`.
+fn conv_case(rng: &mut Rng, case: u32) -> (bool, bool) {
+    let k = [rng.range(1, 3) as u8, rng.range(1, 3) as u8];
+    let stride = [rng.range(1, 2) as u8, rng.range(1, 2) as u8];
+    let mut pad = || rng.range(0, k[0].max(k[1]) as u32 - 1) as u8;
+    let padding = Padding { top: pad(), left: pad(), bottom: pad(), right: pad() };
+    let window = Window { kernel: k, stride, padding };
+    let cin = if rng.next() % 2 == 0 {
+        4 * rng.range(1, 6) as usize
+    } else {
+        rng.range(1, MAX_CIN as u32) as usize
+    };
+    let cout = rng.range(1, MAX_COUT as u32) as usize;
+    let (h, w) =
+        (rng.range(k[0] as u32, MAX_HW as u32) as usize, rng.range(k[1] as u32, MAX_HW as u32) as usize);
+    let Some([ho, wo]) = window.output_hw(h, w) else { return (true, false) };
+    let geo = ConvGeometry { input: Hwc::new(h, w, cin), output: Hwc::new(ho, wo, cout), window, groups: 1 };
+    let (wbits, abits, obits) = (rng.range(1, 8) as u8, rng.range(1, 8) as u8, rng.range(1, 8) as u8);
+
+    let mut input = [0u8; MAX_HW * MAX_HW * MAX_CIN];
+    let input = &mut input[..h * w * cin];
+    let extremes = rng.next() % 8 == 0;
+    for x in input.iter_mut() {
+        *x = if extremes {
+            (rng.next() % 2) as u8 * max_code(abits) as u8
+        } else {
+            (rng.next() & max_code(abits) as u32) as u8
+        };
+    }
+    let mut codes = [0u8; MAX_COUT * MAX_PATCH];
+    let codes = &mut codes[..cout * geo.patch_len()];
+    for c in codes.iter_mut() {
+        *c = (rng.next() & max_code(wbits) as u32) as u8;
+    }
+    let mut packed = [0u8; MAX_COUT * MAX_PATCH];
+    let packed = &mut packed[..packed_len(codes.len(), wbits)];
+    pack_codes(codes, wbits, packed);
+
+    // A step of 2^s accumulator units per output code, s in 0-3, centred at a random accumulator.
+    let mut records = [0u8; MAX_COUT * CHANNEL_RECORD_BYTES];
+    let records = &mut records[..cout * CHANNEL_RECORD_BYTES];
+    let bound = (geo.patch_len() as i64) * max_code(abits) as i64 * max_code(wbits) as i64;
+    for r in records.chunks_exact_mut(CHANNEL_RECORD_BYTES) {
+        let shift = -(rng.range(0, 3) as i8);
+        let centre = (rng.next() as i64 % (bound + 1)) - bound / 2;
+        let n = 31 - shift as i32;
+        let multiplier = 1 << 30;
+        // acc * 2^30 + offset over 2^n: offset = -centre * 2^30 + half the code range in product units.
+        let offset = -centre * (1 << 30) + ((max_code(obits) as i64 / 2) << n);
+        r.copy_from_slice(&RequantParams { offset, multiplier, shift }.to_record());
+    }
+    let requant = ChannelRequant { records };
+    let clamp = Clamp { min: 0, max: max_code(obits) as u8 };
+    let weights = PackedWeights { bits: wbits, data: packed };
+
+    let mut want = [0u8; MAX_OUT];
+    let want = &mut want[..ho * wo * cout];
+    kernels::reference::conv2d(input, &geo, weights, requant, clamp, want);
+    let mut got = [0xa5u8; MAX_OUT];
+    let got = &mut got[..ho * wo * cout];
+    let mut scratch = [0x5au8; MAX_SCRATCH + 3];
+    let need = kernels::conv_scratch_bytes(&geo, wbits);
+    let start = case as usize % 4;
+    kernels::conv2d(input, &geo, weights, requant, clamp, got, &mut scratch[start..start + need]);
+    let fast = matches!(select::conv_variant(&geo, wbits), select::ConvVariant::Gemm(_));
+    (got == want, fast)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn every_selected_variant_matches_the_reference() {
+        let summary = super::check_conv(0x5eed, 3000);
+        assert_eq!(summary.mismatches, 0, "{summary:?}");
+        assert!(summary.fast_cases > 1000, "too few cases reached the fast variant: {summary:?}");
+    }
+}
