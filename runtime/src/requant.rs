@@ -76,14 +76,26 @@ impl RequantParams {
 /// an unspecified result, never a panic.
 #[inline]
 pub fn requantize(acc: i32, p: RequantParams) -> i32 {
+    rounded(acc, p).clamp(i32::MIN as i64, i32::MAX as i64) as i32
+}
+
+/// `round((acc * multiplier + offset) / 2^(31 - shift))`, ties away from zero, before any saturation.
+#[inline(always)]
+fn rounded(acc: i32, p: RequantParams) -> i64 {
     let n = (31 - p.shift as i32).clamp(1, 62) as u32;
     let sum = (acc as i64 * p.multiplier as i64).wrapping_add(p.offset);
     // round_half_away(sum / 2^n) = floor((sum + 2^(n-1) - [sum < 0]) / 2^n): adding half the divisor then
     // flooring rounds ties up, the `- 1` for negative sums makes them round away from zero. With
     // `t = sum - [sum < 0]` and `u = t >> (n - 1)`, that floor is `(u >> 1) + (u & 1)`.
-    let u = sum.wrapping_sub((sum < 0) as i64) >> (n - 1);
-    let q = (u >> 1) + (u & 1);
-    q.clamp(i32::MIN as i64, i32::MAX as i64) as i32
+    let t = sum.wrapping_sub((sum < 0) as i64);
+    if n > 32 {
+        // The usual case (scales below 2^-1): `u` fits 32 bits and only `t`'s high word matters, so a
+        // 32-bit core needs no 64-bit shift. Arithmetic shifts compose: `t >> (n-1) = (t >> 32) >> (n-33)`.
+        let u = ((t >> 32) as i32) >> (n - 33);
+        return ((u >> 1) + (u & 1)) as i64;
+    }
+    let u = t >> (n - 1);
+    (u >> 1) + (u & 1)
 }
 
 /// The logit of a [`FcOutput::Logits`](crate::format::FcOutput::Logits) layer:
@@ -93,10 +105,11 @@ pub fn logit(acc: i32, p: RequantParams) -> i32 {
     (acc as i64).saturating_add(p.offset).clamp(i32::MIN as i64, i32::MAX as i64) as i32
 }
 
-/// [`requantize`] followed by a clamp to the output code range.
+/// [`requantize`] followed by a clamp to the output code range. (The code range lies inside `i32`, so
+/// clamping the unsaturated value to it gives the same code and skips the `i32` saturation.)
 #[inline]
 pub fn requantize_to_code(acc: i32, p: RequantParams, min: u8, max: u8) -> u8 {
-    requantize(acc, p).clamp(min as i32, max as i32) as u8
+    rounded(acc, p).clamp(min as i64, max as i64) as u8
 }
 
 /// A per-channel table of [`RequantParams`], borrowed from the model file as 13-byte records.

@@ -35,7 +35,7 @@ pub(super) fn conv2d(
     let (lanes, tails) = words.split_at_mut(plan.lane_entries());
     let (pixels, channels) = (geo.output.h * geo.output.w, geo.output.c);
     let (row_bytes, full_bytes) = (plan.row_bytes(), 4 * plan.words);
-    let (full, tail) = (plan.full(), plan.tail);
+    let tail = plan.tail;
 
     for a in (0..pixels).step_by(2) {
         // An odd last pixel is gathered twice and its second result dropped.
@@ -46,31 +46,38 @@ pub(super) fn conv2d(
         ];
         for o0 in (0..channels).step_by(2) {
             let o1 = if o0 + 1 < channels { o0 + 1 } else { o0 };
-            let row = |o: usize| &weights.data[o * row_bytes..o * row_bytes + full_bytes];
-            let mut acc = dot_2x2(lanes, row(o0), row(o1), plan.format, plan.words);
-            for t in 0..tail {
-                let (xa, xb) = (tails[t] as i32, tails[tail + t] as i32);
-                let (k0, k1) = (
-                    weights.code(o0 * plan.patch + full + t) as i32,
-                    weights.code(o1 * plan.patch + full + t) as i32,
-                );
-                acc[0] = acc[0].wrapping_add(xa * k0);
-                acc[1] = acc[1].wrapping_add(xb * k0);
-                acc[2] = acc[2].wrapping_add(xa * k1);
-                acc[3] = acc[3].wrapping_add(xb * k1);
+            let row = |o: usize| &weights.data[o * row_bytes..(o + 1) * row_bytes];
+            let (row0, row1) = (row(o0), row(o1));
+            let mut acc = dot_2x2(lanes, &row0[..full_bytes], &row1[..full_bytes], plan.format, plan.words);
+            if tail > 0 {
+                // The tail codes are the top `tail * bits` bits of each row's last word.
+                let bits = plan.format.bits();
+                let first = 32 - tail as u32 * bits;
+                let (last0, last1) = (le_word(row0, row_bytes - 4), le_word(row1, row_bytes - 4));
+                let mask = (1u32 << bits) - 1;
+                for t in 0..tail {
+                    let at = first + t as u32 * bits;
+                    let (k0, k1) = (((last0 >> at) & mask) as i32, ((last1 >> at) & mask) as i32);
+                    let (xa, xb) = (tails[t] as i32, tails[tail + t] as i32);
+                    acc[0] = acc[0].wrapping_add(xa * k0);
+                    acc[1] = acc[1].wrapping_add(xb * k0);
+                    acc[2] = acc[2].wrapping_add(xa * k1);
+                    acc[3] = acc[3].wrapping_add(xb * k1);
+                }
             }
-            let mut emit = |pixel: usize, o: usize, sum_xk: i32, sum_x: i32| {
+            let (p0, p1) = (requant.get(o0), requant.get(o1));
+            let mut emit = |pixel: usize, o: usize, p, sum_xk: i32, sum_x: i32| {
                 let acc = odd_grid_acc(sum_xk, sum_x, weights.bits);
-                output[pixel * channels + o] = requantize_to_code(acc, requant.get(o), clamp.min, clamp.max);
+                output[pixel * channels + o] = requantize_to_code(acc, p, clamp.min, clamp.max);
             };
-            emit(a, o0, acc[0], sum_x[0]);
+            emit(a, o0, p0, acc[0], sum_x[0]);
             if b != a {
-                emit(b, o0, acc[1], sum_x[1]);
+                emit(b, o0, p0, acc[1], sum_x[1]);
             }
             if o1 != o0 {
-                emit(a, o1, acc[2], sum_x[0]);
+                emit(a, o1, p1, acc[2], sum_x[0]);
                 if b != a {
-                    emit(b, o1, acc[3], sum_x[1]);
+                    emit(b, o1, p1, acc[3], sum_x[1]);
                 }
             }
         }
@@ -115,11 +122,14 @@ fn im2col(
                 let dst = &mut lanes[4 * first..4 * (first + cin / 4)];
                 match tap(ky, kx) {
                     Some(src) => {
-                        for (m, d) in dst.chunks_exact_mut(4).enumerate() {
-                            let (even, odd) = split_bytes(le_word(src, 4 * m));
-                            d[slot] = even;
-                            d[2 + slot] = odd;
-                            sum.add(even.wrapping_add(odd));
+                        for (chunk, src) in dst.chunks_mut(4 * FOLD_EVERY).zip(src.chunks(4 * FOLD_EVERY)) {
+                            for (d, word) in chunk.chunks_exact_mut(4).zip(src.chunks_exact(4)) {
+                                let (even, odd) = split_bytes(le_word(word, 0));
+                                d[slot] = even;
+                                d[2 + slot] = odd;
+                                sum.add(even.wrapping_add(odd));
+                            }
+                            sum.fold();
                         }
                     }
                     None => dst.chunks_exact_mut(2).for_each(|d| d[slot] = 0),
@@ -129,11 +139,22 @@ fn im2col(
         return sum.total();
     }
 
+    let row_inside = |ky: usize| {
+        let iy = y0 + ky as isize;
+        iy >= 0 && iy < inp.h as isize && x0 >= 0 && x0 + kw as isize <= inp.w as isize
+    };
     for ky in 0..kh {
-        for kx in 0..kw {
-            let dst = &mut patch[(ky * kw + kx) * cin..][..cin];
+        let dst = &mut patch[ky * kw * cin..(ky + 1) * kw * cin];
+        if row_inside(ky) {
+            // The window's row lies inside the input: its taps are one contiguous run of `kw * cin` codes.
+            // A loop, not `copy_from_slice`: runs are a few bytes (the 3-channel stem), too short for memcpy.
+            let start = ((y0 + ky as isize) as usize * inp.w + x0 as usize) * cin;
+            dst.iter_mut().zip(&input[start..start + kw * cin]).for_each(|(d, &s)| *d = s);
+            continue;
+        }
+        for (kx, dst) in dst.chunks_exact_mut(cin).enumerate() {
             match tap(ky, kx) {
-                Some(src) => dst.copy_from_slice(src),
+                Some(src) => dst.iter_mut().zip(src).for_each(|(d, &s)| *d = s),
                 None => dst.fill(0),
             }
         }
@@ -158,6 +179,9 @@ fn to_lanes(codes: &[u8], format: LaneFormat, slot: usize, lanes: &mut [u32], su
             d[slot] = even;
             d[2 + slot] = odd;
             sum.add(even.wrapping_add(odd));
+            if m % FOLD_EVERY == FOLD_EVERY - 1 {
+                sum.fold();
+            }
         }
         return;
     }
@@ -175,6 +199,8 @@ fn to_lanes(codes: &[u8], format: LaneFormat, slot: usize, lanes: &mut [u32], su
             sum.add(u_even.wrapping_add(u_odd));
             sum.add(v_even.wrapping_add(v_odd));
         }
+        // At most 8 adds per word of codes: fold after each.
+        sum.fold();
     }
 }
 
@@ -184,12 +210,15 @@ fn split_bytes(word: u32) -> (u32, u32) {
     (word & 0x00ff_00ff, (word >> 8) & 0x00ff_00ff)
 }
 
-/// A sum of codes kept as two 16-bit lanes, folded before a lane can overflow (each add brings at most
-/// `2 * 255` per lane).
+/// Adds into a [`LaneSum`] between folds: each add brings at most `2 * 255` per 16-bit lane, so 128 adds
+/// stay below `2^16`.
+const FOLD_EVERY: usize = 128;
+
+/// A sum of codes kept as two 16-bit lanes (two adds per word of codes), folded into the total at least
+/// every [`FOLD_EVERY`] adds, before a lane can overflow.
 #[derive(Default)]
 struct LaneSum {
     lanes: u32,
-    adds: u32,
     total: u32,
 }
 
@@ -197,17 +226,12 @@ impl LaneSum {
     #[inline(always)]
     fn add(&mut self, pair: u32) {
         self.lanes = self.lanes.wrapping_add(pair);
-        self.adds += 1;
-        if self.adds == 64 {
-            self.fold();
-        }
     }
 
     #[inline(always)]
     fn fold(&mut self) {
         self.total += (self.lanes & 0xffff) + (self.lanes >> 16);
         self.lanes = 0;
-        self.adds = 0;
     }
 
     fn total(mut self) -> u32 {
