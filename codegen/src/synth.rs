@@ -10,7 +10,8 @@
 //! - `mobilenetv1`: Howard et al., `--width 0.25` at 96x96x3 is MLPerf Tiny's visual wake words model;
 //! - `mobilenetv2`: Sandler et al., inverted residuals with linear bottlenecks.
 //!
-//! First conv reads 8-bit pixels with 8-bit weights, the classifier has 8-bit weights (DESIGN.md); inner
+//! First conv reads 8-bit pixels with 8-bit weights, the classifier has 8-bit weights (as in
+//! `docs/architecture.md`: first and last layers stay at 8 bits); inner
 //! layers use the requested bits. Downsampling shortcuts are 1x1 convolutions.
 
 use std::fmt;

@@ -16,7 +16,7 @@ pub fn run() -> ! {
     );
     let s = qfd_runtime::selftest::check_conv(config::KERNEL_TEST_SEED, config::KERNEL_TEST_CASES);
     defmt::info!(
-        "kernel-test result: {=u32} cases, {=u32} through the im2col variant, {=u32} mismatches (first: {})",
+        "kernel-test result: {=u32} cases, {=u32} through a fast variant, {=u32} mismatches (first: {})",
         s.cases,
         s.fast_cases,
         s.mismatches,

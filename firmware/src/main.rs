@@ -8,7 +8,7 @@
 //! - The stack is painted at start-up and its high-water mark reported at the end ([`stack`]).
 //! - A panic or fault sends its location to the host and ends the run with a failing status ([`fault`]).
 //!
-//! `docs/firmware.md` describes the session and how to add a board.
+//! `docs/device.md` describes the session and how to add a board; `docs/architecture.md` the whole SDK.
 #![no_std]
 #![no_main]
 

@@ -46,8 +46,12 @@ pub struct ModelReport {
     pub fake_quant_accuracy: Option<f32>,
     /// Top-1 accuracy of the integer model at export, if measured.
     pub integer_accuracy: Option<f32>,
-    /// Bytes of working memory an inference needs.
+    /// Bytes of working memory an inference needs: `values_bytes + scratch_bytes`.
     pub arena_bytes: u64,
+    /// Bytes of the arena that hold tensors (the memory plan).
+    pub values_bytes: u64,
+    /// Bytes of kernel working memory (im2col buffers) after the tensors: the most any op needs.
+    pub scratch_bytes: u64,
     /// Multiply-accumulates per inference.
     pub total_macs: u64,
     /// Weight parameters.
@@ -102,6 +106,11 @@ pub struct LayerReport {
     pub params: u64,
     /// Bytes of packed weights plus requantization table.
     pub weight_bytes: u64,
+    /// The kernel variant the runtime selects for this shape (`reference`, `im2col` or `depthwise-3x3`;
+    /// DSP cores run the im2col variant's inner product with `SMLAD`).
+    pub variant: &'static str,
+    /// Bytes of kernel scratch this op needs.
+    pub scratch_bytes: u64,
 }
 
 fn value_report(v: &ValueDesc) -> ValueReport {
@@ -166,6 +175,8 @@ impl ModelReport {
                     macs: s.macs,
                     params: s.params,
                     weight_bytes: s.weight_bytes,
+                    variant: variant(op, desc, index),
+                    scratch_bytes: model.op_scratch_size(index) as u64,
                 }
             })
             .collect();
@@ -189,6 +200,8 @@ impl ModelReport {
             fake_quant_accuracy: meta.fake_quant_accuracy,
             integer_accuracy: meta.integer_accuracy,
             arena_bytes: model.arena_size() as u64,
+            values_bytes: model.values_size() as u64,
+            scratch_bytes: model.scratch_size() as u64,
             total_macs: stats.iter().map(|s| s.macs).sum(),
             total_params: stats.iter().map(|s| s.params).sum(),
             total_weight_bytes: stats.iter().map(|s| s.weight_bytes).sum(),
@@ -212,7 +225,13 @@ impl ModelReport {
             ("bits", format!("W{}/A{} (inner layers)", self.weight_bits, self.act_bits)),
             ("input", format!("{}, {} codes", shape(self.input.shape), elem(&self.input))),
             ("classes", self.classes.to_string()),
-            ("arena", format!("{} bytes", self.arena_bytes)),
+            (
+                "arena",
+                format!(
+                    "{} bytes ({} of tensors + {} of kernel scratch)",
+                    self.arena_bytes, self.values_bytes, self.scratch_bytes
+                ),
+            ),
             ("MACs", format!("{} ({:.2} M)", self.total_macs, self.total_macs as f64 / 1e6)),
             (
                 "weights",
@@ -255,6 +274,8 @@ impl ModelReport {
             ("weight B", Right),
             ("out B", Right),
             ("offset", Right),
+            ("kernel variant", Left),
+            ("scratch B", Right),
         ]);
         let dash = || "-".to_string();
         let pair = |p: Option<[u8; 2]>| p.map_or_else(dash, |[a, b]| format!("{a}x{b}"));
@@ -275,9 +296,29 @@ impl ModelReport {
                 l.weight_bytes.to_string(),
                 l.value.bytes.to_string(),
                 l.value.arena_offset.to_string(),
+                l.variant.to_string(),
+                l.scratch_bytes.to_string(),
             ]);
         }
         t
+    }
+}
+
+/// The conv variant name of op `index` (`-` for other ops).
+fn variant(op: &OpDesc<'_>, desc: &qfd_runtime::ModelDesc<'_>, index: usize) -> &'static str {
+    use qfd_runtime::kernels::{select, ConvGeometry, Hwc};
+    let OpDesc::Conv2d(c) = op else { return "-" };
+    let hwc = |v: &qfd_runtime::format::ValueDesc| Hwc::new(v.shape[0] as usize, v.shape[1] as usize, v.shape[2] as usize);
+    let geo = ConvGeometry {
+        input: hwc(&desc.values[c.input as usize]),
+        output: hwc(&desc.values[index + 1]),
+        window: c.window,
+        groups: c.groups as usize,
+    };
+    match select::conv_variant(&geo, c.weights.bits) {
+        select::ConvVariant::Reference => "reference",
+        select::ConvVariant::Gemm(_) => "im2col",
+        select::ConvVariant::Depthwise3x3 => "depthwise-3x3",
     }
 }
 

@@ -4,7 +4,7 @@
 //!
 //! Each case draws a convolution (1-8 x 1-8 pixels, 1-24 input channels, multiples of 4 favoured, 1-9
 //! output channels, kernels 1x1 to 3x3, strides 1-2, any padding up to the kernel, weight and activation
-//! bits 1-8) and a requantization whose step is one or a few accumulator units, so that an accumulator
+//! bits 1-8; one case in four a 3x3 depthwise convolution of 2-9 channels) and a requantization whose step is one or a few accumulator units, so that an accumulator
 //! that is off by one changes the output code. [`check_conv`] runs it through [`kernels::conv2d`] (what
 //! models run) and [`kernels::reference::conv2d`], with the scratch starting at every alignment.
 
@@ -26,7 +26,7 @@ const MAX_SCRATCH: usize = 4 * 1024;
 pub struct Summary {
     /// Cases run.
     pub cases: u32,
-    /// Cases that the im2col variant ran (the rest ran the reference twice).
+    /// Cases that a variant other than the reference ran (the rest ran the reference twice).
     pub fast_cases: u32,
     /// Cases whose outputs differed.
     pub mismatches: u32,
@@ -71,7 +71,9 @@ pub fn check_conv(seed: u32, cases: u32) -> Summary {
 
 /// One case: `(outputs equal, ran the fast variant)`.
 fn conv_case(rng: &mut Rng, case: u32) -> (bool, bool) {
-    let k = [rng.range(1, 3) as u8, rng.range(1, 3) as u8];
+    // One case in four is a 3x3 depthwise convolution.
+    let depthwise = rng.next() % 4 == 0;
+    let k = if depthwise { [3, 3] } else { [rng.range(1, 3) as u8, rng.range(1, 3) as u8] };
     let stride = [rng.range(1, 2) as u8, rng.range(1, 2) as u8];
     let mut pad = || rng.range(0, k[0].max(k[1]) as u32 - 1) as u8;
     let padding = Padding { top: pad(), left: pad(), bottom: pad(), right: pad() };
@@ -81,11 +83,13 @@ fn conv_case(rng: &mut Rng, case: u32) -> (bool, bool) {
     } else {
         rng.range(1, MAX_CIN as u32) as usize
     };
-    let cout = rng.range(1, MAX_COUT as u32) as usize;
+    let cin = if depthwise { cin.clamp(2, MAX_COUT) } else { cin };
+    let cout = if depthwise { cin } else { rng.range(1, MAX_COUT as u32) as usize };
+    let groups = if depthwise { cin } else { 1 };
     let (h, w) =
         (rng.range(k[0] as u32, MAX_HW as u32) as usize, rng.range(k[1] as u32, MAX_HW as u32) as usize);
     let Some([ho, wo]) = window.output_hw(h, w) else { return (true, false) };
-    let geo = ConvGeometry { input: Hwc::new(h, w, cin), output: Hwc::new(ho, wo, cout), window, groups: 1 };
+    let geo = ConvGeometry { input: Hwc::new(h, w, cin), output: Hwc::new(ho, wo, cout), window, groups };
     let (wbits, abits, obits) = (rng.range(1, 8) as u8, rng.range(1, 8) as u8, rng.range(1, 8) as u8);
 
     let mut input = [0u8; MAX_HW * MAX_HW * MAX_CIN];
@@ -133,7 +137,7 @@ fn conv_case(rng: &mut Rng, case: u32) -> (bool, bool) {
     let need = kernels::conv_scratch_bytes(&geo, wbits);
     let start = case as usize % 4;
     kernels::conv2d(input, &geo, weights, requant, clamp, got, &mut scratch[start..start + need]);
-    let fast = matches!(select::conv_variant(&geo, wbits), select::ConvVariant::Gemm(_));
+    let fast = select::conv_variant(&geo, wbits) != select::ConvVariant::Reference;
     (got == want, fast)
 }
 

@@ -1,6 +1,6 @@
 //! What the fuzz targets share: checking one model file against the robustness contract.
 //!
-//! Contract (DESIGN.md, "The .qfdm model file"): a truncated, corrupted or hostile file gives a typed
+//! Contract (`docs/format.md`, and `docs/fuzzing.md`): a truncated, corrupted or hostile file gives a typed
 //! `LoadError`, never a panic; a model that loads runs without panicking and returns `Ok` or a typed
 //! `RunError`. Models whose arena or work is too large for one fuzzing iteration are loaded but not run.
 

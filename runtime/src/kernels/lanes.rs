@@ -56,14 +56,7 @@ pub fn le_word(bytes: &[u8], i: usize) -> u32 {
     u32::from_le_bytes([bytes[i], bytes[i + 1], bytes[i + 2], bytes[i + 3]])
 }
 
-// On DSP builds `dsp::dot_2x2` replaces the two functions below.
-/// `x.lo * k.lo + x.hi * k.hi` on two pairs of 16-bit lanes holding codes (what `SMLAD` adds).
-#[cfg_attr(all(target_arch = "arm", qfd_dsp), allow(dead_code))]
-#[inline(always)]
-pub fn dual_mul(x: u32, k: u32) -> i32 {
-    ((x & 0xffff) * (k & 0xffff) + (x >> 16) * (k >> 16)) as i32
-}
-
+// On DSP builds `dsp::dot_2x2` replaces the functions below.
 /// The dot products of two weight rows with two im2col'd pixels over `words` weight words:
 /// `[row0 . A, row0 . B, row1 . A, row1 . B]`, wrapping in `i32` (exact when the true sums fit, which
 /// validation proves).
@@ -73,19 +66,36 @@ pub fn dual_mul(x: u32, k: u32) -> i32 {
 #[cfg_attr(all(target_arch = "arm", qfd_dsp), allow(dead_code))]
 #[inline]
 pub fn dot_2x2(x: &[u32], row0: &[u8], row1: &[u8], format: LaneFormat, words: usize) -> [i32; 4] {
-    let pairs = format.pairs_per_word();
-    let mut acc = [0i32; 4];
-    for m in 0..words {
-        let (w0, w1) = (le_word(row0, 4 * m), le_word(row1, 4 * m));
-        let x = &x[2 * m * pairs..2 * (m + 1) * pairs];
+    match format.bits() {
+        8 => dot_2x2_bits::<8>(x, row0, row1, words),
+        4 => dot_2x2_bits::<4>(x, row0, row1, words),
+        2 => dot_2x2_bits::<2>(x, row0, row1, words),
+        _ => dot_2x2_bits::<1>(x, row0, row1, words),
+    }
+}
+
+/// [`dot_2x2`] for one bit-width, so that the pairs of a word unroll and each lane is one `UBFX`-like
+/// extraction.
+#[cfg_attr(all(target_arch = "arm", qfd_dsp), allow(dead_code))]
+#[inline(always)]
+fn dot_2x2_bits<const BITS: u32>(x: &[u32], row0: &[u8], row1: &[u8], words: usize) -> [i32; 4] {
+    let pairs = (16 / BITS) as usize;
+    let mask = (1u32 << BITS) - 1;
+    let [mut a0, mut b0, mut a1, mut b1] = [0u32; 4];
+    let words = x.chunks_exact(2 * pairs).zip(row0.chunks_exact(4).zip(row1.chunks_exact(4))).take(words);
+    for (x, (w0, w1)) in words {
+        let (w0, w1) = (le_word(w0, 0), le_word(w1, 0));
         for j in 0..pairs {
-            let (k0, k1) = (format.pair(w0, j), format.pair(w1, j));
+            let (lo, hi) = (j as u32 * BITS, j as u32 * BITS + 16);
+            let (k0_lo, k0_hi) = ((w0 >> lo) & mask, (w0 >> hi) & mask);
+            let (k1_lo, k1_hi) = ((w1 >> lo) & mask, (w1 >> hi) & mask);
             let (xa, xb) = (x[2 * j], x[2 * j + 1]);
-            acc[0] = acc[0].wrapping_add(dual_mul(xa, k0));
-            acc[1] = acc[1].wrapping_add(dual_mul(xb, k0));
-            acc[2] = acc[2].wrapping_add(dual_mul(xa, k1));
-            acc[3] = acc[3].wrapping_add(dual_mul(xb, k1));
+            let (xa_lo, xa_hi, xb_lo, xb_hi) = (xa & 0xffff, xa >> 16, xb & 0xffff, xb >> 16);
+            a0 = a0.wrapping_add(xa_lo * k0_lo).wrapping_add(xa_hi * k0_hi);
+            b0 = b0.wrapping_add(xb_lo * k0_lo).wrapping_add(xb_hi * k0_hi);
+            a1 = a1.wrapping_add(xa_lo * k1_lo).wrapping_add(xa_hi * k1_hi);
+            b1 = b1.wrapping_add(xb_lo * k1_lo).wrapping_add(xb_hi * k1_hi);
         }
     }
-    acc
+    [a0 as i32, b0 as i32, a1 as i32, b1 as i32]
 }

@@ -14,10 +14,12 @@
 //! - `gemm`: convolution as a blocked matrix product over an im2col buffer (portable Rust), whose inner
 //!   `2 x 2` dot product is the only part a core-specific variant replaces.
 //! - `dsp` (Armv7E-M and Armv8-M Mainline with the DSP extension): that inner product with `SMLAD`.
+//! - `depthwise`: 3x3 depthwise convolution, one channel at a time with its weights in registers.
 //! - [`select`]: the one place that decides which variant runs an op, from the core's features (fixed when
 //!   the runtime is compiled for a board) and the layer's shape. The interpreter and generated code both
 //!   call the functions below, so they always run the same variant.
 
+mod depthwise;
 mod gemm;
 mod lanes;
 pub mod reference;
@@ -134,6 +136,7 @@ pub fn conv2d(
     match select::conv_variant(geo, weights.bits) {
         ConvVariant::Reference => reference::conv2d(input, geo, weights, requant, clamp, output),
         ConvVariant::Gemm(plan) => gemm::conv2d(input, geo, &plan, weights, requant, clamp, output, scratch),
+        ConvVariant::Depthwise3x3 => depthwise::depthwise3x3(input, geo, weights, requant, clamp, output),
     }
 }
 

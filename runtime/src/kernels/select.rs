@@ -33,6 +33,8 @@ pub enum ConvVariant {
     Reference,
     /// im2col of two output pixels, then a `2 x 2` (pixels x channels) blocked dot product.
     Gemm(GemmPlan),
+    /// 3x3 depthwise: one channel at a time, its nine weights held in registers.
+    Depthwise3x3,
 }
 
 impl ConvVariant {
@@ -42,6 +44,7 @@ impl ConvVariant {
             (ConvVariant::Reference, _) => "reference",
             (ConvVariant::Gemm(_), true) => "im2col-2x2-smlad",
             (ConvVariant::Gemm(_), false) => "im2col-2x2",
+            (ConvVariant::Depthwise3x3, _) => "depthwise-3x3",
         }
     }
 }
@@ -88,6 +91,10 @@ impl GemmPlan {
 
 /// The variant that runs a convolution of this shape with `weight_bits`-bit weights.
 pub fn conv_variant(geo: &ConvGeometry, weight_bits: u8) -> ConvVariant {
+    let depthwise = geo.groups == geo.input.c && geo.groups == geo.output.c && geo.groups > 1;
+    if depthwise && geo.window.kernel == [3, 3] {
+        return ConvVariant::Depthwise3x3;
+    }
     if geo.groups != 1 {
         return ConvVariant::Reference;
     }
@@ -104,7 +111,7 @@ pub fn conv_variant(geo: &ConvGeometry, weight_bits: u8) -> ConvVariant {
 /// Bytes of scratch [`super::conv2d`] needs for this shape (0 when it needs none).
 pub fn conv_scratch_bytes(geo: &ConvGeometry, weight_bits: u8) -> usize {
     match conv_variant(geo, weight_bits) {
-        ConvVariant::Reference => 0,
+        ConvVariant::Reference | ConvVariant::Depthwise3x3 => 0,
         ConvVariant::Gemm(plan) => plan.scratch_bytes(),
     }
 }
