@@ -308,7 +308,9 @@ impl ModelReport {
 fn variant(op: &OpDesc<'_>, desc: &qfd_runtime::ModelDesc<'_>, index: usize) -> &'static str {
     use qfd_runtime::kernels::{select, ConvGeometry, Hwc};
     let OpDesc::Conv2d(c) = op else { return "-" };
-    let hwc = |v: &qfd_runtime::format::ValueDesc| Hwc::new(v.shape[0] as usize, v.shape[1] as usize, v.shape[2] as usize);
+    let hwc = |v: &qfd_runtime::format::ValueDesc| {
+        Hwc::new(v.shape[0] as usize, v.shape[1] as usize, v.shape[2] as usize)
+    };
     let geo = ConvGeometry {
         input: hwc(&desc.values[c.input as usize]),
         output: hwc(&desc.values[index + 1]),

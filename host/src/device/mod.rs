@@ -16,6 +16,7 @@ mod probe;
 mod qemu;
 pub mod report;
 pub mod session;
+pub mod speed;
 pub mod target;
 
 use std::path::PathBuf;

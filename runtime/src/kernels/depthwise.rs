@@ -24,7 +24,9 @@ pub(super) fn depthwise3x3(
     let [sy, sx] = [win.stride[0] as usize, win.stride[1] as usize];
     let [top, left] = [win.padding.top as usize, win.padding.left as usize];
     // Output rows and columns whose whole window lies inside the input.
-    let inside = |o: usize, stride: usize, pad: usize, extent: usize| o * stride >= pad && o * stride - pad + 3 <= extent;
+    let inside = |o: usize, stride: usize, pad: usize, extent: usize| {
+        o * stride >= pad && o * stride - pad + 3 <= extent
+    };
     let row_stride = inp.w * channels;
     let offset = max_code(weights.bits);
     for c in 0..channels {
