@@ -55,17 +55,23 @@ fn main() {
     let config = format!(
         "pub const BOARD: &str = {name:?};\npub const CLOCK_HZ: u32 = {};\npub const MODEL_CRC: u32 = {crc:#010x};\n\
          pub const INPUT_LEN: usize = {};\npub const INPUT_BITS: u32 = {input_bits};\npub const NUM_CLASSES: usize = {};\npub const NUM_LAYERS: usize = {};\n\
-         pub const ARENA_SIZE: usize = {};\npub const REQUEST_FRAME: usize = {};\n\
-         pub const KERNEL_TEST_SEED: u32 = {};\npub const KERNEL_TEST_CASES: u32 = {};\n",
+         pub const ARENA_SIZE: usize = {};\npub const REQUEST_FRAME: usize = {};\n",
         board.clock_hz,
         model.input_len(),
         model.num_classes(),
         model.desc().ops.len(),
         model.arena_size(),
         qfd_link::max_request_frame(model.input_len()),
-        number("QFD_KERNEL_TEST_SEED", 1),
-        number("QFD_KERNEL_TEST_CASES", 2000),
     );
+    let config = if env::var_os("CARGO_FEATURE_KERNEL_TEST").is_some() {
+        format!(
+            "{config}pub const KERNEL_TEST_SEED: u32 = {};\npub const KERNEL_TEST_CASES: u32 = {};\n",
+            number("QFD_KERNEL_TEST_SEED", 1),
+            number("QFD_KERNEL_TEST_CASES", 2000)
+        )
+    } else {
+        config
+    };
     fs::write(out.join("config.rs"), config).unwrap();
 
     println!("cargo:rustc-link-search={}", out.display());

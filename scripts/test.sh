@@ -2,7 +2,8 @@
 # The project's test command (README quick start, step 2). CI runs it through .ci/run.
 #
 #   scripts/test.sh     format, lints, all workspace tests (QEMU and Fashion-MNIST included), cross builds,
-#                       device parity on three emulated boards, real boards linked, the probe-rs build
+#                       the kernels tested on every emulated core, device parity at three bit-widths on
+#                       every emulated board, real boards linked, the probe-rs build
 #
 # Longer fuzzing is separate: docs/fuzzing.md. Training accuracy runs are separate: docs/training.md.
 set -euo pipefail
@@ -33,15 +34,29 @@ cargo build --release -p qfd-host
 host=target/release/qfd-host
 work=target/ci
 mkdir -p "$work"
+for bits in 8 4 2; do
+    "$host" synth --arch resnet8 --input 16x16x3 --bits "$bits" --out "$work/resnet8-16x16x3-w${bits}a${bits}.qfdm"
+done
 model="$work/resnet8-16x16x3-w4a4.qfdm"
-"$host" synth --arch resnet8 --input 16x16x3 --bits 4 --out "$model"
 
 step "firmware lints (with the generated model compiled in)"
 (cd firmware && QFD_MODEL="$PWD/../$model" cargo clippy --release -- -D warnings)
+# The DSP kernels (asm) and the kernel-test firmware, as a Cortex-M4 build sees them.
+(cd firmware && QFD_MODEL="$PWD/../$model" RUSTFLAGS="-C target-cpu=cortex-m4 --cfg qfd_dsp" \
+    cargo clippy --release --features kernel-test --target-dir target/clippy-dsp -- -D warnings)
 
-step "device parity on emulated boards: 200 inputs each, every output equal to the host runtime's"
-for board in qemu-m3 qemu-m4 qemu-m55; do
-    "$host" run --board "$board" --model "$model" --samples 200
+emulated=(qemu-m3 qemu-m4 qemu-m7 qemu-m33 qemu-m55)
+
+step "kernels on the cores: random cases through each core's selected kernels (asm included) vs the reference"
+for board in "${emulated[@]}"; do
+    "$host" kernel-test --board "$board" --cases 2000
+done
+
+step "device parity on emulated boards: W8A8, W4A4 and W2A2, 200 inputs each, every output equal to the host's"
+for board in "${emulated[@]}"; do
+    for bits in 8 4 2; do
+        "$host" run --board "$board" --model "$work/resnet8-16x16x3-w${bits}a${bits}.qfdm" --samples 200
+    done
 done
 "$host" run --board qemu-m4 --model "$model" --samples 200 --engine interpreter
 

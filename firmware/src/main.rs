@@ -11,6 +11,8 @@
 //! `docs/device.md` describes the session and how to add a board; `docs/architecture.md` the whole SDK.
 #![no_std]
 #![no_main]
+// The kernel-test image serves no model: the model, session and link code it links is left unused.
+#![cfg_attr(feature = "kernel-test", allow(dead_code, unused_imports))]
 
 mod config {
     include!(concat!(env!("OUT_DIR"), "/config.rs"));
@@ -40,6 +42,13 @@ fn main() -> ! {
     timer::start(&mut core);
     #[cfg(feature = "kernel-test")]
     kernel_test::run();
+    #[cfg(not(feature = "kernel-test"))]
+    serve_model()
+}
+
+/// Serves the link until the host says `Finish`, then exits with the session's status.
+#[cfg(not(feature = "kernel-test"))]
+fn serve_model() -> ! {
     let mut link = link::open();
     defmt::info!(
         "qfd-firmware on {=str}: {} engine, model crc {=u32:#x}, {=usize} layers, arena {=usize} B",

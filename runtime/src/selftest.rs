@@ -72,13 +72,13 @@ pub fn check_conv(seed: u32, cases: u32) -> Summary {
 /// One case: `(outputs equal, ran the fast variant)`.
 fn conv_case(rng: &mut Rng, case: u32) -> (bool, bool) {
     // One case in four is a 3x3 depthwise convolution.
-    let depthwise = rng.next() % 4 == 0;
+    let depthwise = rng.next().is_multiple_of(4);
     let k = if depthwise { [3, 3] } else { [rng.range(1, 3) as u8, rng.range(1, 3) as u8] };
     let stride = [rng.range(1, 2) as u8, rng.range(1, 2) as u8];
     let mut pad = || rng.range(0, k[0].max(k[1]) as u32 - 1) as u8;
     let padding = Padding { top: pad(), left: pad(), bottom: pad(), right: pad() };
     let window = Window { kernel: k, stride, padding };
-    let cin = if rng.next() % 2 == 0 {
+    let cin = if rng.next().is_multiple_of(2) {
         4 * rng.range(1, 6) as usize
     } else {
         rng.range(1, MAX_CIN as u32) as usize
@@ -94,7 +94,7 @@ fn conv_case(rng: &mut Rng, case: u32) -> (bool, bool) {
 
     let mut input = [0u8; MAX_HW * MAX_HW * MAX_CIN];
     let input = &mut input[..h * w * cin];
-    let extremes = rng.next() % 8 == 0;
+    let extremes = rng.next().is_multiple_of(8);
     for x in input.iter_mut() {
         *x = if extremes {
             (rng.next() % 2) as u8 * max_code(abits) as u8

@@ -147,7 +147,7 @@ macro_rules! dot_bytes_loop {
 unsafe fn dot_bytes(x: *const u32, p0: *const u8, p1: *const u8, words: usize) -> [i32; 4] {
     // SAFETY: the caller's contract bounds the reads; r7 is saved and restored around its use.
     unsafe {
-        if words % 2 == 0 {
+        if words.is_multiple_of(2) {
             dot_bytes_loop!(x, p0, p1, words / 2, bytes_word!(), bytes_word!())
         } else {
             dot_bytes_loop!(x, p0, p1, words, bytes_word!())

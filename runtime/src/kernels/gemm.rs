@@ -114,7 +114,7 @@ fn im2col(
     };
 
     let mut sum = LaneSum::default();
-    if plan.format.bits() == 8 && cin % 4 == 0 {
+    if plan.format.bits() == 8 && cin.is_multiple_of(4) {
         // Every tap is whole words: unpack them straight from the input, with no copy of the patch.
         for ky in 0..kh {
             for kx in 0..kw {

@@ -102,7 +102,7 @@ pub fn conv_variant(geo: &ConvGeometry, weight_bits: u8) -> ConvVariant {
     let patch = geo.patch_len();
     let words = patch / format.codes_per_word();
     // Each channel's weights must start on a byte, so that its words can be read directly.
-    if words == 0 || (patch * format.bits() as usize) % 8 != 0 {
+    if words == 0 || !(patch * format.bits() as usize).is_multiple_of(8) {
         return ConvVariant::Reference;
     }
     ConvVariant::Gemm(GemmPlan { format, patch, words, tail: patch - words * format.codes_per_word() })
