@@ -15,6 +15,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::format::Clamp;
+
 /// Smallest allowed shift (divide by `2^62`).
 pub const MIN_SHIFT: i8 = -31;
 /// Largest allowed shift (divide by `2^1`).
@@ -58,6 +60,18 @@ impl RequantParams {
         r
     }
 
+    /// Decodes the record at the start of `r` (at least 13 bytes), read in place.
+    #[inline]
+    pub fn from_slice(r: &[u8]) -> Self {
+        let r = &r[..CHANNEL_RECORD_BYTES];
+        let word = |i: usize| u32::from_le_bytes([r[i], r[i + 1], r[i + 2], r[i + 3]]);
+        RequantParams {
+            offset: (word(0) as u64 | (word(4) as u64) << 32) as i64,
+            multiplier: word(8) as i32,
+            shift: r[12] as i8,
+        }
+    }
+
     /// Decodes a 13-byte record written by [`to_record`](Self::to_record).
     pub fn from_record(r: &[u8; CHANNEL_RECORD_BYTES]) -> Self {
         RequantParams {
@@ -82,18 +96,44 @@ pub fn requantize(acc: i32, p: RequantParams) -> i32 {
 /// `round((acc * multiplier + offset) / 2^(31 - shift))`, ties away from zero, before any saturation.
 #[inline(always)]
 fn rounded(acc: i32, p: RequantParams) -> i64 {
-    let n = (31 - p.shift as i32).clamp(1, 62) as u32;
-    let sum = (acc as i64 * p.multiplier as i64).wrapping_add(p.offset);
-    // round_half_away(sum / 2^n) = floor((sum + 2^(n-1) - [sum < 0]) / 2^n): adding half the divisor then
-    // flooring rounds ties up, the `- 1` for negative sums makes them round away from zero. With
-    // `t = sum - [sum < 0]` and `u = t >> (n - 1)`, that floor is `(u >> 1) + (u & 1)`.
-    let t = sum.wrapping_sub((sum < 0) as i64);
+    let n = divisor_bits(p);
+    let t = biased(acc, p);
     if n > 32 {
-        // The usual case (scales below 2^-1): `u` fits 32 bits and only `t`'s high word matters, so a
-        // 32-bit core needs no 64-bit shift. Arithmetic shifts compose: `t >> (n-1) = (t >> 32) >> (n-33)`.
-        let u = ((t >> 32) as i32) >> (n - 33);
-        return ((u >> 1) + (u & 1)) as i64;
+        high_round(t, n - 33) as i64
+    } else {
+        wide_round(t, n)
     }
+}
+
+/// `n` of the divisor `2^n = 2^(31 - shift)`, within `1..=62`.
+#[inline(always)]
+fn divisor_bits(p: RequantParams) -> u32 {
+    (31 - p.shift as i32).clamp(1, 62) as u32
+}
+
+/// `t = acc * multiplier + offset - [sum < 0]`.
+///
+/// round_half_away(sum / 2^n) = floor((sum + 2^(n-1) - [sum < 0]) / 2^n): adding half the divisor then
+/// flooring rounds ties up, the `- 1` for negative sums makes them round away from zero. With
+/// `u = t >> (n - 1)`, that floor is `(u >> 1) + (u & 1)`; the rounding never forms `sum + 2^(n-1)`.
+#[inline(always)]
+fn biased(acc: i32, p: RequantParams) -> i64 {
+    let sum = (acc as i64 * p.multiplier as i64).wrapping_add(p.offset);
+    sum.wrapping_sub((sum < 0) as i64)
+}
+
+/// The rounding for `n > 32` (scales below 2^-1, the usual case), given `sh = n - 33`: `u` fits 32 bits
+/// and arithmetic shifts compose (`t >> (n - 1) = (t >> 32) >> (n - 33)`), so a 32-bit core shifts only
+/// `t`'s high word.
+#[inline(always)]
+fn high_round(t: i64, sh: u32) -> i32 {
+    let u = ((t >> 32) as i32) >> sh;
+    (u >> 1) + (u & 1)
+}
+
+/// The rounding for `n <= 32`.
+#[inline(always)]
+fn wide_round(t: i64, n: u32) -> i64 {
     let u = t >> (n - 1);
     (u >> 1) + (u & 1)
 }
@@ -109,7 +149,41 @@ pub fn logit(acc: i32, p: RequantParams) -> i32 {
 /// clamping the unsaturated value to it gives the same code and skips the `i32` saturation.)
 #[inline]
 pub fn requantize_to_code(acc: i32, p: RequantParams, min: u8, max: u8) -> u8 {
-    rounded(acc, p).clamp(min as i64, max as i64) as u8
+    ToCode::new(p, Clamp { min, max }).apply(acc)
+}
+
+/// [`requantize_to_code`] with everything that depends only on the channel worked out once, for kernels
+/// that requantize many accumulators of one channel: the same arithmetic, bit for bit, in fewer
+/// instructions per output.
+#[derive(Debug, Clone, Copy)]
+pub struct ToCode {
+    params: RequantParams,
+    /// `n - 33` when the divisor `2^n` exceeds `2^32` (the usual case), else `None`.
+    high_shift: Option<u32>,
+    min: i32,
+    max: i32,
+}
+
+impl ToCode {
+    /// Prepares the requantization of one channel to codes in `clamp`.
+    #[inline]
+    pub fn new(params: RequantParams, clamp: Clamp) -> Self {
+        // `n - 33` with `n = divisor_bits(params)`, i.e. `31 - shift` at most 62: `-2 - shift`, at most 29.
+        let sh = -2 - params.shift as i32;
+        let high_shift = (sh >= 0).then(|| sh.min(29) as u32);
+        ToCode { params, high_shift, min: clamp.min as i32, max: clamp.max as i32 }
+    }
+
+    /// The output code of `acc`.
+    #[inline(always)]
+    pub fn apply(&self, acc: i32) -> u8 {
+        let t = biased(acc, self.params);
+        match self.high_shift {
+            // Both bounds and the value are `i32` here: a 32-bit clamp.
+            Some(sh) => high_round(t, sh).clamp(self.min, self.max) as u8,
+            None => wide_round(t, divisor_bits(self.params)).clamp(self.min as i64, self.max as i64) as u8,
+        }
+    }
 }
 
 /// A per-channel table of [`RequantParams`], borrowed from the model file as 13-byte records.
@@ -134,9 +208,7 @@ impl<'a> ChannelRequant<'a> {
     #[inline]
     pub fn get(&self, c: usize) -> RequantParams {
         let start = c * CHANNEL_RECORD_BYTES;
-        let mut r = [0u8; CHANNEL_RECORD_BYTES];
-        r.copy_from_slice(&self.records[start..start + CHANNEL_RECORD_BYTES]);
-        RequantParams::from_record(&r)
+        RequantParams::from_slice(&self.records[start..start + CHANNEL_RECORD_BYTES])
     }
 
     /// All params, in channel order.

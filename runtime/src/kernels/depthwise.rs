@@ -1,16 +1,25 @@
 //! 3x3 depthwise convolution (`groups == Cin == Cout`), the MobileNets' spatial filter.
 //!
-//! Channel by channel: the channel's nine weights are turned into their signed odd-grid values
-//! (`2k - (2^bits - 1)`) once and kept in registers, then every output pixel is nine loads and nine
-//! multiply-accumulates, with no code sum to form. Pixels whose window lies inside the input read three
-//! rows of three taps directly; border pixels skip the padding taps.
+//! Channel by channel and output row by output row: the channel's nine weights are turned into their
+//! signed odd-grid values (`2k - (2^bits - 1)`) once and kept in registers, so each output is nine loads and
+//! nine multiply-accumulates with no code sum to form; two neighbouring outputs share their weight loads
+//! and, at stride 1 or 2, some input columns.
+//!
+//! Padding costs nothing in the loop: a window row above or below the input reads a row of zeros (kept in
+//! scratch), and a window that overhangs the left or right edge is moved inside the input with its weights
+//! shifted to match, the taps that fell off weighted 0.
 
-use super::{for_each_tap, ConvGeometry};
+use super::ConvGeometry;
 use crate::format::Clamp;
-use crate::requant::{requantize_to_code, ChannelRequant};
+use crate::requant::{ChannelRequant, ToCode};
 use crate::weights::{max_code, PackedWeights};
 
-/// [`super::conv2d`] for a 3x3 depthwise convolution.
+/// Bytes of scratch [`depthwise3x3`] needs: one input row of zeros.
+pub(super) const fn scratch_bytes(geo: &ConvGeometry) -> usize {
+    geo.input.w * geo.input.c
+}
+
+/// [`super::conv2d`] for a 3x3 depthwise convolution of an input at least 3 columns wide.
 pub(super) fn depthwise3x3(
     input: &[u8],
     geo: &ConvGeometry,
@@ -18,39 +27,94 @@ pub(super) fn depthwise3x3(
     requant: ChannelRequant<'_>,
     clamp: Clamp,
     output: &mut [u8],
+    scratch: &mut [u8],
 ) {
     let (inp, out, win) = (geo.input, geo.output, &geo.window);
-    let channels = inp.c;
+    let ch = inp.c;
+    let row_len = inp.w * ch;
+    let zeros = &mut scratch[..row_len];
+    zeros.fill(0);
+    let zeros = &*zeros;
     let [sy, sx] = [win.stride[0] as usize, win.stride[1] as usize];
-    let [top, left] = [win.padding.top as usize, win.padding.left as usize];
-    // Output rows and columns whose whole window lies inside the input.
-    let inside = |o: usize, stride: usize, pad: usize, extent: usize| {
-        o * stride >= pad && o * stride - pad + 3 <= extent
+    let [top, left] = [win.padding.top as isize, win.padding.left as isize];
+    // Output columns whose three taps are all inside the input: `ox_lo..ox_hi`.
+    let inside = |ox: usize| {
+        let ix0 = (ox * sx) as isize - left;
+        ix0 >= 0 && ix0 + 3 <= inp.w as isize
     };
-    let row_stride = inp.w * channels;
+    let ox_lo = (0..out.w).find(|&ox| inside(ox)).unwrap_or(out.w);
+    let ox_hi = (ox_lo..out.w).find(|&ox| !inside(ox)).unwrap_or(out.w);
     let offset = max_code(weights.bits);
-    for c in 0..channels {
+    for c in 0..ch {
         let w: [i32; 9] = core::array::from_fn(|t| 2 * weights.code(c * 9 + t) as i32 - offset);
-        let p = requant.get(c);
+        let p = ToCode::new(requant.get(c), clamp);
         for oy in 0..out.h {
-            let rows_inside = inside(oy, sy, top, inp.h);
-            for ox in 0..out.w {
-                let acc = if rows_inside && inside(ox, sx, left, inp.w) {
-                    let base = ((oy * sy - top) * inp.w + (ox * sx - left)) * channels + c;
-                    let tap_row = |ky: usize, w: &[i32]| {
-                        let row = &input[base + ky * row_stride..][..2 * channels + 1];
-                        row[0] as i32 * w[0] + row[channels] as i32 * w[1] + row[2 * channels] as i32 * w[2]
-                    };
-                    tap_row(0, &w[0..3]) + tap_row(1, &w[3..6]) + tap_row(2, &w[6..9])
+            let row = |ky: usize| {
+                let iy = (oy * sy) as isize - top + ky as isize;
+                if iy >= 0 && iy < inp.h as isize {
+                    &input[iy as usize * row_len..(iy as usize + 1) * row_len]
                 } else {
-                    let mut acc = 0i32;
-                    for_each_tap(win, inp, oy, ox, |iy, ix, tap| {
-                        acc += input[(iy * inp.w + ix) * channels + c] as i32 * w[tap];
-                    });
-                    acc
+                    zeros
+                }
+            };
+            let rows = [row(0), row(1), row(2)];
+            let out_row = &mut output[oy * out.w * ch..(oy + 1) * out.w * ch];
+            // Border columns: the window moved inside the input, its weights shifted the other way.
+            for ox in (0..ox_lo).chain(ox_hi..out.w) {
+                let ix0 = (ox * sx) as isize - left;
+                let base = ix0.clamp(0, inp.w as isize - 3);
+                let shifted: [i32; 9] = core::array::from_fn(|t| {
+                    let kx = (t % 3) as isize + base - ix0;
+                    if (0..3).contains(&kx) {
+                        w[t / 3 * 3 + kx as usize]
+                    } else {
+                        0
+                    }
+                });
+                out_row[ox * ch + c] = p.apply(one(rows, &shifted, base as usize * ch + c, ch));
+            }
+            let mut ox = ox_lo;
+            while ox + 1 < ox_hi {
+                let i = ((ox * sx) as isize - left) as usize * ch + c;
+                let [a, b] = match sx {
+                    1 => pair::<1>(rows, &w, i, ch),
+                    2 => pair::<2>(rows, &w, i, ch),
+                    _ => [one(rows, &w, i, ch), one(rows, &w, i + sx * ch, ch)],
                 };
-                output[(oy * out.w + ox) * channels + c] = requantize_to_code(acc, p, clamp.min, clamp.max);
+                out_row[ox * ch + c] = p.apply(a);
+                out_row[(ox + 1) * ch + c] = p.apply(b);
+                ox += 2;
+            }
+            if ox < ox_hi {
+                let i = ((ox * sx) as isize - left) as usize * ch + c;
+                out_row[ox * ch + c] = p.apply(one(rows, &w, i, ch));
             }
         }
     }
+}
+
+/// One output whose window starts at index `i` of each of the three input rows (taps `ch` apart).
+#[inline(always)]
+fn one(rows: [&[u8]; 3], w: &[i32; 9], i: usize, ch: usize) -> i32 {
+    let mut acc = 0;
+    for (ky, r) in rows.into_iter().enumerate() {
+        let r = &r[i..i + 2 * ch + 1];
+        acc += r[0] as i32 * w[3 * ky] + r[ch] as i32 * w[3 * ky + 1] + r[2 * ch] as i32 * w[3 * ky + 2];
+    }
+    acc
+}
+
+/// Two horizontally adjacent outputs at stride `SX`, the first window starting at index `i`: the columns
+/// they share are loaded once.
+#[inline(always)]
+fn pair<const SX: usize>(rows: [&[u8]; 3], w: &[i32; 9], i: usize, ch: usize) -> [i32; 2] {
+    let [mut a, mut b] = [0i32; 2];
+    for (ky, r) in rows.into_iter().enumerate() {
+        let r = &r[i..i + (SX + 2) * ch + 1];
+        let x: [i32; 5] = core::array::from_fn(|j| if j <= SX + 2 { r[j * ch] as i32 } else { 0 });
+        let w = &w[3 * ky..3 * ky + 3];
+        a += x[0] * w[0] + x[1] * w[1] + x[2] * w[2];
+        b += x[SX] * w[0] + x[SX + 1] * w[1] + x[SX + 2] * w[2];
+    }
+    [a, b]
 }

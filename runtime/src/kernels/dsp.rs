@@ -1,87 +1,39 @@
-//! The `2 x 2` dot product of [`super::gemm`] with the DSP extension (Armv7E-M, Armv8-M Mainline): each
-//! `SMLAD` multiplies two pairs of 16-bit lanes and adds both products, so one instruction does two
+//! The inner products of [`super::gemm`] with the DSP extension (Armv7E-M, Armv8-M Mainline): each `SMLAD`
+//! multiplies two pairs of 16-bit lanes and adds both products, so one instruction does two
 //! multiply-accumulates. Weight lanes come out of each loaded word with one `UXTB16` (8-bit codes) or one
 //! shifted `AND` (1, 2 and 4-bit codes); activation lanes were laid out by the im2col in the same order.
 //!
-//! Stable Rust has no DSP intrinsics, hence `asm!`. Each block uses 13 or 14 registers: the compiler
-//! allocates the operands, and `r7`, which it reserves (the Thumb frame pointer) and cannot hand out as an
-//! operand, is saved and restored inside the block and used for the unpacked weight lanes.
+//! One `asm!` block runs every pair of output channels for a pair of pixels ([`dot_2xn`]): the loop over a
+//! row pair's words, then the four sums stored and the next row pair started, without leaving the block.
 //!
-//! Tested against the reference on every DSP board under QEMU (`qfd-host kernel-test`), since this code never
-//! runs on the host.
+//! Stable Rust has no DSP intrinsics, hence `asm!`. A block uses 13 or 14 registers: the compiler
+//! allocates the operands, and `r7`, which it reserves (the Thumb frame pointer) and cannot hand out as an
+//! operand, is saved and restored inside the block and holds the unpacked weight lanes. What the block
+//! needs between row pairs (where the lanes start, the loop count, where the sums go) it reads from a
+//! [`Job`] whose address it keeps on the stack.
+//!
+//! Tested against the reference on every DSP board under QEMU (`qfd-host kernel-test`), since this code
+//! never runs on the host.
 #![allow(unsafe_code)]
 
 use core::arch::asm;
 
 use super::lanes::LaneFormat;
 
-/// 1, 2 and 4-bit codes: lane pair `j` is `(word >> (j * bits)) & mask`, one `AND` with a shifted operand
-/// (`mask` holds the code mask in both halves). Expands to one `asm!` block whose loop body does every pair of a word.
-macro_rules! dot_packed {
-    ($x:expr, $p0:expr, $p1:expr, $words:expr, $code_mask:literal, [0 $(, $shift:literal)+]) => {{
-        let [mut a0, mut b0, mut a1, mut b1] = [0i32; 4];
-        asm!(
-            "push {{r7}}",
-            "2:",
-            "ldr {w0}, [{p0}], #4",
-            "ldr {w1}, [{p1}], #4",
-            "ldrd {xa}, {xb}, [{x}], #8",
-            "and r7, {mask}, {w0}",
-            "smlad {a0}, {xa}, r7, {a0}",
-            "smlad {b0}, {xb}, r7, {b0}",
-            "and r7, {mask}, {w1}",
-            "smlad {a1}, {xa}, r7, {a1}",
-            "smlad {b1}, {xb}, r7, {b1}",
-            $(
-                "ldrd {xa}, {xb}, [{x}], #8",
-                concat!("and r7, {mask}, {w0}, lsr #", $shift),
-                "smlad {a0}, {xa}, r7, {a0}",
-                "smlad {b0}, {xb}, r7, {b0}",
-                concat!("and r7, {mask}, {w1}, lsr #", $shift),
-                "smlad {a1}, {xa}, r7, {a1}",
-                "smlad {b1}, {xb}, r7, {b1}",
-            )+
-            "subs {n}, {n}, #1",
-            "bne 2b",
-            "pop {{r7}}",
-            x = inout(reg) $x => _,
-            p0 = inout(reg) $p0 => _,
-            p1 = inout(reg) $p1 => _,
-            n = inout(reg) $words => _,
-            a0 = inout(reg) a0,
-            b0 = inout(reg) b0,
-            a1 = inout(reg) a1,
-            b1 = inout(reg) b1,
-            w0 = out(reg) _,
-            w1 = out(reg) _,
-            xa = out(reg) _,
-            xb = out(reg) _,
-            mask = in(reg) $code_mask * 0x0001_0001u32,
-            options(readonly),
-        );
-        [a0, b0, a1, b1]
-    }};
-}
-
-/// Same contract as [`super::lanes::dot_2x2`].
-#[inline]
-pub fn dot_2x2(x: &[u32], row0: &[u8], row1: &[u8], format: LaneFormat, words: usize) -> [i32; 4] {
-    // The asm reads exactly these ranges; checking them here keeps the blocks below sound for any caller.
-    let lanes = 2 * words * format.pairs_per_word();
-    assert!(words > 0 && x.len() >= lanes && row0.len() >= 4 * words && row1.len() >= 4 * words);
-    let (xp, p0, p1) = (x.as_ptr(), row0.as_ptr(), row1.as_ptr());
-    // SAFETY: the assert above bounds every load: each loop iteration reads one word of each row (`LDR`,
-    // any alignment, which Armv7-M and Armv8-M Mainline allow for normal memory) and `2 * pairs` aligned
-    // words of `x`, for `words` iterations. Nothing is written to memory but the
-    // stack slot that saves r7, which is restored, as is sp.
-    unsafe {
-        match format.bits() {
-            8 => dot_bytes(xp, p0, p1, words),
-            4 => dot_packed!(xp, p0, p1, words, 0xf, [0, 4, 8, 12]),
-            2 => dot_packed!(xp, p0, p1, words, 0x3, [0, 2, 4, 6, 8, 10, 12, 14]),
-            _ => dot_packed!(xp, p0, p1, words, 0x1, [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15]),
-        }
-    }
+/// What the block reads between row pairs. Field offsets are fixed (`repr(C)`, 32-bit target): 0, 4, 8,
+/// 12, 16.
+#[repr(C)]
+struct Job {
+    /// First lane entry of the two pixels.
+    x: *const u32,
+    /// Inner-loop passes per row pair.
+    passes: usize,
+    /// Bytes from the end of a row's words to the start of the row two further on.
+    advance: usize,
+    /// Row pairs left.
+    pairs: usize,
+    /// Where the next four sums go.
+    out: *mut i32,
 }
 
 /// One word of each 8-bit row: lane pairs are bytes (0, 2) and (1, 3), `UXTB16` and `UXTB16 ROR #8`.
@@ -108,49 +60,130 @@ macro_rules! bytes_word {
     };
 }
 
-/// The 8-bit loop: `$iterations` passes over `$body` (one or two words of each row).
-macro_rules! dot_bytes_loop {
-    ($x:expr, $p0:expr, $p1:expr, $iterations:expr, $($body:expr),+) => {{
-        let [mut a0, mut b0, mut a1, mut b1] = [0i32; 4];
+/// Lane pair `j` of one word of each packed row: `(word >> (j * bits)) & mask`, one shifted `AND`.
+macro_rules! packed_pair {
+    ($shift:literal) => {
+        packed_pair!(
+            concat!("and r7, {mask}, {w0}, lsr #", $shift),
+            concat!("and r7, {mask}, {w1}, lsr #", $shift)
+        )
+    };
+    ($and0:expr, $and1:expr) => {
+        concat!(
+            "ldrd {xa}, {xb}, [{x}], #8\n",
+            $and0,
+            "\nsmlad {a0}, {xa}, r7, {a0}\n",
+            "smlad {b0}, {xb}, r7, {b0}\n",
+            $and1,
+            "\nsmlad {a1}, {xa}, r7, {a1}\n",
+            "smlad {b1}, {xb}, r7, {b1}\n",
+        )
+    };
+}
+
+/// One word of each packed row: the loads, then every lane pair (the first needs no shift).
+macro_rules! packed_word {
+    ([$($shift:literal),+]) => {
+        concat!(
+            "ldr {w0}, [{p0}], #4\n",
+            "ldr {w1}, [{p1}], #4\n",
+            packed_pair!("and r7, {mask}, {w0}", "and r7, {mask}, {w1}"),
+            $(packed_pair!($shift),)+
+        )
+    };
+}
+
+/// The block: for each row pair, `passes` runs of `$body`, then the sums stored and the next pair set up.
+/// Temporaries between pairs: `w0`, `w1` and `r7` (all reloaded by the body).
+macro_rules! row_pairs {
+    ($job:expr, $p0:expr, $p1:expr, $mask:expr, $body:expr) => {{
+        let job: &mut Job = $job;
+        let (x, passes, p0, p1) = (job.x, job.passes, $p0, $p1);
         asm!(
             "push {{r7}}",
+            "push {{{w0}}}",
+            "mov {a0}, #0",
+            "mov {b0}, #0",
+            "mov {a1}, #0",
+            "mov {b1}, #0",
             "2:",
-            $($body,)+
+            "3:",
+            $body,
+            "@ the lane mask of packed codes: {mask}",
             "subs {n}, {n}, #1",
+            "bne 3b",
+            "ldr {w0}, [sp]",
+            "ldr {w1}, [{w0}, #16]",
+            "strd {a0}, {b0}, [{w1}], #8",
+            "strd {a1}, {b1}, [{w1}], #8",
+            "str {w1}, [{w0}, #16]",
+            "ldr {w1}, [{w0}, #8]",
+            "add {p0}, {p0}, {w1}",
+            "add {p1}, {p1}, {w1}",
+            "ldr {x}, [{w0}]",
+            "ldr {n}, [{w0}, #4]",
+            "mov {a0}, #0",
+            "mov {b0}, #0",
+            "mov {a1}, #0",
+            "mov {b1}, #0",
+            "ldr {w1}, [{w0}, #12]",
+            "subs {w1}, {w1}, #1",
+            "str {w1}, [{w0}, #12]",
             "bne 2b",
+            "add sp, sp, #4",
             "pop {{r7}}",
-            x = inout(reg) $x => _,
-            p0 = inout(reg) $p0 => _,
-            p1 = inout(reg) $p1 => _,
-            n = inout(reg) $iterations => _,
-            a0 = inout(reg) a0,
-            b0 = inout(reg) b0,
-            a1 = inout(reg) a1,
-            b1 = inout(reg) b1,
-            w0 = out(reg) _,
+            w0 = inout(reg) job as *mut Job => _,
+            x = inout(reg) x => _,
+            p0 = inout(reg) p0 => _,
+            p1 = inout(reg) p1 => _,
+            n = inout(reg) passes => _,
+            a0 = out(reg) _,
+            b0 = out(reg) _,
+            a1 = out(reg) _,
+            b1 = out(reg) _,
             w1 = out(reg) _,
             xa = out(reg) _,
             xb = out(reg) _,
-            options(readonly),
+            mask = in(reg) $mask,
         );
-        [a0, b0, a1, b1]
     }};
 }
 
-/// 8-bit codes, two words per loop pass when the count is even: the loop's own two instructions then
-/// cost one per word instead of two (of eighteen).
-///
-/// # Safety
-/// `x` must point to `4 * words` readable aligned `u32`, `p0` and `p1` to `4 * words` readable bytes each,
-/// and `words > 0`.
-#[inline(always)]
-unsafe fn dot_bytes(x: *const u32, p0: *const u8, p1: *const u8, words: usize) -> [i32; 4] {
-    // SAFETY: the caller's contract bounds the reads; r7 is saved and restored around its use.
+/// Same contract as [`super::lanes::dot_2xn`].
+pub fn dot_2xn(x: &[u32], rows: &[u8], row_bytes: usize, format: LaneFormat, words: usize, acc: &mut [i32]) {
+    let pairs = acc.len() / 4;
+    if pairs == 0 {
+        return;
+    }
+    // The asm reads exactly these ranges and writes `acc`; checking them here keeps the block sound for
+    // any caller.
+    let lanes = 2 * words * format.pairs_per_word();
+    assert!(words > 0 && x.len() >= lanes && row_bytes >= 4 * words && rows.len() >= 2 * pairs * row_bytes);
+    assert!(acc.len() == 4 * pairs && (acc.as_ptr() as usize).is_multiple_of(4));
+    let unrolled = format.bits() == 8 && words.is_multiple_of(2);
+    let passes = if unrolled { words / 2 } else { words };
+    // From the end of row 2q's words to the start of row 2q + 2 (p0), and the same for p1.
+    let advance = 2 * row_bytes - 4 * words;
+    let mut job = Job { x: x.as_ptr(), passes, advance, pairs, out: acc.as_mut_ptr() };
+    let (p0, p1) = (rows.as_ptr(), rows[row_bytes..].as_ptr());
+    // SAFETY: the asserts bound every access. Per row pair, the block reads `4 * words` bytes from rows 2q
+    // and 2q + 1 (`LDR`, any alignment, which Armv7-M and Armv8-M Mainline allow for normal memory) and
+    // `lanes` aligned words of `x` (`LDRD`), then writes four `i32` to `acc` (`STRD`, aligned), for `pairs`
+    // row pairs. It also writes `job`, which it owns, and its own stack slots (r7 and the job address),
+    // restoring sp and r7.
     unsafe {
-        if words.is_multiple_of(2) {
-            dot_bytes_loop!(x, p0, p1, words / 2, bytes_word!(), bytes_word!())
-        } else {
-            dot_bytes_loop!(x, p0, p1, words, bytes_word!())
+        match format.bits() {
+            8 if unrolled => row_pairs!(&mut job, p0, p1, 0u32, concat!(bytes_word!(), bytes_word!())),
+            8 => row_pairs!(&mut job, p0, p1, 0u32, bytes_word!()),
+            4 => row_pairs!(&mut job, p0, p1, 0x000f_000fu32, packed_word!([4, 8, 12])),
+            2 => row_pairs!(&mut job, p0, p1, 0x0003_0003u32, packed_word!([2, 4, 6, 8, 10, 12, 14])),
+            _ => row_pairs!(
+                &mut job,
+                p0,
+                p1,
+                0x0001_0001u32,
+                packed_word!([1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15])
+            ),
         }
     }
 }

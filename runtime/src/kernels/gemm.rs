@@ -2,21 +2,22 @@
 //!
 //! Output pixels are taken two at a time. Each pair's patches are gathered (im2col) into scratch as 16-bit
 //! lanes in the order the weights unpack to ([`super::lanes`]), together with each patch's code sum. Then
-//! output channels are taken two at a time: one `dot_2x2` call gives the four dot products, so every
-//! weight word read serves two pixels and every activation lane two channels. The `dot_2x2` is the only
-//! core-specific part: `SMLAD` on DSP cores, portable Rust elsewhere.
+//! output channels are taken two at a time: each pair's four dot products, so every weight word read serves
+//! two pixels and every activation lane two channels. One `dot_2xn` call does every pair of a pixel pair;
+//! it is the only core-specific part: `SMLAD` in `asm!` on DSP cores, portable Rust elsewhere.
 
 use super::lanes::{le_word, LaneFormat};
 use super::select::GemmPlan;
 use super::{odd_grid_acc, scratch, ConvGeometry};
 use crate::format::Clamp;
-use crate::requant::{requantize_to_code, ChannelRequant};
+use crate::requant::{ChannelRequant, RequantParams, ToCode, CHANNEL_RECORD_BYTES};
 use crate::weights::PackedWeights;
 
 #[cfg(all(target_arch = "arm", qfd_dsp))]
-use super::dsp::dot_2x2;
-#[cfg(not(all(target_arch = "arm", qfd_dsp)))]
+use super::dsp::dot_2xn;
 use super::lanes::dot_2x2;
+#[cfg(not(all(target_arch = "arm", qfd_dsp)))]
+use super::lanes::dot_2xn;
 
 /// [`super::conv2d`] for a `groups == 1` convolution that `plan` describes.
 #[allow(clippy::too_many_arguments)]
@@ -31,11 +32,14 @@ pub(super) fn conv2d(
     scratch: &mut [u8],
 ) {
     let (patch, rest) = scratch.split_at_mut(plan.patch_bytes());
-    let words = scratch::words(rest, plan.lane_entries() + 2 * plan.tail);
-    let (lanes, tails) = words.split_at_mut(plan.lane_entries());
+    let words = scratch::words(rest, plan.scratch_words());
+    let (lanes, rest) = words.split_at_mut(plan.lane_entries());
+    let (tails, sums) = rest.split_at_mut(2 * plan.tail);
     let (pixels, channels) = (geo.output.h * geo.output.w, geo.output.c);
-    let (row_bytes, full_bytes) = (plan.row_bytes(), 4 * plan.words);
-    let tail = plan.tail;
+    let pairs = channels / 2;
+    // Four `i32` sums per pair of channels; the words are only storage for them.
+    let sums = scratch::as_i32(&mut sums[..4 * pairs]);
+    let row_bytes = plan.row_bytes();
 
     for a in (0..pixels).step_by(2) {
         // An odd last pixel is gathered twice and its second result dropped.
@@ -44,43 +48,78 @@ pub(super) fn conv2d(
             im2col(input, geo, plan, a, 0, patch, lanes, tails) as i32,
             im2col(input, geo, plan, b, 1, patch, lanes, tails) as i32,
         ];
-        for o0 in (0..channels).step_by(2) {
-            let o1 = if o0 + 1 < channels { o0 + 1 } else { o0 };
-            let row = |o: usize| &weights.data[o * row_bytes..(o + 1) * row_bytes];
-            let (row0, row1) = (row(o0), row(o1));
-            let mut acc = dot_2x2(lanes, &row0[..full_bytes], &row1[..full_bytes], plan.format, plan.words);
-            if tail > 0 {
-                // The tail codes are the top `tail * bits` bits of each row's last word.
-                let bits = plan.format.bits();
-                let first = 32 - tail as u32 * bits;
-                let (last0, last1) = (le_word(row0, row_bytes - 4), le_word(row1, row_bytes - 4));
-                let mask = (1u32 << bits) - 1;
-                for t in 0..tail {
-                    let at = first + t as u32 * bits;
-                    let (k0, k1) = (((last0 >> at) & mask) as i32, ((last1 >> at) & mask) as i32);
-                    let (xa, xb) = (tails[t] as i32, tails[tail + t] as i32);
-                    acc[0] = acc[0].wrapping_add(xa * k0);
-                    acc[1] = acc[1].wrapping_add(xb * k0);
-                    acc[2] = acc[2].wrapping_add(xa * k1);
-                    acc[3] = acc[3].wrapping_add(xb * k1);
-                }
-            }
-            let (p0, p1) = (requant.get(o0), requant.get(o1));
-            let mut emit = |pixel: usize, o: usize, p, sum_xk: i32, sum_x: i32| {
-                let acc = odd_grid_acc(sum_xk, sum_x, weights.bits);
-                output[pixel * channels + o] = requantize_to_code(acc, p, clamp.min, clamp.max);
-            };
-            emit(a, o0, p0, acc[0], sum_x[0]);
-            if b != a {
-                emit(b, o0, p0, acc[1], sum_x[1]);
-            }
-            if o1 != o0 {
-                emit(a, o1, p1, acc[2], sum_x[0]);
-                if b != a {
-                    emit(b, o1, p1, acc[3], sum_x[1]);
-                }
-            }
+        let mut out = Emit { output: &mut *output, pixels: [a, b], channels, sum_x, bits: weights.bits };
+        // Every pair of channels in one call, then each pair's tail codes and requantization.
+        dot_2xn(lanes, weights.data, row_bytes, plan.format, plan.words, sums);
+        let pairs_of_rows = weights.data.chunks_exact(2 * row_bytes);
+        let pairs_of_records = requant.records.chunks_exact(2 * CHANNEL_RECORD_BYTES);
+        for (q, ((s, rows), records)) in
+            sums.chunks_exact(4).zip(pairs_of_rows).zip(pairs_of_records).enumerate()
+        {
+            let mut acc = [s[0], s[1], s[2], s[3]];
+            let (row0, row1) = rows.split_at(row_bytes);
+            add_tail(&mut acc, plan, tails, row0, row1);
+            let (r0, r1) = records.split_at(CHANNEL_RECORD_BYTES);
+            out.put(2 * q, ToCode::new(RequantParams::from_slice(r0), clamp), [acc[0], acc[1]]);
+            out.put(2 * q + 1, ToCode::new(RequantParams::from_slice(r1), clamp), [acc[2], acc[3]]);
         }
+        if channels % 2 == 1 {
+            let (o, r) = (channels - 1, row(weights, row_bytes, channels - 1));
+            let mut acc = dot_2x2(lanes, &r[..4 * plan.words], &r[..4 * plan.words], plan.format, plan.words);
+            add_tail(&mut acc, plan, tails, r, r);
+            out.put(o, ToCode::new(requant.get(o), clamp), [acc[0], acc[1]]);
+        }
+    }
+}
+
+/// Where a pixel pair's outputs go.
+struct Emit<'o> {
+    output: &'o mut [u8],
+    /// The two pixels (equal for an odd last pixel, whose second result is dropped).
+    pixels: [usize; 2],
+    channels: usize,
+    /// Each pixel's patch code sum.
+    sum_x: [i32; 2],
+    bits: u8,
+}
+
+impl Emit<'_> {
+    /// Requantizes channel `o`'s two sums of `x * k` and stores them.
+    #[inline(always)]
+    fn put(&mut self, o: usize, p: ToCode, sums: [i32; 2]) {
+        let [a, b] = self.pixels;
+        self.output[a * self.channels + o] = p.apply(odd_grid_acc(sums[0], self.sum_x[0], self.bits));
+        if b != a {
+            self.output[b * self.channels + o] = p.apply(odd_grid_acc(sums[1], self.sum_x[1], self.bits));
+        }
+    }
+}
+
+/// Channel `o`'s weight row.
+fn row<'w>(weights: PackedWeights<'w>, row_bytes: usize, o: usize) -> &'w [u8] {
+    &weights.data[o * row_bytes..(o + 1) * row_bytes]
+}
+
+/// Adds the tail codes' products to `acc` (`[row0 . A, row0 . B, row1 . A, row1 . B]`). The tail codes are
+/// the top `tail * bits` bits of each row's last word.
+#[inline(always)]
+fn add_tail(acc: &mut [i32; 4], plan: &GemmPlan, tails: &[u32], row0: &[u8], row1: &[u8]) {
+    let tail = plan.tail;
+    if tail == 0 {
+        return;
+    }
+    let bits = plan.format.bits();
+    let first = 32 - tail as u32 * bits;
+    let (last0, last1) = (le_word(row0, row0.len() - 4), le_word(row1, row1.len() - 4));
+    let mask = (1u32 << bits) - 1;
+    for t in 0..tail {
+        let at = first + t as u32 * bits;
+        let (k0, k1) = (((last0 >> at) & mask) as i32, ((last1 >> at) & mask) as i32);
+        let (xa, xb) = (tails[t] as i32, tails[tail + t] as i32);
+        acc[0] = acc[0].wrapping_add(xa * k0);
+        acc[1] = acc[1].wrapping_add(xb * k0);
+        acc[2] = acc[2].wrapping_add(xa * k1);
+        acc[3] = acc[3].wrapping_add(xb * k1);
     }
 }
 
@@ -114,24 +153,15 @@ fn im2col(
     };
 
     let mut sum = LaneSum::default();
-    if plan.format.bits() == 8 && cin.is_multiple_of(4) {
-        // Every tap is whole words: unpack them straight from the input, with no copy of the patch.
+    if cin.is_multiple_of(plan.format.codes_per_word()) {
+        // Every tap is whole words of the lane format: unpack them straight from the input, no copy of the
+        // patch. A tap of `cin` codes fills `cin` lane entries (`cin / 2` pairs for each of two pixels).
         for ky in 0..kh {
             for kx in 0..kw {
-                let first = (ky * kw + kx) * cin / 4;
-                let dst = &mut lanes[4 * first..4 * (first + cin / 4)];
+                let first = (ky * kw + kx) * cin;
+                let dst = &mut lanes[first..first + cin];
                 match tap(ky, kx) {
-                    Some(src) => {
-                        for (chunk, src) in dst.chunks_mut(4 * FOLD_EVERY).zip(src.chunks(4 * FOLD_EVERY)) {
-                            for (d, word) in chunk.chunks_exact_mut(4).zip(src.chunks_exact(4)) {
-                                let (even, odd) = split_bytes(le_word(word, 0));
-                                d[slot] = even;
-                                d[2 + slot] = odd;
-                                sum.add(even.wrapping_add(odd));
-                            }
-                            sum.fold();
-                        }
-                    }
+                    Some(src) => to_lanes(src, plan.format, slot, dst, &mut sum),
                     None => dst.chunks_exact_mut(2).for_each(|d| d[slot] = 0),
                 }
             }
@@ -170,18 +200,19 @@ fn im2col(
 }
 
 /// Writes the lanes of `codes` (whole words of the format) into slot `slot` of `lanes`.
+#[inline(always)]
 fn to_lanes(codes: &[u8], format: LaneFormat, slot: usize, lanes: &mut [u32], sum: &mut LaneSum) {
     let n = format.codes_per_word();
     if n == 4 {
         // Pairs (c0, c2) and (c1, c3) of each word.
-        for (m, d) in lanes.chunks_exact_mut(4).enumerate() {
-            let (even, odd) = split_bytes(le_word(codes, 4 * m));
-            d[slot] = even;
-            d[2 + slot] = odd;
-            sum.add(even.wrapping_add(odd));
-            if m % FOLD_EVERY == FOLD_EVERY - 1 {
-                sum.fold();
+        for (chunk, codes) in lanes.chunks_mut(4 * FOLD_EVERY).zip(codes.chunks(4 * FOLD_EVERY)) {
+            for (d, word) in chunk.chunks_exact_mut(4).zip(codes.chunks_exact(4)) {
+                let (even, odd) = split_bytes(le_word(word, 0));
+                d[slot] = even;
+                d[2 + slot] = odd;
+                sum.add(even.wrapping_add(odd));
             }
+            sum.fold();
         }
         return;
     }

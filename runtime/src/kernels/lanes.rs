@@ -56,14 +56,13 @@ pub fn le_word(bytes: &[u8], i: usize) -> u32 {
     u32::from_le_bytes([bytes[i], bytes[i + 1], bytes[i + 2], bytes[i + 3]])
 }
 
-// On DSP builds `dsp::dot_2x2` replaces the functions below.
+// On DSP builds `dsp::dot_2xn` replaces `dot_2xn`; `dot_2x2` still serves an odd last channel.
 /// The dot products of two weight rows with two im2col'd pixels over `words` weight words:
 /// `[row0 . A, row0 . B, row1 . A, row1 . B]`, wrapping in `i32` (exact when the true sums fit, which
 /// validation proves).
 ///
 /// `x` holds the pixels' lanes interleaved (`A_0, B_0, A_1, B_1, ...`, one entry per lane pair);
 /// `row0` and `row1` hold `4 * words` bytes of packed codes each.
-#[cfg_attr(all(target_arch = "arm", qfd_dsp), allow(dead_code))]
 #[inline]
 pub fn dot_2x2(x: &[u32], row0: &[u8], row1: &[u8], format: LaneFormat, words: usize) -> [i32; 4] {
     match format.bits() {
@@ -74,9 +73,19 @@ pub fn dot_2x2(x: &[u32], row0: &[u8], row1: &[u8], format: LaneFormat, words: u
     }
 }
 
+/// [`dot_2x2`] for `acc.len() / 4` consecutive pairs of rows: pair `q` is rows `2q` and `2q + 1`, which
+/// start at bytes `2q * row_bytes` and `(2q + 1) * row_bytes` of `rows`; its four sums go to
+/// `acc[4q..4q + 4]`.
+#[cfg_attr(all(target_arch = "arm", qfd_dsp), allow(dead_code))]
+pub fn dot_2xn(x: &[u32], rows: &[u8], row_bytes: usize, format: LaneFormat, words: usize, acc: &mut [i32]) {
+    for (q, sums) in acc.chunks_exact_mut(4).enumerate() {
+        let row = |r: usize| &rows[r * row_bytes..r * row_bytes + 4 * words];
+        sums.copy_from_slice(&dot_2x2(x, row(2 * q), row(2 * q + 1), format, words));
+    }
+}
+
 /// [`dot_2x2`] for one bit-width, so that the pairs of a word unroll and each lane is one `UBFX`-like
 /// extraction.
-#[cfg_attr(all(target_arch = "arm", qfd_dsp), allow(dead_code))]
 #[inline(always)]
 fn dot_2x2_bits<const BITS: u32>(x: &[u32], row0: &[u8], row1: &[u8], words: usize) -> [i32; 4] {
     let pairs = (16 / BITS) as usize;

@@ -11,3 +11,10 @@ pub fn words(bytes: &mut [u8], n: usize) -> &mut [u32] {
     let (_, body, _) = unsafe { bytes.align_to_mut::<u32>() };
     &mut body[..n]
 }
+
+/// `u32` words seen as `i32` (same size and alignment, every bit pattern valid in both).
+pub fn as_i32(words: &mut [u32]) -> &mut [i32] {
+    // SAFETY: `i32` and `u32` have the same size and alignment and no invalid values, so the same memory
+    // is a valid `[i32]` of the same length, borrowed as long as `words`.
+    unsafe { core::slice::from_raw_parts_mut(words.as_mut_ptr().cast::<i32>(), words.len()) }
+}

@@ -33,7 +33,7 @@ pub enum ConvVariant {
     Reference,
     /// im2col of two output pixels, then a `2 x 2` (pixels x channels) blocked dot product.
     Gemm(GemmPlan),
-    /// 3x3 depthwise: one channel at a time, its nine weights held in registers.
+    /// 3x3 depthwise on inputs at least 3 wide: one channel at a time, its nine weights held in registers.
     Depthwise3x3,
 }
 
@@ -60,6 +60,8 @@ pub struct GemmPlan {
     pub words: usize,
     /// Codes after those (fewer than a word), done one at a time.
     pub tail: usize,
+    /// Output channels.
+    pub channels: usize,
 }
 
 impl GemmPlan {
@@ -83,16 +85,23 @@ impl GemmPlan {
         self.patch.div_ceil(4) * 4
     }
 
-    /// Bytes of scratch the kernel needs: the patch, then the lanes and tails of two pixels.
+    /// Words of scratch after the patch: the lanes and tails of two pixels, then four sums per pair of
+    /// output channels.
+    pub const fn scratch_words(&self) -> usize {
+        self.lane_entries() + 2 * self.tail + 2 * self.channels
+    }
+
+    /// Bytes of scratch the kernel needs: the patch, then [`scratch_words`](Self::scratch_words).
     pub const fn scratch_bytes(&self) -> usize {
-        self.patch_bytes() + ALIGN_SLACK + 4 * (self.lane_entries() + 2 * self.tail)
+        self.patch_bytes() + ALIGN_SLACK + 4 * self.scratch_words()
     }
 }
 
 /// The variant that runs a convolution of this shape with `weight_bits`-bit weights.
 pub fn conv_variant(geo: &ConvGeometry, weight_bits: u8) -> ConvVariant {
     let depthwise = geo.groups == geo.input.c && geo.groups == geo.output.c && geo.groups > 1;
-    if depthwise && geo.window.kernel == [3, 3] {
+    // The depthwise kernel moves border windows inside the input, which needs 3 columns.
+    if depthwise && geo.window.kernel == [3, 3] && geo.input.w >= 3 {
         return ConvVariant::Depthwise3x3;
     }
     if geo.groups != 1 {
@@ -105,13 +114,15 @@ pub fn conv_variant(geo: &ConvGeometry, weight_bits: u8) -> ConvVariant {
     if words == 0 || !(patch * format.bits() as usize).is_multiple_of(8) {
         return ConvVariant::Reference;
     }
-    ConvVariant::Gemm(GemmPlan { format, patch, words, tail: patch - words * format.codes_per_word() })
+    let tail = patch - words * format.codes_per_word();
+    ConvVariant::Gemm(GemmPlan { format, patch, words, tail, channels: geo.output.c })
 }
 
 /// Bytes of scratch [`super::conv2d`] needs for this shape (0 when it needs none).
 pub fn conv_scratch_bytes(geo: &ConvGeometry, weight_bits: u8) -> usize {
     match conv_variant(geo, weight_bits) {
-        ConvVariant::Reference | ConvVariant::Depthwise3x3 => 0,
+        ConvVariant::Reference => 0,
+        ConvVariant::Depthwise3x3 => super::depthwise::scratch_bytes(geo),
         ConvVariant::Gemm(plan) => plan.scratch_bytes(),
     }
 }
