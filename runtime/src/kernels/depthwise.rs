@@ -5,6 +5,10 @@
 //! nine multiply-accumulates with no code sum to form; two neighbouring outputs share their weight loads
 //! and, at stride 1 or 2, some input columns.
 //!
+//! On DSP cores, channels go four at a time instead ([`super::dsp::depthwise_group`]): one word load
+//! brings a tap's four codes, `UXTB16` splits them into 16-bit lanes, and four 16 x 16 multiply-accumulates
+//! (`SMLABB`, `SMLATT`) meet the weights, prepared once per group as signed 16-bit lanes.
+//!
 //! Padding costs nothing in the loop: a window row above or below the input reads a row of zeros (kept in
 //! scratch), and a window that overhangs the left or right edge is moved inside the input with its weights
 //! shifted to match, the taps that fell off weighted 0.
@@ -45,6 +49,53 @@ pub(super) fn depthwise3x3(
     let ox_lo = (0..out.w).find(|&ox| inside(ox)).unwrap_or(out.w);
     let ox_hi = (ox_lo..out.w).find(|&ox| !inside(ox)).unwrap_or(out.w);
     let offset = max_code(weights.bits);
+    #[cfg(all(target_arch = "arm", qfd_dsp))]
+    if ch.is_multiple_of(4) {
+        let column = |ox: usize| {
+            let ix0 = (ox * sx) as isize - left;
+            let base = ix0.clamp(0, inp.w as isize - 3);
+            (base as usize, (base - ix0 + 2) as usize)
+        };
+        for g in 0..ch / 4 {
+            // The group's weight lanes for each window shift `d` in -2..=2 (index `d + 2`).
+            let code = |j: usize, t: usize| 2 * weights.code((4 * g + j) * 9 + t) as i32 - offset;
+            let sets: [[u32; 18]; 5] = core::array::from_fn(|s| {
+                core::array::from_fn(|i| {
+                    let (t, odd) = (i / 2, i % 2);
+                    let kx = (t % 3) as isize + s as isize - 2;
+                    let w = |j: usize| {
+                        if (0..3).contains(&kx) {
+                            code(j, t / 3 * 3 + kx as usize) as u16 as u32
+                        } else {
+                            0
+                        }
+                    };
+                    w(odd) | w(odd + 2) << 16
+                })
+            });
+            let p: [ToCode; 4] = core::array::from_fn(|j| ToCode::new(requant.get(4 * g + j), clamp));
+            for oy in 0..out.h {
+                let row = |ky: usize| {
+                    let iy = (oy * sy) as isize - top + ky as isize;
+                    if iy >= 0 && iy < inp.h as isize {
+                        &input[iy as usize * row_len..(iy as usize + 1) * row_len]
+                    } else {
+                        zeros
+                    }
+                };
+                let rows = [row(0), row(1), row(2)];
+                for ox in 0..out.w {
+                    let (base, set) = column(ox);
+                    let sums = super::dsp::depthwise_group(rows, base * ch + 4 * g, ch, &sets[set]);
+                    let at = (oy * out.w + ox) * ch + 4 * g;
+                    for (j, o) in output[at..at + 4].iter_mut().enumerate() {
+                        *o = p[j].apply(sums[j]);
+                    }
+                }
+            }
+        }
+        return;
+    }
     for c in 0..ch {
         let w: [i32; 9] = core::array::from_fn(|t| 2 * weights.code(c * 9 + t) as i32 - offset);
         let p = ToCode::new(requant.get(c), clamp);

@@ -187,3 +187,71 @@ pub fn dot_2xn(x: &[u32], rows: &[u8], row_bytes: usize, format: LaneFormat, wor
         }
     }
 }
+
+/// One tap of [`depthwise_group`]: the four channels' codes at `[{r}, $offset]`, unpacked to lanes
+/// (channels 0 and 2, 1 and 3) and multiplied by the tap's weight lanes with `SMLABB` / `SMLATT`.
+macro_rules! depthwise_tap {
+    ($load:literal) => {
+        concat!(
+            $load,
+            "\nuxtb16 {xo}, {x}, ror #8\n",
+            "uxtb16 {x}, {x}\n",
+            "ldrd {we}, {wo}, [{wp}], #8\n",
+            "smlabb {a0}, {x}, {we}, {a0}\n",
+            "smlatt {a2}, {x}, {we}, {a2}\n",
+            "smlabb {a1}, {xo}, {wo}, {a1}\n",
+            "smlatt {a3}, {xo}, {wo}, {a3}\n",
+        )
+    };
+}
+
+/// One 3x3 window row of [`depthwise_group`]: its start from `rows`, then three taps `ch` apart.
+macro_rules! depthwise_row {
+    ($row:literal) => {
+        concat!(
+            "ldr {r}, [{rows}, #",
+            $row,
+            "]\n",
+            depthwise_tap!("ldr {x}, [{r}]"),
+            depthwise_tap!("ldr {x}, [{r}, {ch}]"),
+            depthwise_tap!("ldr {x}, [{r}, {ch2}]"),
+        )
+    };
+}
+
+/// The 3x3 window sums of four channels at one output pixel: `rows[ky][offset + kx * ch + j]` times
+/// `weights`, where `weights[2 * (3 * ky + kx)]` holds the signed weights of channels 0 and 2 as 16-bit
+/// lanes and `weights[2 * (3 * ky + kx) + 1]` those of channels 1 and 3. Each tap is one word load, two
+/// `UXTB16` and four 16 x 16 multiply-accumulates.
+pub fn depthwise_group(rows: [&[u8]; 3], offset: usize, ch: usize, weights: &[u32; 18]) -> [i32; 4] {
+    // The asm reads four bytes at `offset + kx * ch` of each row, `kx` up to 2.
+    assert!(rows.iter().all(|r| r.len() >= offset + 2 * ch + 4));
+    let starts = [rows[0][offset..].as_ptr(), rows[1][offset..].as_ptr(), rows[2][offset..].as_ptr()];
+    let [mut a0, mut a1, mut a2, mut a3] = [0i32; 4];
+    // SAFETY: the assert bounds the word loads from each row (`LDR`, any alignment, allowed for normal
+    // memory on Armv7-M and Armv8-M Mainline); `weights` is 18 aligned words read once each (`LDRD`);
+    // `starts` is read three times. Nothing is written to memory.
+    unsafe {
+        asm!(
+            "lsl {ch2}, {ch}, #1",
+            depthwise_row!("0"),
+            depthwise_row!("4"),
+            depthwise_row!("8"),
+            rows = in(reg) starts.as_ptr(),
+            ch = in(reg) ch,
+            ch2 = out(reg) _,
+            wp = inout(reg) weights.as_ptr() => _,
+            r = out(reg) _,
+            x = out(reg) _,
+            xo = out(reg) _,
+            we = out(reg) _,
+            wo = out(reg) _,
+            a0 = inout(reg) a0,
+            a1 = inout(reg) a1,
+            a2 = inout(reg) a2,
+            a3 = inout(reg) a3,
+            options(readonly, nostack, preserves_flags),
+        );
+    }
+    [a0, a1, a2, a3]
+}

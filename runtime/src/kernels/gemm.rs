@@ -153,7 +153,7 @@ fn im2col(
     };
 
     let mut sum = LaneSum::default();
-    if cin.is_multiple_of(plan.format.codes_per_word()) {
+    if plan.direct {
         // Every tap is whole words of the lane format: unpack them straight from the input, no copy of the
         // patch. A tap of `cin` codes fills `cin` lane entries (`cin / 2` pairs for each of two pixels).
         for ky in 0..kh {

@@ -62,6 +62,9 @@ pub struct GemmPlan {
     pub tail: usize,
     /// Output channels.
     pub channels: usize,
+    /// Whether each tap is whole words of the format (`Cin` a multiple of the codes per word), so the
+    /// im2col unpacks straight from the input and needs no copy of the patch.
+    pub direct: bool,
 }
 
 impl GemmPlan {
@@ -80,9 +83,13 @@ impl GemmPlan {
         self.patch * self.format.bits() as usize / 8
     }
 
-    /// Bytes of the gathered patch of one pixel (rounded to whole words).
+    /// Bytes of the gathered patch of one pixel (rounded to whole words); none for a direct im2col.
     pub const fn patch_bytes(&self) -> usize {
-        self.patch.div_ceil(4) * 4
+        if self.direct {
+            0
+        } else {
+            self.patch.div_ceil(4) * 4
+        }
     }
 
     /// Words of scratch after the patch: the lanes and tails of two pixels, then four sums per pair of
@@ -100,8 +107,11 @@ impl GemmPlan {
 /// The variant that runs a convolution of this shape with `weight_bits`-bit weights.
 pub fn conv_variant(geo: &ConvGeometry, weight_bits: u8) -> ConvVariant {
     let depthwise = geo.groups == geo.input.c && geo.groups == geo.output.c && geo.groups > 1;
-    // The depthwise kernel moves border windows inside the input, which needs 3 columns.
-    if depthwise && geo.window.kernel == [3, 3] && geo.input.w >= 3 {
+    // The depthwise kernel moves border windows inside the input, by at most 2 columns: inputs at least 3
+    // columns wide, padding at most 2.
+    let pad = geo.window.padding;
+    let small_pad = pad.top <= 2 && pad.left <= 2 && pad.bottom <= 2 && pad.right <= 2;
+    if depthwise && geo.window.kernel == [3, 3] && geo.input.w >= 3 && small_pad {
         return ConvVariant::Depthwise3x3;
     }
     if geo.groups != 1 {
@@ -115,7 +125,8 @@ pub fn conv_variant(geo: &ConvGeometry, weight_bits: u8) -> ConvVariant {
         return ConvVariant::Reference;
     }
     let tail = patch - words * format.codes_per_word();
-    ConvVariant::Gemm(GemmPlan { format, patch, words, tail, channels: geo.output.c })
+    let direct = (geo.input.c / geo.groups).is_multiple_of(format.codes_per_word());
+    ConvVariant::Gemm(GemmPlan { format, patch, words, tail, channels: geo.output.c, direct })
 }
 
 /// Bytes of scratch [`super::conv2d`] needs for this shape (0 when it needs none).
