@@ -53,7 +53,10 @@ impl LaneFormat {
 /// Reads the little-endian word at byte `i` (any alignment).
 #[inline(always)]
 pub fn le_word(bytes: &[u8], i: usize) -> u32 {
-    u32::from_le_bytes([bytes[i], bytes[i + 1], bytes[i + 2], bytes[i + 3]])
+    // One range check and one 4-byte read (a single `LDR` where the core allows unaligned loads), where
+    // four indexed bytes would be four checks and four loads.
+    let word: [u8; 4] = bytes[i..i + 4].try_into().unwrap_or_default();
+    u32::from_le_bytes(word)
 }
 
 // On DSP builds `dsp::dot_2xn` replaces `dot_2xn`; `dot_2x2` still serves an odd last channel.
