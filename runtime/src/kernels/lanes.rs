@@ -87,22 +87,27 @@ pub fn dot_2xn(x: &[u32], rows: &[u8], row_bytes: usize, format: LaneFormat, wor
     }
 }
 
-/// [`dot_2x2`] for one bit-width, so that the pairs of a word unroll and each lane is one `UBFX`-like
-/// extraction.
+/// [`dot_2x2`] for one bit-width. The activation lanes are read as their 16-bit halves and each weight code
+/// is extracted on its own, so every multiply-accumulate is one `MLA` with no lane arithmetic (cores
+/// without `SMLAD` run this).
 #[inline(always)]
 fn dot_2x2_bits<const BITS: u32>(x: &[u32], row0: &[u8], row1: &[u8], words: usize) -> [i32; 4] {
     let pairs = (16 / BITS) as usize;
     let mask = (1u32 << BITS) - 1;
     let [mut a0, mut b0, mut a1, mut b1] = [0u32; 4];
-    let words = x.chunks_exact(2 * pairs).zip(row0.chunks_exact(4).zip(row1.chunks_exact(4))).take(words);
-    for (x, (w0, w1)) in words {
-        let (w0, w1) = (le_word(w0, 0), le_word(w1, 0));
+    // Exact lengths first, so that the loop below has no bounds checks and no counter of its own.
+    let (x, row0, row1) =
+        (super::scratch::halves(&x[..2 * pairs * words]), &row0[..4 * words], &row1[..4 * words]);
+    for ((x, w0), w1) in x.chunks_exact(4 * pairs).zip(row0.chunks_exact(4)).zip(row1.chunks_exact(4)) {
+        let word = |w: &[u8]| u32::from_le_bytes([w[0], w[1], w[2], w[3]]);
+        let (w0, w1) = (word(w0), word(w1));
         for j in 0..pairs {
-            let (lo, hi) = (j as u32 * BITS, j as u32 * BITS + 16);
+            // Pair j: codes j (low lanes) and j + pairs (high lanes); x holds A_lo, A_hi, B_lo, B_hi.
+            let (lo, hi) = (j as u32 * BITS, (j + pairs) as u32 * BITS);
             let (k0_lo, k0_hi) = ((w0 >> lo) & mask, (w0 >> hi) & mask);
             let (k1_lo, k1_hi) = ((w1 >> lo) & mask, (w1 >> hi) & mask);
-            let (xa, xb) = (x[2 * j], x[2 * j + 1]);
-            let (xa_lo, xa_hi, xb_lo, xb_hi) = (xa & 0xffff, xa >> 16, xb & 0xffff, xb >> 16);
+            let [xa_lo, xa_hi, xb_lo, xb_hi] =
+                [x[4 * j], x[4 * j + 1], x[4 * j + 2], x[4 * j + 3]].map(u32::from);
             a0 = a0.wrapping_add(xa_lo * k0_lo).wrapping_add(xa_hi * k0_hi);
             b0 = b0.wrapping_add(xb_lo * k0_lo).wrapping_add(xb_hi * k0_hi);
             a1 = a1.wrapping_add(xa_lo * k1_lo).wrapping_add(xa_hi * k1_hi);

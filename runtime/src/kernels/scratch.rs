@@ -18,3 +18,11 @@ pub fn as_i32(words: &mut [u32]) -> &mut [i32] {
     // is a valid `[i32]` of the same length, borrowed as long as `words`.
     unsafe { core::slice::from_raw_parts_mut(words.as_mut_ptr().cast::<i32>(), words.len()) }
 }
+
+/// Lane words seen as their 16-bit halves, low half first (the targets are little-endian).
+pub fn halves(words: &[u32]) -> &[u16] {
+    const { assert!(cfg!(target_endian = "little"), "lane words are read as little-endian halves") };
+    // SAFETY: `[u32; n]` and `[u16; 2n]` have the same size, `u16` needs less alignment than `u32`, and
+    // every bit pattern is a valid `u16`; the result borrows `words` immutably for as long as it lives.
+    unsafe { core::slice::from_raw_parts(words.as_ptr().cast::<u16>(), 2 * words.len()) }
+}
