@@ -49,13 +49,26 @@ pub(super) fn depthwise3x3(
     let ox_lo = (0..out.w).find(|&ox| inside(ox)).unwrap_or(out.w);
     let ox_hi = (ox_lo..out.w).find(|&ox| !inside(ox)).unwrap_or(out.w);
     let offset = max_code(weights.bits);
+    // The input rows under output row `oy`'s window: a row of zeros where the window is in the padding.
+    let window_rows = |oy: usize| -> [&[u8]; 3] {
+        core::array::from_fn(|ky| {
+            let iy = (oy * sy) as isize - top + ky as isize;
+            if iy >= 0 && iy < inp.h as isize {
+                &input[iy as usize * row_len..(iy as usize + 1) * row_len]
+            } else {
+                zeros
+            }
+        })
+    };
+    // Where output column `ox`'s window starts once moved inside the input, and by how much it moved
+    // (`d` in -2..=2, returned as `d + 2`).
+    let column = |ox: usize| {
+        let ix0 = (ox * sx) as isize - left;
+        let base = ix0.clamp(0, inp.w as isize - 3);
+        (base as usize, (base - ix0 + 2) as usize)
+    };
     #[cfg(all(target_arch = "arm", qfd_dsp))]
     if ch.is_multiple_of(4) {
-        let column = |ox: usize| {
-            let ix0 = (ox * sx) as isize - left;
-            let base = ix0.clamp(0, inp.w as isize - 3);
-            (base as usize, (base - ix0 + 2) as usize)
-        };
         for g in 0..ch / 4 {
             // The group's weight lanes for each window shift `d` in -2..=2 (index `d + 2`).
             let code = |j: usize, t: usize| 2 * weights.code((4 * g + j) * 9 + t) as i32 - offset;
@@ -75,15 +88,7 @@ pub(super) fn depthwise3x3(
             });
             let p: [ToCode; 4] = core::array::from_fn(|j| ToCode::new(requant.get(4 * g + j), clamp));
             for oy in 0..out.h {
-                let row = |ky: usize| {
-                    let iy = (oy * sy) as isize - top + ky as isize;
-                    if iy >= 0 && iy < inp.h as isize {
-                        &input[iy as usize * row_len..(iy as usize + 1) * row_len]
-                    } else {
-                        zeros
-                    }
-                };
-                let rows = [row(0), row(1), row(2)];
+                let rows = window_rows(oy);
                 for ox in 0..out.w {
                     let (base, set) = column(ox);
                     let sums = super::dsp::depthwise_group(rows, base * ch + 4 * g, ch, &sets[set]);
@@ -100,29 +105,20 @@ pub(super) fn depthwise3x3(
         let w: [i32; 9] = core::array::from_fn(|t| 2 * weights.code(c * 9 + t) as i32 - offset);
         let p = ToCode::new(requant.get(c), clamp);
         for oy in 0..out.h {
-            let row = |ky: usize| {
-                let iy = (oy * sy) as isize - top + ky as isize;
-                if iy >= 0 && iy < inp.h as isize {
-                    &input[iy as usize * row_len..(iy as usize + 1) * row_len]
-                } else {
-                    zeros
-                }
-            };
-            let rows = [row(0), row(1), row(2)];
+            let rows = window_rows(oy);
             let out_row = &mut output[oy * out.w * ch..(oy + 1) * out.w * ch];
             // Border columns: the window moved inside the input, its weights shifted the other way.
             for ox in (0..ox_lo).chain(ox_hi..out.w) {
-                let ix0 = (ox * sx) as isize - left;
-                let base = ix0.clamp(0, inp.w as isize - 3);
+                let (base, moved) = column(ox);
                 let shifted: [i32; 9] = core::array::from_fn(|t| {
-                    let kx = (t % 3) as isize + base - ix0;
+                    let kx = (t % 3 + moved) as isize - 2;
                     if (0..3).contains(&kx) {
                         w[t / 3 * 3 + kx as usize]
                     } else {
                         0
                     }
                 });
-                out_row[ox * ch + c] = p.apply(one(rows, &shifted, base as usize * ch + c, ch));
+                out_row[ox * ch + c] = p.apply(one(rows, &shifted, base * ch + c, ch));
             }
             let mut ox = ox_lo;
             while ox + 1 < ox_hi {
