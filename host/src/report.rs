@@ -175,7 +175,7 @@ impl ModelReport {
                     macs: s.macs,
                     params: s.params,
                     weight_bytes: s.weight_bytes,
-                    variant: variant(op, desc, index),
+                    variant: variant(model, op, index),
                     scratch_bytes: model.op_scratch_size(index) as u64,
                 }
             })
@@ -305,22 +305,16 @@ impl ModelReport {
 }
 
 /// The conv variant name of op `index` (`-` for other ops).
-fn variant(op: &OpDesc<'_>, desc: &qfd_runtime::ModelDesc<'_>, index: usize) -> &'static str {
-    use qfd_runtime::kernels::{select, ConvGeometry, Hwc};
-    let OpDesc::Conv2d(c) = op else { return "-" };
-    let hwc = |v: &qfd_runtime::format::ValueDesc| {
-        Hwc::new(v.shape[0] as usize, v.shape[1] as usize, v.shape[2] as usize)
-    };
-    let geo = ConvGeometry {
-        input: hwc(&desc.values[c.input as usize]),
-        output: hwc(&desc.values[index + 1]),
-        window: c.window,
-        groups: c.groups as usize,
-    };
-    match select::conv_variant(&geo, c.weights.bits) {
-        select::ConvVariant::Reference => "reference",
-        select::ConvVariant::Gemm(_) => "im2col",
-        select::ConvVariant::Depthwise3x3 => "depthwise-3x3",
+fn variant(model: &Model<'_>, op: &OpDesc<'_>, index: usize) -> &'static str {
+    use qfd_runtime::kernels::select::{self, ConvVariant};
+    match (op, model.conv_geometry(index)) {
+        (OpDesc::Conv2d(c), Some(geo)) => match select::conv_variant(&geo, c.weights.bits) {
+            ConvVariant::Reference => "reference",
+            ConvVariant::Gemm(p) if p.format.is_dot2() => "im2col-2codes",
+            ConvVariant::Gemm(_) => "im2col",
+            ConvVariant::Depthwise3x3 => "depthwise-3x3",
+        },
+        _ => "-",
     }
 }
 

@@ -130,6 +130,15 @@ impl<'a> Model<'a> {
         self.scratch
     }
 
+    /// The shapes of op `index` when it is a convolution, as its kernel sees them.
+    pub fn conv_geometry(&self, index: usize) -> Option<ConvGeometry> {
+        let values = &self.desc.values;
+        match self.desc.ops.get(index)? {
+            OpDesc::Conv2d(c) => Some(conv_geometry(c, values, &values[index + 1])),
+            _ => None,
+        }
+    }
+
     /// Bytes of working memory op `index` needs (0 for ops that need none or do not exist).
     pub fn op_scratch_size(&self, index: usize) -> usize {
         if index < self.desc.ops.len() {
@@ -217,11 +226,21 @@ fn conv_geometry(
     values: &[ValueDesc],
     out_value: &ValueDesc,
 ) -> ConvGeometry {
+    let input = &values[c.input as usize];
     ConvGeometry {
-        input: hwc(&values[c.input as usize]),
+        input: hwc(input),
         output: hwc(out_value),
         window: c.window,
         groups: c.groups as usize,
+        input_bits: code_bits(input),
+    }
+}
+
+/// Bit-width of a value's codes (8 for `i32` values, which convolutions never read: validation refuses it).
+fn code_bits(v: &ValueDesc) -> u8 {
+    match v.elem {
+        ElemType::Codes { bits } => bits,
+        ElemType::I32 => 8,
     }
 }
 

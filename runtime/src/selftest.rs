@@ -89,8 +89,14 @@ fn conv_case(rng: &mut Rng, case: u32) -> (bool, bool) {
     let (h, w) =
         (rng.range(k[0] as u32, MAX_HW as u32) as usize, rng.range(k[1] as u32, MAX_HW as u32) as usize);
     let Some([ho, wo]) = window.output_hw(h, w) else { return (true, false) };
-    let geo = ConvGeometry { input: Hwc::new(h, w, cin), output: Hwc::new(ho, wo, cout), window, groups };
-    let (wbits, abits, obits) = (rng.range(1, 8) as u8, rng.range(1, 8) as u8, rng.range(1, 8) as u8);
+    // One case in four has 2-bit weights and activations of at most 2 bits (two codes per lane).
+    let (wbits, abits, obits) = if rng.next().is_multiple_of(4) {
+        (2, rng.range(1, 2) as u8, rng.range(1, 8) as u8)
+    } else {
+        (rng.range(1, 8) as u8, rng.range(1, 8) as u8, rng.range(1, 8) as u8)
+    };
+    let (input, output) = (Hwc::new(h, w, cin), Hwc::new(ho, wo, cout));
+    let geo = ConvGeometry { input, output, window, groups, input_bits: abits };
 
     let mut input = [0u8; MAX_HW * MAX_HW * MAX_CIN];
     let input = &mut input[..h * w * cin];

@@ -270,6 +270,7 @@ fn run_conv(case: &ConvCase) -> (Vec<u8>, Vec<u8>) {
         output: Hwc::new(ho, wo, case.cout),
         window: case.window,
         groups: case.groups,
+        input_bits: case.act_bits,
     };
     let weights = PackedWeights { bits: case.weight_bits, data: &packed };
     let requant = ChannelRequant { records: &table };
@@ -683,7 +684,13 @@ fn conv2d_at_the_accumulator_bound() {
     let params = [identity(7 - WIDEST_ACC), identity(7 + WIDEST_ACC)];
     let table = records(&params);
     let window = Window { kernel: [1, 1], stride: [1, 1], padding: Padding::default() };
-    let geo = ConvGeometry { input: Hwc::new(1, 1, cin), output: Hwc::new(1, 1, 2), window, groups: 1 };
+    let geo = ConvGeometry {
+        input: Hwc::new(1, 1, cin),
+        output: Hwc::new(1, 1, 2),
+        window,
+        groups: 1,
+        input_bits: 8,
+    };
     let clamp = Clamp { min: 0, max: 255 };
     let mut out = [0u8; 2];
     let mut scratch = garbage_scratch(&geo, 8);
@@ -801,7 +808,13 @@ fn worked_example_from_docs() {
 
     // As a 1x1 conv over one pixel of three channels.
     let window = Window { kernel: [1, 1], stride: [1, 1], padding: Padding::default() };
-    let geo = ConvGeometry { input: Hwc::new(1, 1, 3), output: Hwc::new(1, 1, 1), window, groups: 1 };
+    let geo = ConvGeometry {
+        input: Hwc::new(1, 1, 3),
+        output: Hwc::new(1, 1, 1),
+        window,
+        groups: 1,
+        input_bits: 4,
+    };
     let mut out = [0u8; 1];
     kernels::conv2d(&x, &geo, weights, requant, clamp, &mut out, &mut garbage_scratch(&geo, 2));
     assert_eq!(out, [10]);

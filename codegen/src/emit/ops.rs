@@ -32,13 +32,17 @@ pub fn emit_call(w: &mut String, i: usize, op: &OpDesc<'_>, values: &[ValueDesc]
     let call = match op {
         OpDesc::Conv2d(c) => format!(
             "qfd_runtime::kernels::conv2d(\n            {},\n            &qfd_runtime::kernels::ConvGeometry {{ \
-             input: {}, output: {}, window: {}, groups: {} }},\n            {},\n            {},\n            {},\n            \
-             out,\n            scratch,\n        )",
+             input: {}, output: {}, window: {}, groups: {}, input_bits: {} }},\n            {},\n            {},\n            \
+             {},\n            out,\n            scratch,\n        )",
             input(c.input),
             hwc(&values[c.input as usize]),
             hwc(out),
             window(&c.window),
             c.groups,
+            match values[c.input as usize].elem {
+                ElemType::Codes { bits } => bits,
+                ElemType::I32 => 8,
+            },
             weights(i, c.weights.bits),
             requant_table(i),
             clamp(c.clamp)

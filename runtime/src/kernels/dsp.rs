@@ -18,7 +18,7 @@
 
 use core::arch::asm;
 
-use super::lanes::LaneFormat;
+use super::lanes::{LaneFormat, DOT2_MASK, DOT2_WORDS};
 
 /// What the block reads between row pairs. Field offsets are fixed (`repr(C)`, 32-bit target): 0, 4, 8,
 /// 12, 16.
@@ -93,10 +93,55 @@ macro_rules! packed_word {
     };
 }
 
-/// The block: for each row pair, `passes` runs of `$body`, then the sums stored and the next pair set up.
-/// Temporaries between pairs: `w0`, `w1` and `r7` (all reloaded by the body).
+/// One word of each 2-bit row in the two-codes-per-lane format: five lane entries (`lanes` module docs).
+macro_rules! dot2_word {
+    () => {
+        concat!(
+            "ldr {w0}, [{p0}], #4\n",
+            "ldr {w1}, [{p1}], #4\n",
+            packed_pair!("and r7, {mask}, {w0}", "and r7, {mask}, {w1}"),
+            packed_pair!("and r7, {mask}, {w0}, lsr #2", "and r7, {mask}, {w1}, lsr #2"),
+            packed_pair!("and r7, {mask}, {w0}, lsr #4", "and r7, {mask}, {w1}, lsr #4"),
+            packed_pair!("and r7, {mask}, {w0}, lsl #4", "and r7, {mask}, {w1}, lsl #4"),
+            packed_pair!("and r7, {mask}, {w0}, lsl #2", "and r7, {mask}, {w1}, lsl #2"),
+        )
+    };
+}
+
+/// Stores a row pair's four sums at `[{w1}]` (advancing it).
+macro_rules! store_sums {
+    () => {
+        concat!("strd {a0}, {b0}, [{w1}], #8\n", "strd {a1}, {b1}, [{w1}], #8\n")
+    };
+}
+
+/// Adds the dot fields (bits 10-19) of a row pair's four sums to the sums at `[{w1}]` (advancing it).
+macro_rules! add_dot_fields {
+    () => {
+        concat!(
+            "ubfx {a0}, {a0}, #10, #10\n",
+            "ubfx {b0}, {b0}, #10, #10\n",
+            "ubfx {a1}, {a1}, #10, #10\n",
+            "ubfx {b1}, {b1}, #10, #10\n",
+            "ldrd {xa}, {xb}, [{w1}]\n",
+            "add {a0}, {a0}, {xa}\n",
+            "add {b0}, {b0}, {xb}\n",
+            "strd {a0}, {b0}, [{w1}], #8\n",
+            "ldrd {xa}, {xb}, [{w1}]\n",
+            "add {a1}, {a1}, {xa}\n",
+            "add {b1}, {b1}, {xb}\n",
+            "strd {a1}, {b1}, [{w1}], #8\n",
+        )
+    };
+}
+
+/// The block: for each row pair, `passes` runs of `$body`, then the sums stored (`$store`) and the next
+/// pair set up. Temporaries between pairs: `w0`, `w1`, `xa`, `xb` and `r7` (all reloaded by the body).
 macro_rules! row_pairs {
-    ($job:expr, $p0:expr, $p1:expr, $mask:expr, $body:expr) => {{
+    ($job:expr, $p0:expr, $p1:expr, $mask:expr, $body:expr) => {
+        row_pairs!($job, $p0, $p1, $mask, $body, store_sums!())
+    };
+    ($job:expr, $p0:expr, $p1:expr, $mask:expr, $body:expr, $store:expr) => {{
         let job: &mut Job = $job;
         let (x, passes, p0, p1) = (job.x, job.passes, $p0, $p1);
         asm!(
@@ -114,8 +159,7 @@ macro_rules! row_pairs {
             "bne 3b",
             "ldr {w0}, [sp]",
             "ldr {w1}, [{w0}, #16]",
-            "strd {a0}, {b0}, [{w1}], #8",
-            "strd {a1}, {b1}, [{w1}], #8",
+            $store,
             "str {w1}, [{w0}, #16]",
             "ldr {w1}, [{w0}, #8]",
             "add {p0}, {p0}, {w1}",
@@ -157,9 +201,23 @@ pub fn dot_2xn(x: &[u32], rows: &[u8], row_bytes: usize, format: LaneFormat, wor
     }
     // The asm reads exactly these ranges and writes `acc`; checking them here keeps the block sound for
     // any caller.
-    let lanes = 2 * words * format.pairs_per_word();
+    let lanes = 2 * words * format.lanes_per_word();
     assert!(words > 0 && x.len() >= lanes && row_bytes >= 4 * words && rows.len() >= 2 * pairs * row_bytes);
     assert!(acc.len() == 4 * pairs && (acc.as_ptr() as usize).is_multiple_of(4));
+    if format.is_dot2() {
+        // The dot fields hold `DOT2_WORDS` words: one block per chunk of words, each adding its fields.
+        acc.fill(0);
+        for start in (0..words).step_by(DOT2_WORDS) {
+            let n = (words - start).min(DOT2_WORDS);
+            let x = x[2 * 5 * start..].as_ptr();
+            let mut job = Job { x, passes: n, advance: 2 * row_bytes - 4 * n, pairs, out: acc.as_mut_ptr() };
+            let (p0, p1) = (rows[4 * start..].as_ptr(), rows[row_bytes + 4 * start..].as_ptr());
+            // SAFETY: as below, for the chunk's `n` words of each row pair and their `10 * n` lane entries,
+            // which the asserts bound; the block also reads the sums it adds to, inside `acc`.
+            unsafe { row_pairs!(&mut job, p0, p1, DOT2_MASK, dot2_word!(), add_dot_fields!()) }
+        }
+        return;
+    }
     let unrolled = format.bits() == 8 && words.is_multiple_of(2);
     let passes = if unrolled { words / 2 } else { words };
     // From the end of row 2q's words to the start of row 2q + 2 (p0), and the same for p1.

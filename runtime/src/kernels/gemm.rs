@@ -158,8 +158,11 @@ fn im2col(
         // patch. A tap of `cin` codes fills `cin` lane entries (`cin / 2` pairs for each of two pixels).
         for ky in 0..kh {
             for kx in 0..kw {
-                let first = (ky * kw + kx) * cin;
-                let dst = &mut lanes[first..first + cin];
+                // Lane entries of two pixels per word of codes.
+                let per_word = 2 * plan.format.lanes_per_word();
+                let words = cin / plan.format.codes_per_word();
+                let first = (ky * kw + kx) * words * per_word;
+                let dst = &mut lanes[first..first + words * per_word];
                 match tap(ky, kx) {
                     Some(src) => to_lanes(src, plan.format, slot, dst, &mut sum),
                     None => dst.chunks_exact_mut(2).for_each(|d| d[slot] = 0),
@@ -203,6 +206,22 @@ fn im2col(
 #[inline(always)]
 fn to_lanes(codes: &[u8], format: LaneFormat, slot: usize, lanes: &mut [u32], sum: &mut LaneSum) {
     let n = format.codes_per_word();
+    if format.is_dot2() {
+        // Five entries per 16 codes, two codes per lane (`lanes` module docs): activation `a` in the low
+        // 10 bits meets weight `a`'s partner in the weight lane's high field, and the reverse.
+        for (d, c) in lanes.chunks_exact_mut(10).zip(codes.chunks_exact(16)) {
+            let c: [u32; 16] = core::array::from_fn(|i| c[i] as u32);
+            let lane = |lo: u32, hi: u32| lo | hi << 16;
+            d[slot] = lane(c[5] | c[0] << 10, c[13] | c[8] << 10);
+            d[2 + slot] = lane(c[6] | c[1] << 10, c[14] | c[9] << 10);
+            d[4 + slot] = lane(c[7] | c[2] << 10, c[15] | c[10] << 10);
+            d[6 + slot] = lane(c[3], c[11]);
+            d[8 + slot] = lane(c[4], c[12]);
+            sum.add(c.iter().sum());
+        }
+        sum.fold();
+        return;
+    }
     if n == 4 {
         // Pairs (c0, c2) and (c1, c3) of each word.
         for (chunk, codes) in lanes.chunks_mut(4 * FOLD_EVERY).zip(codes.chunks(4 * FOLD_EVERY)) {

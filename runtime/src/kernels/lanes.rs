@@ -7,19 +7,57 @@
 //! `c_j` low and `c_{j + n/2}` high. One `AND` (or `UXTB16` at 8 bits) per pair, and a dual 16-bit multiply
 //! (`SMLAD`) then does two multiply-accumulates, whatever the bit-width. The im2col buffer stores the
 //! activations in the same order, so no weight is ever moved.
+//!
+//! **Two codes per lane** (2-bit weights and activations of at most 2 bits, [`LaneFormat::dot2`]): products
+//! are at most 9, so a 16-bit lane can hold two codes, 10 bits apart: activation lane `x_a + x_b * 2^10`
+//! against weight lane `k_b + k_a * 2^10` multiplies to `x_a k_b + (x_a k_a + x_b k_b) * 2^10 + ...`, a
+//! two-term dot product in bits 10-19, so one `SMLAD` does four multiply-accumulates. With
+//! `mask = 0x0C03_0C03`, `word & mask` and `(word >> 2|4) & mask` give lanes of codes
+//! `(j, j + 5 | j + 8, j + 13)` for `j` = 0, 1, 2, and `(word << 4|2) & mask` codes `(3 | 6, 11)` and
+//! `(4 | 7, 12)`, where the codes in bits 0-1 (6 and 7) only meet activations of 0 in bits 10-11 and land
+//! in the low field. Five lane entries per 16 codes; the low field (at most 90 per word) and the dot field
+//! (at most 144 per word) stay below `2^10` for [`DOT2_WORDS`] words, after which the dot field is read
+//! out (`(sum >> 10) & 0x3ff`).
 
-/// Bits per code as the kernels read them: 1, 2 or 4 for packed weights, 8 for byte-stored ones.
+/// Words of two-codes-per-lane products one sum may hold before its dot field must be read out.
+pub const DOT2_WORDS: usize = 7;
+
+/// The weight mask of the two-codes-per-lane format: codes in bits 0-1 and 10-11 of each half.
+pub const DOT2_MASK: u32 = 0x0c03_0c03;
+
+/// How weight words unpack into lanes: `bits` per code (1, 2 or 4 for packed weights, 8 for byte-stored
+/// ones), and whether lanes hold two codes each (2-bit only).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct LaneFormat {
     bits: u32,
+    dot: bool,
 }
 
 impl LaneFormat {
-    /// The format of weights stored with `weight_bits` bits.
+    /// The format of weights stored with `weight_bits` bits, one code per lane.
     pub const fn for_weight_bits(weight_bits: u8) -> Self {
         match weight_bits {
-            1 | 2 | 4 => LaneFormat { bits: weight_bits as u32 },
-            _ => LaneFormat { bits: 8 },
+            1 | 2 | 4 => LaneFormat { bits: weight_bits as u32, dot: false },
+            _ => LaneFormat { bits: 8, dot: false },
+        }
+    }
+
+    /// 2-bit weights against activations of at most 2 bits, two codes per lane.
+    pub const fn dot2() -> Self {
+        LaneFormat { bits: 2, dot: true }
+    }
+
+    /// Whether lanes hold two codes each.
+    pub const fn is_dot2(self) -> bool {
+        self.dot
+    }
+
+    /// Activation lane entries (`u32`) per weight word, for one pixel.
+    pub const fn lanes_per_word(self) -> usize {
+        if self.dot {
+            5
+        } else {
+            16 / self.bits as usize
         }
     }
 
@@ -31,22 +69,6 @@ impl LaneFormat {
     /// Codes in one 32-bit word.
     pub const fn codes_per_word(self) -> usize {
         32 / self.bits as usize
-    }
-
-    /// Lane pairs in one word (half its codes).
-    pub const fn pairs_per_word(self) -> usize {
-        16 / self.bits as usize
-    }
-
-    /// The code mask in both 16-bit halves.
-    pub const fn mask(self) -> u32 {
-        ((1u32 << self.bits) - 1) * 0x0001_0001
-    }
-
-    /// Lane pair `j` of `word`.
-    #[inline(always)]
-    pub fn pair(self, word: u32, j: usize) -> u32 {
-        (word >> (j as u32 * self.bits)) & self.mask()
     }
 }
 
@@ -68,6 +90,9 @@ pub fn le_word(bytes: &[u8], i: usize) -> u32 {
 /// `row0` and `row1` hold `4 * words` bytes of packed codes each.
 #[inline]
 pub fn dot_2x2(x: &[u32], row0: &[u8], row1: &[u8], format: LaneFormat, words: usize) -> [i32; 4] {
+    if format.is_dot2() {
+        return dot_2x2_dot2(x, row0, row1, words);
+    }
     match format.bits() {
         8 => dot_2x2_bits::<8>(x, row0, row1, words),
         4 => dot_2x2_bits::<4>(x, row0, row1, words),
@@ -115,4 +140,39 @@ fn dot_2x2_bits<const BITS: u32>(x: &[u32], row0: &[u8], row1: &[u8], words: usi
         }
     }
     [a0 as i32, b0 as i32, a1 as i32, b1 as i32]
+}
+
+/// [`dot_2x2`] in the two-codes-per-lane format: lane products summed as `SMLAD` would, the dot field read
+/// out every [`DOT2_WORDS`] words.
+fn dot_2x2_dot2(x: &[u32], row0: &[u8], row1: &[u8], words: usize) -> [i32; 4] {
+    let (x, row0, row1) = (&x[..10 * words], &row0[..4 * words], &row1[..4 * words]);
+    let mut total = [0u32; 4];
+    for ((x, r0), r1) in
+        x.chunks(10 * DOT2_WORDS).zip(row0.chunks(4 * DOT2_WORDS)).zip(row1.chunks(4 * DOT2_WORDS))
+    {
+        let mut raw = [0u32; 4];
+        for ((x, w0), w1) in x.chunks_exact(10).zip(r0.chunks_exact(4)).zip(r1.chunks_exact(4)) {
+            let (w0, w1) = (le_word(w0, 0), le_word(w1, 0));
+            for (e, k0, k1) in
+                dot2_lanes(w0).into_iter().zip(dot2_lanes(w1)).enumerate().map(|(e, (a, b))| (e, a, b))
+            {
+                let (xa, xb) = (x[2 * e], x[2 * e + 1]);
+                let dual = |x: u32, k: u32| (x & 0xffff) * (k & 0xffff) + (x >> 16) * (k >> 16);
+                raw[0] = raw[0].wrapping_add(dual(xa, k0));
+                raw[1] = raw[1].wrapping_add(dual(xb, k0));
+                raw[2] = raw[2].wrapping_add(dual(xa, k1));
+                raw[3] = raw[3].wrapping_add(dual(xb, k1));
+            }
+        }
+        for (t, r) in total.iter_mut().zip(raw) {
+            *t = t.wrapping_add((r >> 10) & 0x3ff);
+        }
+    }
+    total.map(|t| t as i32)
+}
+
+/// The five weight lanes of one word in the two-codes-per-lane format (see the module docs).
+#[inline(always)]
+pub fn dot2_lanes(w: u32) -> [u32; 5] {
+    [w, w >> 2, w >> 4, w << 4, w << 2].map(|v| v & DOT2_MASK)
 }

@@ -72,6 +72,8 @@ pub struct ConvGeometry {
     pub window: Window,
     /// Channel groups (`input.c` and `output.c` are multiples of it).
     pub groups: usize,
+    /// Bits of the input codes (1-8): low bit-widths let a kernel pack more products per instruction.
+    pub input_bits: u8,
 }
 
 impl ConvGeometry {

@@ -42,7 +42,9 @@ impl ConvVariant {
     pub fn name(&self, core: Core) -> &'static str {
         match (self, core.dsp) {
             (ConvVariant::Reference, _) => "reference",
+            (ConvVariant::Gemm(p), true) if p.format.is_dot2() => "im2col-2x2-smlad-2codes",
             (ConvVariant::Gemm(_), true) => "im2col-2x2-smlad",
+            (ConvVariant::Gemm(p), false) if p.format.is_dot2() => "im2col-2x2-2codes",
             (ConvVariant::Gemm(_), false) => "im2col-2x2",
             (ConvVariant::Depthwise3x3, _) => "depthwise-3x3",
         }
@@ -73,9 +75,9 @@ impl GemmPlan {
         self.words * self.format.codes_per_word()
     }
 
-    /// Lane-pair entries of the im2col buffer for two pixels (one `u32` each).
+    /// Lane entries of the im2col buffer for two pixels (one `u32` each).
     pub const fn lane_entries(&self) -> usize {
-        self.full()
+        2 * self.format.lanes_per_word() * self.words
     }
 
     /// Bytes of one output channel's weights.
@@ -117,7 +119,12 @@ pub fn conv_variant(geo: &ConvGeometry, weight_bits: u8) -> ConvVariant {
     if geo.groups != 1 {
         return ConvVariant::Reference;
     }
-    let format = LaneFormat::for_weight_bits(weight_bits);
+    // Two codes per lane where products cannot outgrow the lane's fields: 2-bit weights and activations.
+    let format = if weight_bits == 2 && geo.input_bits <= 2 {
+        LaneFormat::dot2()
+    } else {
+        LaneFormat::for_weight_bits(weight_bits)
+    };
     let patch = geo.patch_len();
     let words = patch / format.codes_per_word();
     // Each channel's weights must start on a byte, so that its words can be read directly.
