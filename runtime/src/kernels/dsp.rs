@@ -205,18 +205,7 @@ pub fn dot_2xn(x: &[u32], rows: &[u8], row_bytes: usize, format: LaneFormat, wor
     assert!(words > 0 && x.len() >= lanes && row_bytes >= 4 * words && rows.len() >= 2 * pairs * row_bytes);
     assert!(acc.len() == 4 * pairs && (acc.as_ptr() as usize).is_multiple_of(4));
     if format.is_dot2() {
-        // The dot fields hold `DOT2_WORDS` words: one block per chunk of words, each adding its fields.
-        acc.fill(0);
-        for start in (0..words).step_by(DOT2_WORDS) {
-            let n = (words - start).min(DOT2_WORDS);
-            let x = x[2 * 5 * start..].as_ptr();
-            let mut job = Job { x, passes: n, advance: 2 * row_bytes - 4 * n, pairs, out: acc.as_mut_ptr() };
-            let (p0, p1) = (rows[4 * start..].as_ptr(), rows[row_bytes + 4 * start..].as_ptr());
-            // SAFETY: as below, for the chunk's `n` words of each row pair and their `10 * n` lane entries,
-            // which the asserts bound; the block also reads the sums it adds to, inside `acc`.
-            unsafe { row_pairs!(&mut job, p0, p1, DOT2_MASK, dot2_word!(), add_dot_fields!()) }
-        }
-        return;
+        return dot2_2xn(x, rows, row_bytes, words, pairs, acc);
     }
     let unrolled = format.bits() == 8 && words.is_multiple_of(2);
     let passes = if unrolled { words / 2 } else { words };
@@ -243,6 +232,23 @@ pub fn dot_2xn(x: &[u32], rows: &[u8], row_bytes: usize, format: LaneFormat, wor
                 packed_word!([1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15])
             ),
         }
+    }
+}
+
+/// [`dot_2xn`] in the two-codes-per-lane format, out of line so that its block does not crowd the
+/// registers of the others. The caller has checked the ranges.
+#[inline(never)]
+fn dot2_2xn(x: &[u32], rows: &[u8], row_bytes: usize, words: usize, pairs: usize, acc: &mut [i32]) {
+    // The dot fields hold `DOT2_WORDS` words: one block per chunk of words, each adding its fields.
+    acc.fill(0);
+    for start in (0..words).step_by(DOT2_WORDS) {
+        let n = (words - start).min(DOT2_WORDS);
+        let x = x[2 * 5 * start..].as_ptr();
+        let mut job = Job { x, passes: n, advance: 2 * row_bytes - 4 * n, pairs, out: acc.as_mut_ptr() };
+        let (p0, p1) = (rows[4 * start..].as_ptr(), rows[row_bytes + 4 * start..].as_ptr());
+        // SAFETY: as in `dot_2xn`, for the chunk's `n` words of each row pair and their `10 * n` lane
+        // entries, which its asserts bound; the block also reads the sums it adds to, inside `acc`.
+        unsafe { row_pairs!(&mut job, p0, p1, DOT2_MASK, dot2_word!(), add_dot_fields!()) }
     }
 }
 

@@ -126,6 +126,7 @@ fn add_tail(acc: &mut [i32; 4], plan: &GemmPlan, tails: &[u32], row0: &[u8], row
 /// Gathers output pixel `pixel`'s patch into slot `slot` (0 or 1) of the interleaved lanes and the tails;
 /// returns the sum of its codes. Padding reads code 0.
 #[allow(clippy::too_many_arguments)]
+#[inline(always)]
 fn im2col(
     input: &[u8],
     geo: &ConvGeometry,
@@ -154,15 +155,14 @@ fn im2col(
 
     let mut sum = LaneSum::default();
     if plan.direct {
+        // Lane entries of two pixels per tap: one per code, or ten per 16 codes at two codes per lane.
+        let per_tap = if plan.format.is_dot2() { cin / 16 * 10 } else { cin };
         // Every tap is whole words of the lane format: unpack them straight from the input, no copy of the
         // patch. A tap of `cin` codes fills `cin` lane entries (`cin / 2` pairs for each of two pixels).
         for ky in 0..kh {
             for kx in 0..kw {
-                // Lane entries of two pixels per word of codes.
-                let per_word = 2 * plan.format.lanes_per_word();
-                let words = cin / plan.format.codes_per_word();
-                let first = (ky * kw + kx) * words * per_word;
-                let dst = &mut lanes[first..first + words * per_word];
+                let first = (ky * kw + kx) * per_tap;
+                let dst = &mut lanes[first..first + per_tap];
                 match tap(ky, kx) {
                     Some(src) => to_lanes(src, plan.format, slot, dst, &mut sum),
                     None => dst.chunks_exact_mut(2).for_each(|d| d[slot] = 0),

@@ -106,9 +106,21 @@ pub fn dot_2x2(x: &[u32], row0: &[u8], row1: &[u8], format: LaneFormat, words: u
 /// `acc[4q..4q + 4]`.
 #[cfg_attr(all(target_arch = "arm", qfd_dsp), allow(dead_code))]
 pub fn dot_2xn(x: &[u32], rows: &[u8], row_bytes: usize, format: LaneFormat, words: usize, acc: &mut [i32]) {
-    for (q, sums) in acc.chunks_exact_mut(4).enumerate() {
-        let row = |r: usize| &rows[r * row_bytes..r * row_bytes + 4 * words];
-        sums.copy_from_slice(&dot_2x2(x, row(2 * q), row(2 * q + 1), format, words));
+    // The format is decided once, outside the loop over row pairs.
+    let each_pair = |dot: fn(&[u32], &[u8], &[u8], usize) -> [i32; 4], acc: &mut [i32]| {
+        for (q, sums) in acc.chunks_exact_mut(4).enumerate() {
+            let row = |r: usize| &rows[r * row_bytes..r * row_bytes + 4 * words];
+            sums.copy_from_slice(&dot(x, row(2 * q), row(2 * q + 1), words));
+        }
+    };
+    if format.is_dot2() {
+        return each_pair(dot_2x2_dot2, acc);
+    }
+    match format.bits() {
+        8 => each_pair(dot_2x2_bits::<8>, acc),
+        4 => each_pair(dot_2x2_bits::<4>, acc),
+        2 => each_pair(dot_2x2_bits::<2>, acc),
+        _ => each_pair(dot_2x2_bits::<1>, acc),
     }
 }
 
