@@ -22,5 +22,7 @@ pub fn run() -> ! {
         s.mismatches,
         s.first_failure
     );
+    // The host recomputes this from its own reference kernels: `qfd-host kernel-test` compares them.
+    defmt::info!("kernel-test digest: {=u32:#010x}", s.digest);
     link::exit(s.mismatches == 0)
 }

@@ -32,6 +32,10 @@ pub struct Summary {
     pub mismatches: u32,
     /// The first failing case's number, if any.
     pub first_failure: Option<u32>,
+    /// CRC-32 of every case's outputs as the selected variants computed them, in order. A board reports
+    /// it, and the host compares it with [`reference_digest`] of the same seed and count: the board's
+    /// kernels then agree with the host's reference kernels on every output byte.
+    pub digest: u32,
 }
 
 /// A small xorshift generator: the same cases on every machine for the same seed.
@@ -55,10 +59,21 @@ impl Rng {
 /// Runs `cases` random convolutions from `seed` and counts the ones whose selected variant differs from
 /// the reference.
 pub fn check_conv(seed: u32, cases: u32) -> Summary {
+    run(seed, cases, true)
+}
+
+/// The [`Summary::digest`] that [`check_conv`] must report for the same seed and count, computed with the
+/// reference kernels alone.
+pub fn reference_digest(seed: u32, cases: u32) -> u32 {
+    run(seed, cases, false).digest
+}
+
+fn run(seed: u32, cases: u32, selected: bool) -> Summary {
     let mut rng = Rng(seed | 1);
     let mut summary = Summary::default();
+    let mut digest = crate::PAYLOAD_CRC.digest();
     for case in 0..cases {
-        let (same, fast) = conv_case(&mut rng, case);
+        let (same, fast) = conv_case(&mut rng, case, selected, &mut digest);
         summary.cases += 1;
         summary.fast_cases += fast as u32;
         if !same {
@@ -66,11 +81,14 @@ pub fn check_conv(seed: u32, cases: u32) -> Summary {
             summary.first_failure.get_or_insert(case);
         }
     }
+    summary.digest = digest.finalize();
     summary
 }
 
-/// One case: `(outputs equal, ran the fast variant)`.
-fn conv_case(rng: &mut Rng, case: u32) -> (bool, bool) {
+/// One case: `(outputs equal, ran a fast variant)`. With `selected`, the case runs through both the selected
+/// variant and the reference and the selected variant's outputs go into `digest`; without, only the
+/// reference runs and its outputs go into `digest`.
+fn conv_case(rng: &mut Rng, case: u32, selected: bool, digest: &mut crc::Digest<'_, u32>) -> (bool, bool) {
     // One case in four is a 3x3 depthwise convolution.
     let depthwise = rng.next().is_multiple_of(4);
     let k = if depthwise { [3, 3] } else { [rng.range(1, 3) as u8, rng.range(1, 3) as u8] };
@@ -137,13 +155,18 @@ fn conv_case(rng: &mut Rng, case: u32) -> (bool, bool) {
     let mut want = [0u8; MAX_OUT];
     let want = &mut want[..ho * wo * cout];
     kernels::reference::conv2d(input, &geo, weights, requant, clamp, want);
+    let fast = select::conv_variant(&geo, wbits) != select::ConvVariant::Reference;
+    if !selected {
+        digest.update(want);
+        return (true, fast);
+    }
     let mut got = [0xa5u8; MAX_OUT];
     let got = &mut got[..ho * wo * cout];
     let mut scratch = [0x5au8; MAX_SCRATCH + 3];
     let need = kernels::conv_scratch_bytes(&geo, wbits);
     let start = case as usize % 4;
     kernels::conv2d(input, &geo, weights, requant, clamp, got, &mut scratch[start..start + need]);
-    let fast = select::conv_variant(&geo, wbits) != select::ConvVariant::Reference;
+    digest.update(got);
     (got == want, fast)
 }
 
@@ -153,6 +176,12 @@ mod tests {
     fn every_selected_variant_matches_the_reference() {
         let summary = super::check_conv(0x5eed, 3000);
         assert_eq!(summary.mismatches, 0, "{summary:?}");
+        assert_eq!(summary.digest, super::reference_digest(0x5eed, 3000));
+        assert_ne!(
+            summary.digest,
+            super::reference_digest(0x5eee, 3000),
+            "the digest must depend on the cases"
+        );
         assert!(summary.fast_cases > 1000, "too few cases reached the fast variant: {summary:?}");
     }
 }

@@ -6,7 +6,7 @@ use qfd_host::device::kernel_test::kernel_test;
 
 /// Test the kernels on a board: random cases through the kernel variants the runtime selects for that
 /// core (the DSP `asm!` kernels on Cortex-M4/M7/M33), each compared with the reference kernels on the
-/// board itself.
+/// board itself, and all their outputs with the host's reference kernels through a CRC-32 digest.
 ///
 /// Builds the kernel-test firmware, runs it (QEMU for emulated boards, probe-rs for real ones) and prints
 /// its log. Exits with an error when any case differs. The same check runs on the host in
@@ -35,6 +35,8 @@ impl Cmd {
             text += line;
             text += "\n";
         }
+        let device = report.device_digest.map_or("none".to_string(), |d| format!("{d:#010x}"));
+        text += &format!("digest: board {device}, host reference kernels {:#010x}\n", report.host_digest);
         super::print(&text)?;
         if !report.passed {
             bail!(
