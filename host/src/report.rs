@@ -312,7 +312,7 @@ fn variant(model: &Model<'_>, op: &OpDesc<'_>, index: usize) -> &'static str {
             ConvVariant::Reference => "reference",
             ConvVariant::Gemm(p) if p.format.is_dot2() => "im2col-2codes",
             ConvVariant::Gemm(_) => "im2col",
-            ConvVariant::Depthwise3x3 => "depthwise-3x3",
+            ConvVariant::Depthwise3x3 { .. } => "depthwise-3x3",
         },
         _ => "-",
     }

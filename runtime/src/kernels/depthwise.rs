@@ -23,10 +23,13 @@ pub(super) const fn scratch_bytes(geo: &ConvGeometry) -> usize {
     geo.input.w * geo.input.c
 }
 
-/// [`super::conv2d`] for a 3x3 depthwise convolution of an input at least 3 columns wide.
+/// [`super::conv2d`] for a 3x3 depthwise convolution of an input at least 3 columns wide; four channels at
+/// a time when `four_channels` (which `select` sets only on DSP cores).
+#[allow(clippy::too_many_arguments)]
 pub(super) fn depthwise3x3(
     input: &[u8],
     geo: &ConvGeometry,
+    four_channels: bool,
     weights: PackedWeights<'_>,
     requant: ChannelRequant<'_>,
     clamp: Clamp,
@@ -67,39 +70,41 @@ pub(super) fn depthwise3x3(
         let base = ix0.clamp(0, inp.w as isize - 3);
         (base as usize, (base - ix0 + 2) as usize)
     };
-    #[cfg(all(target_arch = "arm", qfd_dsp))]
-    if ch.is_multiple_of(4) {
-        for g in 0..ch / 4 {
-            // The group's weight lanes for each window shift `d` in -2..=2 (index `d + 2`).
-            let code = |j: usize, t: usize| 2 * weights.code((4 * g + j) * 9 + t) as i32 - offset;
-            let sets: [[u32; 18]; 5] = core::array::from_fn(|s| {
-                core::array::from_fn(|i| {
-                    let (t, odd) = (i / 2, i % 2);
-                    let kx = (t % 3) as isize + s as isize - 2;
-                    let w = |j: usize| {
-                        if (0..3).contains(&kx) {
-                            code(j, t / 3 * 3 + kx as usize) as u16 as u32
-                        } else {
-                            0
+    if four_channels {
+        #[cfg(all(target_arch = "arm", qfd_dsp))]
+        {
+            for g in 0..ch / 4 {
+                // The group's weight lanes for each window shift `d` in -2..=2 (index `d + 2`).
+                let code = |j: usize, t: usize| 2 * weights.code((4 * g + j) * 9 + t) as i32 - offset;
+                let sets: [[u32; 18]; 5] = core::array::from_fn(|s| {
+                    core::array::from_fn(|i| {
+                        let (t, odd) = (i / 2, i % 2);
+                        let kx = (t % 3) as isize + s as isize - 2;
+                        let w = |j: usize| {
+                            if (0..3).contains(&kx) {
+                                code(j, t / 3 * 3 + kx as usize) as u16 as u32
+                            } else {
+                                0
+                            }
+                        };
+                        w(odd) | w(odd + 2) << 16
+                    })
+                });
+                let p: [ToCode; 4] = core::array::from_fn(|j| ToCode::new(requant.get(4 * g + j), clamp));
+                for oy in 0..out.h {
+                    let rows = window_rows(oy);
+                    for ox in 0..out.w {
+                        let (base, set) = column(ox);
+                        let sums = super::dsp::depthwise_group(rows, base * ch + 4 * g, ch, &sets[set]);
+                        let at = (oy * out.w + ox) * ch + 4 * g;
+                        for (j, o) in output[at..at + 4].iter_mut().enumerate() {
+                            *o = p[j].apply(sums[j]);
                         }
-                    };
-                    w(odd) | w(odd + 2) << 16
-                })
-            });
-            let p: [ToCode; 4] = core::array::from_fn(|j| ToCode::new(requant.get(4 * g + j), clamp));
-            for oy in 0..out.h {
-                let rows = window_rows(oy);
-                for ox in 0..out.w {
-                    let (base, set) = column(ox);
-                    let sums = super::dsp::depthwise_group(rows, base * ch + 4 * g, ch, &sets[set]);
-                    let at = (oy * out.w + ox) * ch + 4 * g;
-                    for (j, o) in output[at..at + 4].iter_mut().enumerate() {
-                        *o = p[j].apply(sums[j]);
                     }
                 }
             }
+            return;
         }
-        return;
     }
     for c in 0..ch {
         let w: [i32; 9] = core::array::from_fn(|t| 2 * weights.code(c * 9 + t) as i32 - offset);

@@ -138,8 +138,8 @@ pub fn conv2d(
     match select::conv_variant(geo, weights.bits) {
         ConvVariant::Reference => reference::conv2d(input, geo, weights, requant, clamp, output),
         ConvVariant::Gemm(plan) => gemm::conv2d(input, geo, &plan, weights, requant, clamp, output, scratch),
-        ConvVariant::Depthwise3x3 => {
-            depthwise::depthwise3x3(input, geo, weights, requant, clamp, output, scratch)
+        ConvVariant::Depthwise3x3 { four_channels } => {
+            depthwise::depthwise3x3(input, geo, four_channels, weights, requant, clamp, output, scratch)
         }
     }
 }

@@ -33,8 +33,12 @@ pub enum ConvVariant {
     Reference,
     /// im2col of two output pixels, then a `2 x 2` (pixels x channels) blocked dot product.
     Gemm(GemmPlan),
-    /// 3x3 depthwise on inputs at least 3 wide: one channel at a time, its nine weights held in registers.
-    Depthwise3x3,
+    /// 3x3 depthwise on inputs at least 3 wide: one channel at a time, its nine weights held in registers;
+    /// with `four_channels` (DSP cores, channels a multiple of 4), four channels per word load instead.
+    Depthwise3x3 {
+        /// Four channels at a time with `SMLABB`/`SMLATT`.
+        four_channels: bool,
+    },
 }
 
 impl ConvVariant {
@@ -46,7 +50,8 @@ impl ConvVariant {
             (ConvVariant::Gemm(_), true) => "im2col-2x2-smlad",
             (ConvVariant::Gemm(p), false) if p.format.is_dot2() => "im2col-2x2-2codes",
             (ConvVariant::Gemm(_), false) => "im2col-2x2",
-            (ConvVariant::Depthwise3x3, _) => "depthwise-3x3",
+            (ConvVariant::Depthwise3x3 { four_channels: true }, _) => "depthwise-3x3-smlaxy",
+            (ConvVariant::Depthwise3x3 { .. }, _) => "depthwise-3x3",
         }
     }
 }
@@ -114,7 +119,8 @@ pub fn conv_variant(geo: &ConvGeometry, weight_bits: u8) -> ConvVariant {
     let pad = geo.window.padding;
     let small_pad = pad.top <= 2 && pad.left <= 2 && pad.bottom <= 2 && pad.right <= 2;
     if depthwise && geo.window.kernel == [3, 3] && geo.input.w >= 3 && small_pad {
-        return ConvVariant::Depthwise3x3;
+        let four_channels = Core::COMPILED.dsp && geo.input.c.is_multiple_of(4);
+        return ConvVariant::Depthwise3x3 { four_channels };
     }
     if geo.groups != 1 {
         return ConvVariant::Reference;
@@ -140,7 +146,8 @@ pub fn conv_variant(geo: &ConvGeometry, weight_bits: u8) -> ConvVariant {
 pub fn conv_scratch_bytes(geo: &ConvGeometry, weight_bits: u8) -> usize {
     match conv_variant(geo, weight_bits) {
         ConvVariant::Reference => 0,
-        ConvVariant::Depthwise3x3 => super::depthwise::scratch_bytes(geo),
+        // The same for both forms, so that the host, which sizes generated code's arena, agrees with the board.
+        ConvVariant::Depthwise3x3 { .. } => super::depthwise::scratch_bytes(geo),
         ConvVariant::Gemm(plan) => plan.scratch_bytes(),
     }
 }
