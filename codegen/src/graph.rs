@@ -28,7 +28,7 @@ pub struct ValueInfo {
 impl ValueInfo {
     /// Bytes the value takes in the arena.
     pub fn bytes(&self) -> usize {
-        self.shape.iter().product::<usize>() * self.elem.size()
+        self.elem.bytes(self.shape.iter().product::<usize>())
     }
 }
 

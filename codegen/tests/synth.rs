@@ -22,7 +22,7 @@ fn run_random(model: &Model<'_>, seed: u8) -> (usize, Vec<i32>, Vec<Vec<u8>>) {
     let class = model
         .run_traced(&input, &mut arena, &mut logits, |_, _, out| {
             if let qfd_runtime::LayerOutput::Codes(c) = out {
-                layers.push(c.to_vec());
+                layers.push((0..c.capacity()).map(|i| c.get(i)).collect());
             }
         })
         .unwrap();

@@ -6,7 +6,6 @@ use qfd_link::{
     Detail, Done, ErrorKind, FrameError, FrameReader, Hello, InferResult, Request, Response, MAX_LAYERS,
     MAX_RESPONSE_FRAME, PROTOCOL_VERSION,
 };
-use qfd_runtime::LayerOutput;
 
 use crate::config::{
     ARENA_SIZE, BOARD, CLOCK_HZ, INPUT_BITS, INPUT_LEN, MODEL_CRC, NUM_CLASSES, NUM_LAYERS, REQUEST_FRAME,
@@ -98,10 +97,7 @@ fn infer(model: &Model, id: u32, detail: Detail, input: &[u8]) -> Response<'stat
             last = now;
         }
         if detail.layer_crc {
-            let bytes = match output {
-                LayerOutput::Codes(b) | LayerOutput::I32Le(b) => b,
-            };
-            let _ = layer_crc.push(qfd_link::layer_crc(bytes));
+            let _ = layer_crc.push(qfd_link::layer_crc(output.bytes()));
             // The checksum's own time is not the layer's.
             last = timer::now();
         }

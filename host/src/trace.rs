@@ -151,7 +151,7 @@ pub fn trace_model(model: &Model<'_>, input: &[u8]) -> Result<Trace, TraceError>
                 ElemType::I32 => None,
             };
             let data = match output {
-                LayerOutput::Codes(codes) => Elements::U8(codes.to_vec()),
+                LayerOutput::Codes(codes) => Elements::U8((0..value.elems()).map(|i| codes.get(i)).collect()),
                 LayerOutput::I32Le(bytes) => Elements::I32(le_i32s(bytes)),
             };
             let shape = value.shape.map(usize::from).to_vec();
@@ -171,8 +171,11 @@ pub fn trace_model(model: &Model<'_>, input: &[u8]) -> Result<Trace, TraceError>
         Array::new(input_shape, Elements::U8(input.to_vec())).expect("the runtime checked the input length");
 
     // Each op's accumulators, recomputed from the values it read (all kept above).
-    let bytes: Vec<Vec<u8>> =
-        std::iter::once(input_bytes(&input)).chain(layers.iter().map(|l| input_bytes(&l.output))).collect();
+    let bytes: Vec<Vec<u8>> = std::iter::once(&input)
+        .chain(layers.iter().map(|l| &l.output))
+        .zip(&desc.values)
+        .map(|(array, value)| stored_bytes(array, value.elem))
+        .collect();
     for layer in &mut layers {
         let value = &desc.values[layer.index + 1];
         let mut acc = vec![0i32; value.elems()];
@@ -189,11 +192,16 @@ pub fn trace_model(model: &Model<'_>, input: &[u8]) -> Result<Trace, TraceError>
     Ok(Trace { input, layers, logits, predicted, class_names })
 }
 
-/// A value's bytes as the runtime stores them: codes as they are, `i32` little-endian.
-fn input_bytes(array: &Array) -> Vec<u8> {
-    match array.data() {
-        Elements::U8(codes) => codes.clone(),
-        Elements::I32(v) => v.iter().flat_map(|x| x.to_le_bytes()).collect(),
+/// A value's bytes as the runtime stores them: codes packed at their bit-width, `i32` little-endian.
+fn stored_bytes(array: &Array, elem: ElemType) -> Vec<u8> {
+    match (array.data(), elem) {
+        (Elements::U8(codes), ElemType::Codes { bits }) => {
+            let mut out = vec![0u8; qfd_runtime::codes::packed_len(codes.len(), bits)];
+            qfd_runtime::codes::pack_codes(codes, bits, &mut out);
+            out
+        }
+        (Elements::U8(codes), ElemType::I32) => codes.clone(),
+        (Elements::I32(v), _) => v.iter().flat_map(|x| x.to_le_bytes()).collect(),
     }
 }
 

@@ -13,7 +13,7 @@ use qfd_host::train::method::Method;
 use qfd_host::train::models::{IntegerOp, Net, STEM_PADDING};
 use qfd_host::train::quant::{ActQuant, QTensor, QuantMode};
 use qfd_host::train::run::{load_trained, train, Data};
-use qfd_runtime::{LayerOutput, Model};
+use qfd_runtime::Model;
 use tch::{Device, Kind, Tensor};
 
 fn tiny(method: Method, run_dir: &Path) -> TrainConfig {
@@ -38,11 +38,8 @@ fn integer_trace(model: &Model, image: &[u8]) -> Vec<Vec<i32>> {
     let mut logits = vec![0i32; model.num_classes()];
     let mut outputs = Vec::new();
     model
-        .run_traced(image, &mut arena, &mut logits, |_, _, out| {
-            let n = match out {
-                LayerOutput::Codes(c) => c.len(),
-                LayerOutput::I32Le(b) => b.len() / 4,
-            };
+        .run_traced(image, &mut arena, &mut logits, |i, _, out| {
+            let n = model.desc().values[i + 1].elems();
             outputs.push((0..n).map(|i| out.i32_at(i)).collect());
         })
         .unwrap();

@@ -174,7 +174,8 @@ impl fmt::Display for LoadError {
             BadMagic => write!(f, "not a .qfdm model file (missing QFDM magic)"),
             UnsupportedVersion { major } => write!(
                 f,
-                "format version {major} is not supported by this runtime (reads version {})",
+                "format version {major} is not supported by this runtime (reads version {}); re-export the \
+                 model with this SDK's `qfd-host export` (or `qfd-host synth`)",
                 crate::format::FORMAT_MAJOR
             ),
             CrcMismatch => write!(f, "the model payload is corrupted (CRC mismatch)"),

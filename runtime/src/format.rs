@@ -17,7 +17,10 @@ use crate::weights::PackedWeights;
 /// The first four bytes of every model file.
 pub const MAGIC: [u8; 4] = *b"QFDM";
 /// Major format version: files of another major version are refused.
-pub const FORMAT_MAJOR: u16 = 2;
+///
+/// 3: activations below 8 bits are packed in the arena ([`crate::codes`]), so memory plans made for version 2
+/// (one code per byte) no longer describe the arena a reader lays out.
+pub const FORMAT_MAJOR: u16 = 3;
 /// Minor format version: additions that older readers of the same major version can ignore.
 pub const FORMAT_MINOR: u16 = 0;
 /// Most ops a model may have (a MobileNetV2 has about 70).
@@ -100,7 +103,8 @@ pub struct Metadata<'a> {
 /// The element type of a value.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum ElemType {
-    /// Unsigned activation codes in `[0, 2^bits - 1]`, one per byte (`bits` in 1-8).
+    /// Unsigned activation codes in `[0, 2^bits - 1]` (`bits` in 1-8), stored as [`crate::codes`] packs
+    /// them: 8, 4 or 2 to a byte at 1, 2 and 4 bits, otherwise one per byte.
     Codes {
         /// Bit-width of the codes.
         bits: u8,
@@ -110,11 +114,11 @@ pub enum ElemType {
 }
 
 impl ElemType {
-    /// Bytes one element occupies in the arena.
-    pub const fn size(self) -> usize {
+    /// Bytes `elems` elements occupy in the arena.
+    pub const fn bytes(self, elems: usize) -> usize {
         match self {
-            ElemType::Codes { .. } => 1,
-            ElemType::I32 => 4,
+            ElemType::Codes { bits } => crate::codes::packed_len(elems, bits),
+            ElemType::I32 => 4 * elems,
         }
     }
 }
@@ -137,7 +141,7 @@ impl ValueDesc {
     }
     /// Bytes in the arena.
     pub fn bytes(&self) -> usize {
-        self.elems() * self.elem.size()
+        self.elem.bytes(self.elems())
     }
 }
 

@@ -26,6 +26,7 @@
 #![warn(missing_docs)]
 
 pub mod arena;
+pub mod codes;
 mod error;
 pub mod format;
 pub mod kernels;
@@ -37,6 +38,7 @@ mod validate;
 pub mod weights;
 
 pub use arena::StaticArena;
+pub use codes::{Codes, CodesMut};
 pub use error::{LoadError, RunError};
 pub use format::{ModelDesc, OpDesc};
 pub use model::{LayerOutput, Model, DEFAULT_MAX_WORK, PAYLOAD_CRC};

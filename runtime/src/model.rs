@@ -3,6 +3,7 @@
 use core::ops::Range;
 
 use crate::arena::{read_logits, split, ArenaReader};
+use crate::codes::{clear_unused, pack_codes, Codes, CodesMut};
 use crate::error::{LoadError, RunError};
 use crate::format::{ElemType, FileHeader, ModelDesc, OpDesc, ValueDesc, FORMAT_MAJOR, FORMAT_MINOR, MAGIC};
 use crate::kernels::{self, ConvGeometry, FcInput, Hwc, PoolGeometry};
@@ -28,17 +29,27 @@ pub const DEFAULT_MAX_WORK: u64 = 1 << 32;
 /// One layer's output, as passed to the trace hook of [`Model::run_traced`].
 #[derive(Debug, Clone, Copy)]
 pub enum LayerOutput<'b> {
-    /// Activation codes.
-    Codes(&'b [u8]),
+    /// Activation codes, as the arena stores them (packed below 8 bits); read them with
+    /// [`LayerOutput::i32_at`] or [`Codes::get`].
+    Codes(Codes<'b>),
     /// `i32` values, little-endian bytes; read them with [`LayerOutput::i32_at`].
     I32Le(&'b [u8]),
 }
 
 impl LayerOutput<'_> {
+    /// The bytes as stored: what per-layer checksums cover. Unused bits of a packed tensor's last byte are
+    /// always 0.
+    pub fn bytes(&self) -> &[u8] {
+        match self {
+            LayerOutput::Codes(c) => c.bytes(),
+            LayerOutput::I32Le(b) => b,
+        }
+    }
+
     /// Element `i` as `i32`, whatever the element type.
     pub fn i32_at(&self, i: usize) -> i32 {
         match self {
-            LayerOutput::Codes(c) => c[i] as i32,
+            LayerOutput::Codes(c) => c.get(i) as i32,
             LayerOutput::I32Le(b) => i32::from_le_bytes([b[4 * i], b[4 * i + 1], b[4 * i + 2], b[4 * i + 3]]),
         }
     }
@@ -153,7 +164,7 @@ impl<'a> Model<'a> {
         self.desc.values[0].shape
     }
 
-    /// Bytes of input (`H * W * C` codes).
+    /// Codes of input (`H * W * C`), which [`run`](Self::run) takes one per byte.
     pub fn input_len(&self) -> usize {
         self.desc.values[0].elems()
     }
@@ -163,7 +174,7 @@ impl<'a> Model<'a> {
         self.desc.values[self.desc.values.len() - 1].shape[2] as usize
     }
 
-    /// Runs the model on `input` (`H x W x C` codes, raw pixels for a trained model) using `arena` as the
+    /// Runs the model on `input` (`H x W x C` codes a byte each, raw pixels for a trained model) using `arena` as the
     /// only working memory, writes the logits and returns the predicted class (the first largest logit).
     pub fn run(&self, input: &[u8], arena: &mut [u8], logits: &mut [i32]) -> Result<usize, RunError> {
         self.run_traced(input, arena, logits, |_, _, _| {})
@@ -197,13 +208,13 @@ impl<'a> Model<'a> {
         }
 
         let (arena, scratch) = arena[..self.arena_size()].split_at_mut(self.values_size());
-        arena[range(input_value)].copy_from_slice(input);
+        pack_codes(input, code_bits(input_value), &mut arena[range(input_value)]);
         for (i, op) in self.desc.ops.iter().enumerate() {
             let out_value = &values[i + 1];
             let (reader, out) = split(arena, range(out_value));
             run_op(op, values, &reader, out_value, out, scratch);
             let produced = match out_value.elem {
-                ElemType::Codes { .. } => LayerOutput::Codes(out),
+                ElemType::Codes { bits } => LayerOutput::Codes(Codes::new(out, bits)),
                 ElemType::I32 => LayerOutput::I32Le(out),
             };
             trace(i, op, produced);
@@ -265,7 +276,7 @@ fn op_scratch(desc: &ModelDesc<'_>, i: usize) -> usize {
 
 fn fc_input<'b>(value: &ValueDesc, bytes: &'b [u8]) -> FcInput<'b> {
     match value.elem {
-        ElemType::Codes { .. } => FcInput::Codes(bytes),
+        ElemType::Codes { bits } => FcInput::Codes { codes: Codes::new(bytes, bits), len: value.elems() },
         ElemType::I32 => FcInput::SumsLe(bytes),
     }
 }
@@ -279,31 +290,37 @@ fn run_op(
     scratch: &mut [u8],
 ) {
     let value = |i: u16| &values[i as usize];
+    let codes = |i: u16| Codes::new(arena.get(range(value(i))), code_bits(value(i)));
+    let out_bits = code_bits(out_value);
+    if let ElemType::Codes { bits } = out_value.elem {
+        clear_unused(out, out_value.elems(), bits);
+    }
     match op {
         OpDesc::Conv2d(c) => {
             let geo = conv_geometry(c, values, out_value);
-            let input = arena.get(range(value(c.input)));
-            kernels::conv2d(input, &geo, c.weights, c.requant, c.clamp, out, scratch);
+            let out = CodesMut::new(out, out_bits);
+            kernels::conv2d(codes(c.input), &geo, c.weights, c.requant, c.clamp, out, scratch);
         }
         OpDesc::FullyConnected(f) => {
             let input = fc_input(value(f.input), arena.get(range(value(f.input))));
             let outputs = out_value.shape[2] as usize;
-            kernels::fully_connected(input, f.weights, f.requant, f.output, outputs, out);
+            kernels::fully_connected(input, f.weights, f.requant, f.output, outputs, out_bits, out);
         }
         OpDesc::Add(a) => {
-            let (x, y) = (arena.get(range(value(a.inputs[0]))), arena.get(range(value(a.inputs[1]))));
-            kernels::add(x, y, a.input_weights, a.requant, a.clamp, out);
+            let (x, y) = (codes(a.inputs[0]), codes(a.inputs[1]));
+            let out = CodesMut::new(out, out_bits);
+            kernels::add(x, y, out_value.elems(), a.input_weights, a.requant, a.clamp, out);
         }
         OpDesc::MaxPool(p) => {
             let geo = pool_geometry(p.input, p.window, values, out_value);
-            kernels::max_pool(arena.get(range(value(p.input))), &geo, out);
+            kernels::max_pool(codes(p.input), &geo, CodesMut::new(out, out_bits));
         }
         OpDesc::AvgPool(p) => {
             let geo = pool_geometry(p.input, p.window, values, out_value);
-            kernels::avg_pool(arena.get(range(value(p.input))), &geo, p.requant, p.clamp, out);
+            kernels::avg_pool(codes(p.input), &geo, p.requant, p.clamp, CodesMut::new(out, out_bits));
         }
         OpDesc::GlobalSumPool(p) => {
-            kernels::global_sum_pool(arena.get(range(value(p.input))), hwc(value(p.input)), out);
+            kernels::global_sum_pool(codes(p.input), hwc(value(p.input)), out);
         }
     }
 }
@@ -312,7 +329,7 @@ impl<'a> Model<'a> {
     /// The `i32` accumulators of op `index` before its requantization, for debugging tools such as
     /// `qfd-host trace`. `value(v)` must return the bytes of value `v` (value 0 is the input, value `i + 1`
     /// the output of op `i`, as [`run_traced`](Self::run_traced) hands them out) for every value the op
-    /// reads. Writes one accumulator per output element into `out` and returns how many; ops that
+    /// reads, as the arena stores them. Writes one accumulator per output element into `out` and returns how many; ops that
     /// requantize nothing (max pool, global sum pool) return 0.
     pub fn accumulators<'v>(
         &self,
@@ -327,7 +344,7 @@ impl<'a> Model<'a> {
             let bytes = value(v);
             let expected = values[v as usize].bytes();
             if bytes.len() == expected {
-                Ok(bytes)
+                Ok(Codes::new(bytes, code_bits(&values[v as usize])))
             } else {
                 Err(RunError::ValueLength { value: v, expected, found: bytes.len() })
             }
@@ -345,12 +362,12 @@ impl<'a> Model<'a> {
                 kernels::conv2d_accumulate(read(c.input)?, &geo, c.weights, |i, _, acc| out[i] = acc);
             }
             OpDesc::FullyConnected(f) => {
-                let input = fc_input(&values[f.input as usize], read(f.input)?);
+                let input = fc_input(&values[f.input as usize], read(f.input)?.bytes());
                 kernels::fully_connected_accumulate(input, f.weights, count, |o, acc| out[o] = acc);
             }
             OpDesc::Add(a) => {
                 let (x, y) = (read(a.inputs[0])?, read(a.inputs[1])?);
-                kernels::add_accumulate(x, y, a.input_weights, |i, acc| out[i] = acc);
+                kernels::add_accumulate(x, y, count, a.input_weights, |i, acc| out[i] = acc);
             }
             OpDesc::AvgPool(p) => {
                 let geo = pool_geometry(p.input, p.window, values, out_value);

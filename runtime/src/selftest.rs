@@ -2,19 +2,23 @@
 //! the host's tests call it, and the `kernel-test` firmware runs it on each board (`qfd-host kernel-test`),
 //! which is where the `asm!` variants execute. No allocation: every case fits fixed buffers.
 //!
-//! Each case draws a convolution (1-8 x 1-8 pixels, 1-24 input channels, multiples of 4 favoured, 1-9
+//! Each case draws a convolution (1-8 x 1-8 pixels, 1-32 input channels, multiples of 4 favoured, 1-9
 //! output channels, kernels 1x1 to 3x3, strides 1-2, any padding up to the kernel, weight and activation
-//! bits 1-8; one case in four a 3x3 depthwise convolution of 2-9 channels) and a requantization whose step is one or a few accumulator units, so that an accumulator
-//! that is off by one changes the output code. [`check_conv`] runs it through [`kernels::conv2d`] (what
+//! bits 1-8, with one case in four at 2-bit weights against 1-2-bit activations and one in four at equal
+//! packed widths (1, 2 or 4 bits) over whole words of channels, the forms that have kernels of their own;
+//! one case in four a 3x3 depthwise convolution of 2-9 channels) and a requantization whose step
+//! is one or a few accumulator units, so that an accumulator that is off by one changes the output code.
+//! Inputs and outputs are stored as the arena stores them (packed at 1, 2 and 4 bits). [`check_conv`] runs it through [`kernels::conv2d`] (what
 //! models run) and [`kernels::reference::conv2d`], with the scratch starting at every alignment.
 
+use crate::codes::{Codes, CodesMut};
 use crate::format::{Clamp, Padding, Window};
 use crate::kernels::{self, select, ConvGeometry, Hwc};
 use crate::requant::{ChannelRequant, RequantParams, CHANNEL_RECORD_BYTES};
 use crate::weights::{max_code, pack_codes, packed_len, PackedWeights};
 
 const MAX_HW: usize = 8;
-const MAX_CIN: usize = 24;
+const MAX_CIN: usize = 32;
 const MAX_COUT: usize = 9;
 const MAX_PATCH: usize = 9 * MAX_CIN;
 // Padding can make the output larger than the input (8 + 2 + 2 - 1 = 11 at most).
@@ -96,7 +100,20 @@ fn conv_case(rng: &mut Rng, case: u32, selected: bool, digest: &mut crc::Digest<
     let mut pad = || rng.range(0, k[0].max(k[1]) as u32 - 1) as u8;
     let padding = Padding { top: pad(), left: pad(), bottom: pad(), right: pad() };
     let window = Window { kernel: k, stride, padding };
-    let cin = if rng.next().is_multiple_of(2) {
+    // The bit-widths: 2-bit weights against activations of at most 2 bits (two codes per lane), equal
+    // packed widths (activations read in place), or any.
+    let form = rng.next() % 4;
+    let packed = [1u8, 2, 4][rng.range(0, 2) as usize];
+    let (wbits, abits, obits) = match form {
+        0 => (2, rng.range(1, 2) as u8, rng.range(1, 8) as u8),
+        1 => (packed, packed, rng.range(1, 8) as u8),
+        _ => (rng.range(1, 8) as u8, rng.range(1, 8) as u8, rng.range(1, 8) as u8),
+    };
+    let cin = if form == 1 {
+        // Whole 32-bit words of codes per pixel.
+        let per_word = 32 / packed as u32;
+        (per_word * rng.range(1, MAX_CIN as u32 / per_word)) as usize
+    } else if rng.next().is_multiple_of(2) {
         4 * rng.range(1, 6) as usize
     } else {
         rng.range(1, MAX_CIN as u32) as usize
@@ -107,12 +124,6 @@ fn conv_case(rng: &mut Rng, case: u32, selected: bool, digest: &mut crc::Digest<
     let (h, w) =
         (rng.range(k[0] as u32, MAX_HW as u32) as usize, rng.range(k[1] as u32, MAX_HW as u32) as usize);
     let Some([ho, wo]) = window.output_hw(h, w) else { return (true, false) };
-    // One case in four has 2-bit weights and activations of at most 2 bits (two codes per lane).
-    let (wbits, abits, obits) = if rng.next().is_multiple_of(4) {
-        (2, rng.range(1, 2) as u8, rng.range(1, 8) as u8)
-    } else {
-        (rng.range(1, 8) as u8, rng.range(1, 8) as u8, rng.range(1, 8) as u8)
-    };
     let (input, output) = (Hwc::new(h, w, cin), Hwc::new(ho, wo, cout));
     let geo = ConvGeometry { input, output, window, groups, input_bits: abits };
 
@@ -152,22 +163,35 @@ fn conv_case(rng: &mut Rng, case: u32, selected: bool, digest: &mut crc::Digest<
     let clamp = Clamp { min: 0, max: max_code(obits) as u8 };
     let weights = PackedWeights { bits: wbits, data: packed };
 
+    let mut stored = [0u8; MAX_HW * MAX_HW * MAX_CIN];
+    let stored = &mut stored[..packed_len(input.len(), abits)];
+    pack_codes(input, abits, stored);
+    let input = Codes::new(stored, abits);
+
+    // Outputs are compared and digested as codes, a byte each.
+    let n = ho * wo * cout;
+    let unpack = |bytes: &[u8], out: &mut [u8; MAX_OUT]| Codes::new(bytes, obits).unpack(0, &mut out[..n]);
     let mut want = [0u8; MAX_OUT];
-    let want = &mut want[..ho * wo * cout];
-    kernels::reference::conv2d(input, &geo, weights, requant, clamp, want);
+    let mut want_stored = [0u8; MAX_OUT];
+    let want_stored = &mut want_stored[..packed_len(n, obits)];
+    kernels::reference::conv2d(input, &geo, weights, requant, clamp, CodesMut::new(want_stored, obits));
+    unpack(want_stored, &mut want);
     let fast = select::conv_variant(&geo, wbits) != select::ConvVariant::Reference;
     if !selected {
-        digest.update(want);
+        digest.update(&want[..n]);
         return (true, fast);
     }
-    let mut got = [0xa5u8; MAX_OUT];
-    let got = &mut got[..ho * wo * cout];
+    let mut got = [0u8; MAX_OUT];
+    let mut got_stored = [0xa5u8; MAX_OUT];
+    let got_stored = &mut got_stored[..packed_len(n, obits)];
     let mut scratch = [0x5au8; MAX_SCRATCH + 3];
     let need = kernels::conv_scratch_bytes(&geo, wbits);
     let start = case as usize % 4;
-    kernels::conv2d(input, &geo, weights, requant, clamp, got, &mut scratch[start..start + need]);
-    digest.update(got);
-    (got == want, fast)
+    let out = CodesMut::new(got_stored, obits);
+    kernels::conv2d(input, &geo, weights, requant, clamp, out, &mut scratch[start..start + need]);
+    unpack(got_stored, &mut got);
+    digest.update(&got[..n]);
+    (got[..n] == want[..n], fast)
 }
 
 #[cfg(test)]

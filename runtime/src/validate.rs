@@ -97,7 +97,12 @@ fn check_value(index: u16, v: &ValueDesc, arena_bytes: u32) -> Result<(), LoadEr
             return Err(bad);
         }
     }
-    let bytes = v.shape.iter().map(|&d| d as u64).product::<u64>() * v.elem.size() as u64;
+    // In `u64`: three 16-bit dimensions can exceed a 32-bit `usize` (`ElemType::bytes` in wide integers).
+    let elems = v.shape.iter().map(|&d| d as u64).product::<u64>();
+    let bytes = match v.elem {
+        ElemType::Codes { bits } => elems.div_ceil(codes_per_byte(bits) as u64),
+        ElemType::I32 => 4 * elems,
+    };
     if v.arena_offset as u64 + bytes > arena_bytes as u64 {
         return Err(LoadError::ValueOutsideArena { value: index });
     }

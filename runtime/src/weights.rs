@@ -2,7 +2,8 @@
 //!
 //! A weight of `bits` bits is stored as its code `k` in `[0, 2^bits - 1]` and stands for the odd integer
 //! `w = 2k - (2^bits - 1)` (the zero-free grid of the training quantizer). Codes of 1, 2 and 4 bits are packed
-//! `8 / bits` to a byte, first element in the lowest bits; codes of 3 and 5-8 bits take one byte each.
+//! `8 / bits` to a byte, first element in the lowest bits; codes of 3 and 5-8 bits take one byte each
+//! (the packing of [`crate::codes`], which activations share).
 //!
 //! Because `w` is affine in `k`, a dot product splits as `sum(x * w) = 2 * sum(x * k) - (2^bits - 1) * sum(x)`,
 //! and `sum(x)` is shared by every output channel reading the same inputs. Kernels therefore only need
@@ -19,39 +20,8 @@ pub struct PackedWeights<'a> {
     pub data: &'a [u8],
 }
 
-/// Codes per byte for a bit-width: 8, 4 or 2 for packed widths, 1 otherwise.
-pub const fn codes_per_byte(bits: u8) -> usize {
-    match bits {
-        1 => 8,
-        2 => 4,
-        4 => 2,
-        _ => 1,
-    }
-}
-
-/// Bytes needed to store `count` codes of `bits` bits.
-pub const fn packed_len(count: usize, bits: u8) -> usize {
-    count.div_ceil(codes_per_byte(bits))
-}
-
-/// `2^bits - 1`: the largest code, and the offset in `w = 2k - (2^bits - 1)`.
-pub const fn max_code(bits: u8) -> i32 {
-    (1i32 << bits) - 1
-}
-
-/// Packs codes (each `< 2^bits`) into the storage layout; `out` must be `packed_len(codes.len(), bits)` long.
-/// Used by the host when writing models and by tests.
-pub fn pack_codes(codes: &[u8], bits: u8, out: &mut [u8]) {
-    let per = codes_per_byte(bits);
-    out.fill(0);
-    for (i, &k) in codes.iter().enumerate() {
-        if per == 1 {
-            out[i] = k;
-        } else {
-            out[i / per] |= (k & (max_code(bits) as u8)) << ((i % per) as u32 * bits as u32);
-        }
-    }
-}
+// The packing is the arena's too: one definition, in `codes`.
+pub use crate::codes::{codes_per_byte, max_code, pack_codes, packed_len};
 
 impl<'a> PackedWeights<'a> {
     /// Number of codes the data can hold.
@@ -62,13 +32,7 @@ impl<'a> PackedWeights<'a> {
     /// Code of element `i`.
     #[inline]
     pub fn code(&self, i: usize) -> u8 {
-        let per = codes_per_byte(self.bits);
-        if per == 1 {
-            self.data[i]
-        } else {
-            let byte = self.data[i / per];
-            (byte >> ((i % per) as u32 * self.bits as u32)) & (max_code(self.bits) as u8)
-        }
+        crate::codes::Codes::new(self.data, self.bits).get(i)
     }
 
     /// Integer weight `2k - (2^bits - 1)` of element `i`.

@@ -15,6 +15,7 @@ use qfd_runtime::format::{Clamp, FcOutput, Padding, Window};
 use qfd_runtime::kernels::{self, ConvGeometry, FcInput, Hwc, PoolGeometry};
 use qfd_runtime::requant::{ChannelRequant, RequantParams, MAX_OFFSET, MAX_SHIFT, MIN_SHIFT};
 use qfd_runtime::weights::{pack_codes, packed_len, PackedWeights};
+use qfd_runtime::{Codes, CodesMut};
 use reference as r;
 use reference::Tensor;
 
@@ -56,6 +57,29 @@ fn run_twice(len: usize, mut kernel: impl FnMut(&mut [u8])) -> Vec<u8> {
     kernel(&mut b);
     assert_eq!(a, b, "the kernel left some output bytes unwritten");
     a
+}
+
+/// Codes as the arena stores them at `bits` bits (packed at 1, 2 and 4).
+fn stored(codes: &[u8], bits: u8) -> Vec<u8> {
+    kernel_weights(codes, bits)
+}
+
+/// Runs `kernel` twice into `len` codes of `bits` bits, stored as the arena stores them, over two different
+/// fills, checks that both runs wrote the same codes, and returns them a byte each.
+fn run_codes(len: usize, bits: u8, mut kernel: impl FnMut(CodesMut<'_>)) -> Vec<u8> {
+    let n = packed_len(len, bits);
+    let (mut a, mut b) = (vec![0x00u8; n], vec![0xffu8; n]);
+    kernel(CodesMut::new(&mut a, bits));
+    kernel(CodesMut::new(&mut b, bits));
+    let unpack = |s: &[u8]| (0..len).map(|i| Codes::new(s, bits).get(i)).collect::<Vec<u8>>();
+    let (a, b) = (unpack(&a), unpack(&b));
+    assert_eq!(a, b, "the kernel left some output codes unwritten");
+    a
+}
+
+/// The fewest bits whose codes reach `max`.
+fn bits_for(max: u8) -> u8 {
+    (1..=8).find(|&b| r::max_code(b) >= max as i32).unwrap_or(8)
 }
 
 fn i32s_le(bytes: &[u8]) -> Vec<i32> {
@@ -275,12 +299,14 @@ fn run_conv(case: &ConvCase) -> (Vec<u8>, Vec<u8>) {
     let weights = PackedWeights { bits: case.weight_bits, data: &packed };
     let requant = ChannelRequant { records: &table };
     let mut scratch = garbage_scratch(&geo, case.weight_bits);
-    let got = run_twice(ho * wo * case.cout, |out| {
+    let x = stored(&case.input, case.act_bits);
+    let x = Codes::new(&x, case.act_bits);
+    let got = run_codes(ho * wo * case.cout, case.out_bits, |out| {
         // The scratch starts at every alignment across cases.
-        kernels::conv2d(&case.input, &geo, weights, requant, case.clamp, out, &mut scratch[case.h % 4..])
+        kernels::conv2d(x, &geo, weights, requant, case.clamp, out, &mut scratch[case.h % 4..])
     });
-    let reference_kernel = run_twice(ho * wo * case.cout, |out| {
-        kernels::reference::conv2d(&case.input, &geo, weights, requant, case.clamp, out)
+    let reference_kernel = run_codes(ho * wo * case.cout, case.out_bits, |out| {
+        kernels::reference::conv2d(x, &geo, weights, requant, case.clamp, out)
     });
     let want = r::conv2d(
         input,
@@ -383,26 +409,38 @@ fn run_fc(case: &FcCase) -> (Vec<i32>, Vec<i32>) {
     let weights = PackedWeights { bits: case.weight_bits, data: &packed };
     let requant = ChannelRequant { records: &table };
     let sum_bytes;
+    let code_bytes;
     let (input, reference_input) = match &case.input {
         FcCaseInput::Codes { bits, codes } => {
             assert!(codes.iter().all(|&c| c as i32 <= r::max_code(*bits)));
-            (FcInput::Codes(codes), r::FcIn::Codes(codes))
+            code_bytes = stored(codes, *bits);
+            (
+                FcInput::Codes { codes: Codes::new(&code_bytes, *bits), len: codes.len() },
+                r::FcIn::Codes(codes),
+            )
         }
         FcCaseInput::Sums(s) => {
             sum_bytes = le_bytes(s);
             (FcInput::SumsLe(&sum_bytes), r::FcIn::Sums(s))
         }
     };
-    let out_len = match case.kind {
-        FcOutput::Codes(_) => case.outputs,
-        FcOutput::Logits => 4 * case.outputs,
+    let fc = |bits: u8, out: &mut [u8]| {
+        kernels::fully_connected(input, weights, requant, case.kind, case.outputs, bits, out)
     };
-    let raw = run_twice(out_len, |out| {
-        kernels::fully_connected(input, weights, requant, case.kind, case.outputs, out)
-    });
     let got = match case.kind {
-        FcOutput::Codes(_) => raw.iter().map(|&c| c as i32).collect(),
-        FcOutput::Logits => i32s_le(&raw),
+        FcOutput::Codes(clamp) => {
+            let bits = bits_for(clamp.max);
+            let codes = run_codes(case.outputs, bits, |mut out| {
+                let len = packed_len(case.outputs, bits);
+                let mut bytes = vec![0u8; len];
+                bytes.copy_from_slice(&out.as_codes().bytes()[..len]);
+                fc(bits, &mut bytes);
+                let got = Codes::new(&bytes, bits);
+                (0..case.outputs).for_each(|i| out.set(i, got.get(i)));
+            });
+            codes.iter().map(|&c| c as i32).collect()
+        }
+        FcOutput::Logits => i32s_le(&run_twice(4 * case.outputs, |out| fc(8, out))),
     };
     let want = r::fully_connected(
         reference_input,
@@ -419,6 +457,9 @@ fn run_fc(case: &FcCase) -> (Vec<i32>, Vec<i32>) {
 struct AddCase {
     a: Vec<u8>,
     b: Vec<u8>,
+    /// The largest codes of `a` and `b` (their bit-widths).
+    a_max: u8,
+    b_max: u8,
     weights: [i32; 2],
     requant: RequantParams,
     clamp: Clamp,
@@ -452,9 +493,18 @@ fn add_case() -> impl Strategy<Value = AddCase> {
             let bound = amax as i64 * (wa as i64).abs() + bmax as i64 * (wb as i64).abs();
             assert!(bound <= I32_MAX, "generator: add accumulator bound {bound} exceeds i32");
             let typical = bound as f64 / 2.0;
-            (Just(a), Just(b), Just([wa, wb]), requant_params(out_bits, typical, bound), clamp(out_bits))
+            let maxes = (amax as u8, bmax as u8);
+            (Just((a, b, maxes)), Just([wa, wb]), requant_params(out_bits, typical, bound), clamp(out_bits))
         })
-        .prop_map(|(a, b, weights, requant, clamp)| AddCase { a, b, weights, requant, clamp })
+        .prop_map(|((a, b, (a_max, b_max)), weights, requant, clamp)| AddCase {
+            a,
+            b,
+            a_max,
+            b_max,
+            weights,
+            requant,
+            clamp,
+        })
 }
 
 #[derive(Debug, Clone)]
@@ -561,8 +611,11 @@ proptest! {
 
     #[test]
     fn add_matches_reference(case in add_case()) {
-        let got = run_twice(case.a.len(), |out| {
-            kernels::add(&case.a, &case.b, case.weights, case.requant, case.clamp, out)
+        let (a_bits, b_bits, out_bits) = (bits_for(case.a_max), bits_for(case.b_max), bits_for(case.clamp.max));
+        let (a, b) = (stored(&case.a, a_bits), stored(&case.b, b_bits));
+        let (a, b) = (Codes::new(&a, a_bits), Codes::new(&b, b_bits));
+        let got = run_codes(case.a.len(), out_bits, |out| {
+            kernels::add(a, b, case.a.len(), case.weights, case.requant, case.clamp, out)
         });
         prop_assert_eq!(got, r::add(&case.a, &case.b, case.weights, case.requant, case.clamp));
     }
@@ -570,7 +623,9 @@ proptest! {
     #[test]
     fn max_pool_matches_reference(case in pool_case()) {
         let geo = case.geometry();
-        let got = run_twice(geo.output.elems(), |out| kernels::max_pool(&case.input, &geo, out));
+        let x = stored(&case.input, case.act_bits);
+        let x = Codes::new(&x, case.act_bits);
+        let got = run_codes(geo.output.elems(), case.act_bits, |out| kernels::max_pool(x, &geo, out));
         let max = r::max_code(case.act_bits);
         prop_assert!(got.iter().all(|&c| c as i32 <= max), "max pool left the input's bit-width");
         prop_assert_eq!(got, r::max_pool(case.tensor(), &case.window));
@@ -579,19 +634,22 @@ proptest! {
     #[test]
     fn avg_pool_matches_reference(case in pool_case()) {
         let geo = case.geometry();
-        let got = run_twice(geo.output.elems(), |out| {
-            kernels::avg_pool(&case.input, &geo, case.requant, case.clamp, out)
+        let x = stored(&case.input, case.act_bits);
+        let x = Codes::new(&x, case.act_bits);
+        let got = run_codes(geo.output.elems(), bits_for(case.clamp.max), |out| {
+            kernels::avg_pool(x, &geo, case.requant, case.clamp, out)
         });
         prop_assert_eq!(got, r::avg_pool(case.tensor(), &case.window, case.requant, case.clamp));
     }
 
     #[test]
     fn global_sum_pool_matches_reference(
-        (h, w, c, input) in (1usize..=16, 1usize..=16, 1usize..=16, 1u8..=8)
-            .prop_flat_map(|(h, w, c, bits)| (Just(h), Just(w), Just(c), codes(bits, h * w * c)))
+        (h, w, c, bits, input) in (1usize..=16, 1usize..=16, 1usize..=16, 1u8..=8)
+            .prop_flat_map(|(h, w, c, bits)| (Just(h), Just(w), Just(c), Just(bits), codes(bits, h * w * c)))
     ) {
         let tensor = Tensor { data: &input, h, w, c };
-        let raw = run_twice(4 * c, |out| kernels::global_sum_pool(&input, hwc(&tensor), out));
+        let x = stored(&input, bits);
+        let raw = run_twice(4 * c, |out| kernels::global_sum_pool(Codes::new(&x, bits), hwc(&tensor), out));
         prop_assert_eq!(i32s_le(&raw), r::global_sum_pool(tensor));
     }
 
@@ -658,11 +716,12 @@ fn fully_connected_at_the_accumulator_bound() {
     let table = records(&[p, p]);
     let mut out = [0u8; 8];
     kernels::fully_connected(
-        FcInput::Codes(&input),
+        FcInput::Codes { codes: Codes::new(&input, 8), len: n },
         PackedWeights { bits: 8, data: &packed },
         ChannelRequant { records: &table },
         FcOutput::Logits,
         2,
+        8,
         &mut out,
     );
     assert_eq!(i32s_le(&out), vec![WIDEST_ACC, -WIDEST_ACC]);
@@ -695,12 +754,12 @@ fn conv2d_at_the_accumulator_bound() {
     let mut out = [0u8; 2];
     let mut scratch = garbage_scratch(&geo, 8);
     kernels::conv2d(
-        &input,
+        Codes::new(&input, 8),
         &geo,
         PackedWeights { bits: 8, data: &packed },
         ChannelRequant { records: &table },
         clamp,
-        &mut out,
+        CodesMut::new(&mut out, 8),
         &mut scratch,
     );
     assert_eq!(out, [7, 7]);
@@ -725,6 +784,7 @@ fn fully_connected_sums_at_the_accumulator_bound() {
             ChannelRequant { records: &table },
             FcOutput::Logits,
             2,
+            8,
             &mut out,
         );
         let want = vec![255 * sum, -255 * sum];
@@ -749,11 +809,12 @@ fn logits_saturate_acc_plus_offset() {
         let table = records(&params);
         let mut out = [0u8; 8];
         kernels::fully_connected(
-            FcInput::Codes(&[1]),
+            FcInput::Codes { codes: Codes::new(&[1], 1), len: 1 },
             PackedWeights { bits: 1, data: &packed },
             ChannelRequant { records: &table },
             FcOutput::Logits,
             2,
+            8,
             &mut out,
         );
         assert_eq!(i32s_le(&out), want.to_vec(), "offsets {offsets:?}");
@@ -815,20 +876,26 @@ fn worked_example_from_docs() {
         groups: 1,
         input_bits: 4,
     };
+    // The 4-bit codes as the arena stores them, two to a byte: 0xF3, 0x07.
+    let xs = stored(&x, 4);
+    assert_eq!(xs, vec![0xf3, 0x07]);
+    let codes = Codes::new(&xs, 4);
     let mut out = [0u8; 1];
-    kernels::conv2d(&x, &geo, weights, requant, clamp, &mut out, &mut garbage_scratch(&geo, 2));
+    let c = CodesMut::new(&mut out, 4);
+    kernels::conv2d(codes, &geo, weights, requant, clamp, c, &mut garbage_scratch(&geo, 2));
     assert_eq!(out, [10]);
     let tensor = Tensor { data: &x, h: 1, w: 1, c: 3 };
     assert_eq!(r::conv2d(tensor, &window, 1, 1, &packed, 2, &[p], clamp), vec![10]);
 
     // As a fully connected layer: codes out; then logits out, with a logits record (offset 49 in
     // accumulator units): acc + offset = 28.
-    kernels::fully_connected(FcInput::Codes(&x), weights, requant, FcOutput::Codes(clamp), 1, &mut out);
+    let fc_in = FcInput::Codes { codes, len: 3 };
+    kernels::fully_connected(fc_in, weights, requant, FcOutput::Codes(clamp), 1, 4, &mut out);
     assert_eq!(out, [10]);
     let logits_table = records(&[RequantParams { offset: 49, multiplier: 0, shift: 0 }]);
     let logits_requant = ChannelRequant { records: &logits_table };
     let mut logit = [0u8; 4];
-    kernels::fully_connected(FcInput::Codes(&x), weights, logits_requant, FcOutput::Logits, 1, &mut logit);
+    kernels::fully_connected(fc_in, weights, logits_requant, FcOutput::Logits, 1, 8, &mut logit);
     assert_eq!(i32::from_le_bytes(logit), 28);
 
     // Residual add: a = 9, b = 5, input weights [2, 3], acc = 33; offset -0.75 * 2^32, multiplier 2^30 with
@@ -837,8 +904,9 @@ fn worked_example_from_docs() {
     assert_eq!(-3_221_225_472i64, -3 << 30);
     assert_eq!(33 * 1_073_741_824i64 - 3_221_225_472, 32_212_254_720);
     assert_eq!(32_212_254_720i64, 15 << 31);
+    let (a, b) = (Codes::new(&[9], 4), Codes::new(&[5], 4));
     let mut sum = [0u8; 1];
-    kernels::add(&[9], &[5], [2, 3], add_p, clamp, &mut sum);
+    kernels::add(a, b, 1, [2, 3], add_p, clamp, CodesMut::new(&mut sum, 4));
     assert_eq!(sum, [8]);
     assert_eq!(r::add(&[9], &[5], [2, 3], add_p, clamp), vec![8]);
     // With lA' = 0.16: offset round(-0.8 * 2^32) = -3435973837, sum 31997506355, 7.44999999995 -> 7; format
@@ -846,7 +914,7 @@ fn worked_example_from_docs() {
     let add_16 = RequantParams { offset: -3_435_973_837, ..add_p };
     assert_eq!((-0.8f64 * 2f64.powi(32)).round() as i64, -3_435_973_837);
     assert_eq!(33 * 1_073_741_824i64 - 3_435_973_837, 31_997_506_355);
-    kernels::add(&[9], &[5], [2, 3], add_16, clamp, &mut sum);
+    kernels::add(a, b, 1, [2, 3], add_16, clamp, CodesMut::new(&mut sum, 4));
     assert_eq!(sum, [7]);
     assert_eq!(r::add(&[9], &[5], [2, 3], add_16, clamp), vec![7]);
     assert_eq!(r::add(&[9], &[5], [2, 3], RequantParams { offset: -3 << 30, ..add_p }, clamp), vec![8]);
@@ -883,4 +951,67 @@ fn worked_example_from_docs() {
     ] {
         assert!(ARITHMETIC_MD.contains(line), "docs/arithmetic.md no longer states `{line}`");
     }
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Packed inputs read in place: 4-bit inputs against 4-bit weights (and 1 against 1) turn into lanes
+// straight from the arena's words, and 2-bit inputs into the two-codes-per-lane format (1-bit ones there
+// are unpacked first). The random cases
+// above reach these forms only now and then; here every case does.
+
+#[test]
+fn packed_inputs_read_in_place_match_the_reference() {
+    use qfd_runtime::kernels::select::{conv_variant, ConvVariant};
+    let mut state = 0x2545_f491u32;
+    let mut next = move || {
+        state ^= state << 13;
+        state ^= state >> 17;
+        state ^= state << 5;
+        state
+    };
+    let mut checked = 0;
+    for case in 0..240 {
+        let (wbits, abits) = [(4u8, 4u8), (1, 1), (2, 2), (2, 1)][case % 4];
+        let per_word = if wbits == 2 { 16 } else { 32 / wbits as usize };
+        let cin = per_word * (1 + case / 4 % 3);
+        let k = [1 + (case / 12 % 3) as u8; 2];
+        let stride = [1 + (case / 36 % 2) as u8; 2];
+        let pad = (case / 72 % 2) as u8 * (k[0] / 2);
+        let window =
+            Window { kernel: k, stride, padding: Padding { top: pad, left: pad, bottom: pad, right: pad } };
+        let (h, w, cout) = (3 + case % 5, 4 + case % 3, 1 + case % 7);
+        let [ho, wo] = r::out_hw(&window, h, w);
+        let geo = ConvGeometry {
+            input: Hwc::new(h, w, cin),
+            output: Hwc::new(ho, wo, cout),
+            window,
+            groups: 1,
+            input_bits: abits,
+        };
+        let x: Vec<u8> = (0..h * w * cin).map(|_| (next() & r::max_code(abits) as u32) as u8).collect();
+        let codes: Vec<u8> =
+            (0..cout * geo.patch_len()).map(|_| (next() & r::max_code(wbits) as u32) as u8).collect();
+        let packed = kernel_weights(&codes, wbits);
+        let weights = PackedWeights { bits: wbits, data: &packed };
+        // One output code per accumulator unit, centred: an accumulator off by one shows.
+        let params: Vec<_> =
+            (0..cout).map(|_| RequantParams { offset: 7 << 31, multiplier: 1 << 30, shift: 0 }).collect();
+        let table = records(&params);
+        let requant = ChannelRequant { records: &table };
+        let clamp = Clamp { min: 0, max: 15 };
+        let stored_x = stored(&x, abits);
+        let input = Codes::new(&stored_x, abits);
+        let mut scratch = garbage_scratch(&geo, wbits);
+        let got = run_codes(ho * wo * cout, 4, |out| {
+            kernels::conv2d(input, &geo, weights, requant, clamp, out, &mut scratch[case % 4..])
+        });
+        let tensor = Tensor { data: &x, h, w, c: cin };
+        let want = r::conv2d(tensor, &window, 1, cout, &packed, wbits, &params, clamp);
+        assert_eq!(got, want, "case {case}: W{wbits}A{abits}, {h}x{w}x{cin} -> {cout}, {window:?}");
+        // 1-bit inputs against the two-codes-per-lane format are unpacked first (the fallback, checked too).
+        let in_place = matches!(conv_variant(&geo, wbits), ConvVariant::Gemm(plan) if plan.direct);
+        assert_eq!(in_place, abits == wbits, "case {case}: W{wbits}A{abits} read in place: {in_place}");
+        checked += 1;
+    }
+    assert_eq!(checked, 240);
 }

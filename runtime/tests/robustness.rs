@@ -483,7 +483,8 @@ fn reinfer_and_replan(desc: &mut ModelDesc<'_>) {
     let mut offset = 0u64;
     for v in desc.values.iter_mut() {
         v.arena_offset = u32::try_from(offset).unwrap_or(u32::MAX);
-        offset += v.shape.iter().map(|&d| d as u64).product::<u64>() * v.elem.size() as u64;
+        let elems = v.shape.iter().map(|&d| d as u64).product::<u64>();
+        offset += v.elem.bytes(usize::try_from(elems).unwrap_or(usize::MAX / 4)) as u64;
     }
     desc.arena_bytes = u32::try_from(offset).unwrap_or(u32::MAX);
 }

@@ -69,20 +69,21 @@ fn tiny_graph() -> Graph {
 ///
 /// ```text
 /// 51 46 44 4d         magic "QFDM"
-/// 02                  format_major = 2 (varint)
+/// 03                  format_major = 3 (varint)
 /// 00                  format_minor = 0 (varint)
 /// 11                  producer length = 17 (varint)
 /// 71 66 64 2d ...     producer "qfd-codegen 0.1.0" (17 bytes)
-/// c1 cc b9 8c 02      payload_crc32 = 0x218e_6641 (varint: a u32 takes 1-5 bytes)
+/// f0 af c7 bd 0f      payload_crc32 = 0xf7b1_d7f0 (varint: a u32 takes 1-5 bytes)
 /// a1 01               payload length = 161 (varint)
 /// 01 00 00 00 3f      payload: input.mean = [0.5] (length 1, then f32 LE)
 /// ```
 ///
 /// Format 2 changed the requantization record from 9 bytes (`bias: i32` in accumulator units, multiplier,
 /// shift) to 13 (`offset: i64` in product units, multiplier, shift): the two tables below grew by 4 bytes per
-/// record, and with them the payload length and CRC.
-const HEADER_VERSION: &str = "5146444d 02 00";
-const PAYLOAD_CRC32: u32 = 0x218e_6641;
+/// record, and with them the payload length and CRC. Format 3 packs activations below 8 bits in the arena:
+/// the 4-bit conv output takes 4 bytes instead of 8, and the memory plan (the value offsets) changed.
+const HEADER_VERSION: &str = "5146444d 03 00";
+const PAYLOAD_CRC32: u32 = 0xf7b1_d7f0;
 const PAYLOAD: &[(&str, &str)] = &[
     ("input.mean = [0.5]", "01 0000003f"),
     ("input.std = [0.25]", "01 0000803e"),
@@ -94,8 +95,8 @@ const PAYLOAD: &[(&str, &str)] = &[
     ("meta.fake_quant_accuracy = Some(0.75)", "01 0000403f"),
     ("meta.integer_accuracy = None", "00"),
     ("values: 4 entries", "04"),
-    ("value 0: 2x2x1, Codes { bits: 8 }, offset 8", "020201 00 08 08"),
-    ("value 1: 2x2x2, Codes { bits: 4 }, offset 0", "020202 00 04 00"),
+    ("value 0: 2x2x1, Codes { bits: 8 }, offset 0", "020201 00 08 00"),
+    ("value 1: 2x2x2, Codes { bits: 4 } (4 bytes, packed), offset 4", "020202 00 04 04"),
     ("value 2: 1x1x2, I32, offset 12", "010102 01 0c"),
     ("value 3: 1x1x3, I32, offset 0", "010103 01 00"),
     ("ops: 3 entries", "03"),
@@ -173,7 +174,7 @@ fn the_encoding_of_a_tiny_model_is_pinned() {
 
 #[test]
 fn the_pinned_header_states_the_current_format() {
-    assert_eq!((FORMAT_MAJOR, FORMAT_MINOR), (2, 0), "update HEADER_VERSION and docs/format.md");
+    assert_eq!((FORMAT_MAJOR, FORMAT_MINOR), (3, 0), "update HEADER_VERSION and docs/format.md");
     assert!(PRODUCER.starts_with("qfd-codegen "), "{PRODUCER}");
     let payload: Vec<u8> = PAYLOAD.iter().flat_map(|(_, h)| unhex(h)).collect();
     // The checksum is CRC-32/ISO-HDLC, the one zlib computes.

@@ -135,7 +135,12 @@ pub fn emit_rust(model_bytes: &[u8]) -> Result<String, EmitError> {
     } else {
         w += "    let arena = &mut arena[..VALUES_SIZE];\n";
     }
-    let _ = writeln!(w, "    arena[{}].copy_from_slice(input);", range(input));
+    let _ = writeln!(
+        w,
+        "    qfd_runtime::codes::pack_codes(input, {}, &mut arena[{}]);",
+        ops::code_bits(input),
+        range(input)
+    );
     for (i, op) in desc.ops.iter().enumerate() {
         ops::emit_call(&mut w, i, op, values);
     }

@@ -2,6 +2,7 @@
 
 use std::fmt::Write as _;
 
+use qfd_runtime::codes::codes_per_byte;
 use qfd_runtime::format::{Clamp, ElemType, FcOutput, OpDesc, ValueDesc, Window};
 use qfd_runtime::requant::RequantParams;
 
@@ -25,7 +26,9 @@ pub fn emit_data(w: &mut String, i: usize, op: &OpDesc<'_>) {
 /// The statements that run op `i`, reading and writing the arena at the planned offsets, then tracing.
 pub fn emit_call(w: &mut String, i: usize, op: &OpDesc<'_>, values: &[ValueDesc]) {
     let out = &values[i + 1];
-    let input = |v: u16| format!("reader.get({})", range(&values[v as usize]));
+    let bytes = |v: u16| format!("reader.get({})", range(&values[v as usize]));
+    let input = |v: u16| format!("qfd_runtime::Codes::new({}, {})", bytes(v), code_bits(&values[v as usize]));
+    let out_codes = format!("qfd_runtime::CodesMut::new(out, {})", code_bits(out));
     let _ = writeln!(w, "    // Layer {i}: {} -> {}", op.kind(), shape(out));
     let _ =
         writeln!(w, "    {{\n        let (reader, out) = qfd_runtime::arena::split(arena, {});", range(out));
@@ -33,56 +36,56 @@ pub fn emit_call(w: &mut String, i: usize, op: &OpDesc<'_>, values: &[ValueDesc]
         OpDesc::Conv2d(c) => format!(
             "qfd_runtime::kernels::conv2d(\n            {},\n            &qfd_runtime::kernels::ConvGeometry {{ \
              input: {}, output: {}, window: {}, groups: {}, input_bits: {} }},\n            {},\n            {},\n            \
-             {},\n            out,\n            scratch,\n        )",
+             {},\n            {out_codes},\n            scratch,\n        )",
             input(c.input),
             hwc(&values[c.input as usize]),
             hwc(out),
             window(&c.window),
             c.groups,
-            match values[c.input as usize].elem {
-                ElemType::Codes { bits } => bits,
-                ElemType::I32 => 8,
-            },
+            code_bits(&values[c.input as usize]),
             weights(i, c.weights.bits),
             requant_table(i),
             clamp(c.clamp)
         ),
         OpDesc::FullyConnected(f) => {
             let source = match values[f.input as usize].elem {
-                ElemType::Codes { .. } => "Codes",
-                ElemType::I32 => "SumsLe",
+                ElemType::Codes { .. } => {
+                    format!("Codes {{ codes: {}, len: {} }}", input(f.input), values[f.input as usize].elems())
+                }
+                ElemType::I32 => format!("SumsLe({})", bytes(f.input)),
             };
             let kind = match f.output {
                 FcOutput::Codes(c) => format!("qfd_runtime::format::FcOutput::Codes({})", clamp(c)),
                 FcOutput::Logits => "qfd_runtime::format::FcOutput::Logits".into(),
             };
             format!(
-                "qfd_runtime::kernels::fully_connected(\n            qfd_runtime::kernels::FcInput::{source}({}),\n            \
-                 {},\n            {},\n            {kind},\n            {},\n            out,\n        )",
-                input(f.input),
+                "qfd_runtime::kernels::fully_connected(\n            qfd_runtime::kernels::FcInput::{source},\n            \
+                 {},\n            {},\n            {kind},\n            {},\n            {},\n            out,\n        )",
                 weights(i, f.weights.bits),
                 requant_table(i),
-                out.shape[2]
+                out.shape[2],
+                code_bits(out)
             )
         }
         OpDesc::Add(a) => format!(
-            "qfd_runtime::kernels::add(\n            {},\n            {},\n            [{}, {}],\n            {},\n            \
-             {},\n            out,\n        )",
+            "qfd_runtime::kernels::add(\n            {},\n            {},\n            {},\n            [{}, {}],\n            \
+             {},\n            {},\n            {out_codes},\n        )",
             input(a.inputs[0]),
             input(a.inputs[1]),
+            out.elems(),
             a.input_weights[0],
             a.input_weights[1],
             requant(a.requant),
             clamp(a.clamp)
         ),
         OpDesc::MaxPool(p) => format!(
-            "qfd_runtime::kernels::max_pool({}, &{}, out)",
+            "qfd_runtime::kernels::max_pool({}, &{}, {out_codes})",
             input(p.input),
             pool_geometry(&values[p.input as usize], out, &p.window)
         ),
         OpDesc::AvgPool(p) => format!(
             "qfd_runtime::kernels::avg_pool(\n            {},\n            &{},\n            {},\n            {},\n            \
-             out,\n        )",
+             {out_codes},\n        )",
             input(p.input),
             pool_geometry(&values[p.input as usize], out, &p.window),
             requant(p.requant),
@@ -95,11 +98,16 @@ pub fn emit_call(w: &mut String, i: usize, op: &OpDesc<'_>, values: &[ValueDesc]
         ),
     };
     let traced = match out.elem {
-        ElemType::Codes { .. } => "Codes",
-        ElemType::I32 => "I32Le",
+        ElemType::Codes { bits } => format!("Codes(qfd_runtime::Codes::new(out, {bits}))"),
+        ElemType::I32 => "I32Le(out)".into(),
     };
-    let _ =
-        writeln!(w, "        {call};\n        trace({i}, qfd_runtime::LayerOutput::{traced}(out));\n    }}");
+    if let ElemType::Codes { bits } = out.elem {
+        // A packed tensor whose last byte is not full: clear its unused bits, as the interpreter does.
+        if !out.elems().is_multiple_of(codes_per_byte(bits)) {
+            let _ = writeln!(w, "        qfd_runtime::codes::clear_unused(out, {}, {bits});", out.elems());
+        }
+    }
+    let _ = writeln!(w, "        {call};\n        trace({i}, qfd_runtime::LayerOutput::{traced});\n    }}");
 }
 
 fn shape(v: &ValueDesc) -> String {
@@ -151,4 +159,12 @@ fn requant(p: RequantParams) -> String {
 
 fn clamp(c: Clamp) -> String {
     format!("qfd_runtime::format::Clamp {{ min: {}, max: {} }}", c.min, c.max)
+}
+
+/// Bit-width of a value's codes (8 for `i32` values, which no kernel reads as codes).
+pub(super) fn code_bits(v: &ValueDesc) -> u8 {
+    match v.elem {
+        ElemType::Codes { bits } => bits,
+        ElemType::I32 => 8,
+    }
 }

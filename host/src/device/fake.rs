@@ -9,7 +9,7 @@ use qfd_link::{
     Done, Engine, ErrorKind, FrameReader, Hello, InferResult, PanicReport, Request, Response, StackUse,
     TimeUnit, PROTOCOL_VERSION,
 };
-use qfd_runtime::{LayerOutput, Model};
+use qfd_runtime::Model;
 
 use super::target::{Finished, Progress, Target, TargetError};
 
@@ -81,11 +81,8 @@ impl FakeTarget {
                         let mut layer_crc = heapless::Vec::new();
                         let mut layer_time = heapless::Vec::new();
                         let run = model.run_traced(input, &mut arena, &mut logits, |i, _, o| {
-                            let bytes = match o {
-                                LayerOutput::Codes(b) | LayerOutput::I32Le(b) => b,
-                            };
                             if detail.layer_crc {
-                                let _ = layer_crc.push(qfd_link::layer_crc(bytes));
+                                let _ = layer_crc.push(qfd_link::layer_crc(o.bytes()));
                             }
                             if detail.layer_time {
                                 let _ = layer_time.push(1000 + i as u64);

@@ -24,7 +24,7 @@ use std::time::Duration;
 
 use qfd_boards::{Board, BoardError};
 use qfd_link::Detail;
-use qfd_runtime::{LayerOutput, Model};
+use qfd_runtime::Model;
 
 use crate::data::{DataError, Dataset, DatasetKind, Split};
 use crate::fsutil::{self, FsError};
@@ -229,10 +229,7 @@ fn host_answer(model: &Model, input: &[u8], trace: bool) -> Result<HostAnswer, D
     let class = model
         .run_traced(input, &mut arena, &mut logits, |_, _, out| {
             if trace {
-                let bytes = match out {
-                    LayerOutput::Codes(b) | LayerOutput::I32Le(b) => b,
-                };
-                layer_crc.push(qfd_link::layer_crc(bytes));
+                layer_crc.push(qfd_link::layer_crc(out.bytes()));
             }
         })
         .map_err(|e| DeviceError::Mismatch(format!("the host runtime refused an input: {e}")))?;

@@ -12,34 +12,39 @@
 //! Padding costs nothing in the loop: a window row above or below the input reads a row of zeros (kept in
 //! scratch), and a window that overhangs the left or right edge is moved inside the input with its weights
 //! shifted to match, the taps that fell off weighted 0.
+//!
+//! Packed inputs (below 8 bits) are unpacked three rows at a time into scratch, once per output row.
 
 use super::ConvGeometry;
+use crate::codes::{Codes, CodesMut};
 use crate::format::Clamp;
 use crate::requant::{ChannelRequant, ToCode};
 use crate::weights::{max_code, PackedWeights};
 
-/// Bytes of scratch [`depthwise3x3`] needs: one input row of zeros.
+/// Bytes of scratch [`depthwise3x3`] needs: one input row of zeros, and three unpacked rows when the input
+/// is packed.
 pub(super) const fn scratch_bytes(geo: &ConvGeometry) -> usize {
-    geo.input.w * geo.input.c
+    let rows = if crate::codes::codes_per_byte(geo.input_bits) > 1 { 4 } else { 1 };
+    rows * geo.input.w * geo.input.c
 }
 
 /// [`super::conv2d`] for a 3x3 depthwise convolution of an input at least 3 columns wide; four channels at
 /// a time when `four_channels` (which `select` sets only on DSP cores).
 #[allow(clippy::too_many_arguments)]
 pub(super) fn depthwise3x3(
-    input: &[u8],
+    input: Codes<'_>,
     geo: &ConvGeometry,
     four_channels: bool,
     weights: PackedWeights<'_>,
     requant: ChannelRequant<'_>,
     clamp: Clamp,
-    output: &mut [u8],
+    mut output: CodesMut<'_>,
     scratch: &mut [u8],
 ) {
     let (inp, out, win) = (geo.input, geo.output, &geo.window);
     let ch = inp.c;
     let row_len = inp.w * ch;
-    let zeros = &mut scratch[..row_len];
+    let (zeros, unpacked) = scratch.split_at_mut(row_len);
     zeros.fill(0);
     let zeros = &*zeros;
     let [sy, sx] = [win.stride[0] as usize, win.stride[1] as usize];
@@ -52,17 +57,12 @@ pub(super) fn depthwise3x3(
     let ox_lo = (0..out.w).find(|&ox| inside(ox)).unwrap_or(out.w);
     let ox_hi = (ox_lo..out.w).find(|&ox| !inside(ox)).unwrap_or(out.w);
     let offset = max_code(weights.bits);
-    // The input rows under output row `oy`'s window: a row of zeros where the window is in the padding.
-    let window_rows = |oy: usize| -> [&[u8]; 3] {
-        core::array::from_fn(|ky| {
-            let iy = (oy * sy) as isize - top + ky as isize;
-            if iy >= 0 && iy < inp.h as isize {
-                &input[iy as usize * row_len..(iy as usize + 1) * row_len]
-            } else {
-                zeros
-            }
-        })
+    // Where the input row under window row `ky` of output row `oy` starts, `None` in the padding.
+    let row_start = |oy: usize, ky: usize| {
+        let iy = (oy * sy) as isize - top + ky as isize;
+        (iy >= 0 && iy < inp.h as isize).then(|| iy as usize * row_len)
     };
+    let mut window = Rows { input, unpacked, zeros, row_len };
     // Where output column `ox`'s window starts once moved inside the input, and by how much it moved
     // (`d` in -2..=2, returned as `d + 2`).
     let column = |ox: usize| {
@@ -92,13 +92,13 @@ pub(super) fn depthwise3x3(
                 });
                 let p: [ToCode; 4] = core::array::from_fn(|j| ToCode::new(requant.get(4 * g + j), clamp));
                 for oy in 0..out.h {
-                    let rows = window_rows(oy);
+                    let rows = window.get(|ky| row_start(oy, ky));
                     for ox in 0..out.w {
                         let (base, set) = column(ox);
                         let sums = super::dsp::depthwise_group(rows, base * ch + 4 * g, ch, &sets[set]);
                         let at = (oy * out.w + ox) * ch + 4 * g;
-                        for (j, o) in output[at..at + 4].iter_mut().enumerate() {
-                            *o = p[j].apply(sums[j]);
+                        for (j, p) in p.iter().enumerate() {
+                            output.set(at + j, p.apply(sums[j]));
                         }
                     }
                 }
@@ -110,8 +110,8 @@ pub(super) fn depthwise3x3(
         let w: [i32; 9] = core::array::from_fn(|t| 2 * weights.code(c * 9 + t) as i32 - offset);
         let p = ToCode::new(requant.get(c), clamp);
         for oy in 0..out.h {
-            let rows = window_rows(oy);
-            let out_row = &mut output[oy * out.w * ch..(oy + 1) * out.w * ch];
+            let rows = window.get(|ky| row_start(oy, ky));
+            let out_row = oy * out.w * ch;
             // Border columns: the window moved inside the input, its weights shifted the other way.
             for ox in (0..ox_lo).chain(ox_hi..out.w) {
                 let (base, moved) = column(ox);
@@ -123,7 +123,7 @@ pub(super) fn depthwise3x3(
                         0
                     }
                 });
-                out_row[ox * ch + c] = p.apply(one(rows, &shifted, base * ch + c, ch));
+                output.set(out_row + ox * ch + c, p.apply(one(rows, &shifted, base * ch + c, ch)));
             }
             let mut ox = ox_lo;
             while ox + 1 < ox_hi {
@@ -133,13 +133,13 @@ pub(super) fn depthwise3x3(
                     2 => pair::<2>(rows, &w, i, ch),
                     _ => [one(rows, &w, i, ch), one(rows, &w, i + sx * ch, ch)],
                 };
-                out_row[ox * ch + c] = p.apply(a);
-                out_row[(ox + 1) * ch + c] = p.apply(b);
+                output.set(out_row + ox * ch + c, p.apply(a));
+                output.set(out_row + (ox + 1) * ch + c, p.apply(b));
                 ox += 2;
             }
             if ox < ox_hi {
                 let i = ((ox * sx) as isize - left) as usize * ch + c;
-                out_row[ox * ch + c] = p.apply(one(rows, &w, i, ch));
+                output.set(out_row + ox * ch + c, p.apply(one(rows, &w, i, ch)));
             }
         }
     }
@@ -169,4 +169,34 @@ fn pair<const SX: usize>(rows: [&[u8]; 3], w: &[i32; 9], i: usize, ch: usize) ->
         b += x[SX] * w[0] + x[SX + 1] * w[1] + x[SX + 2] * w[2];
     }
     [a, b]
+}
+
+/// The input rows under one output row's window, a byte per code.
+struct Rows<'a, 'b> {
+    input: Codes<'a>,
+    /// Room for three unpacked rows (used when the input is packed).
+    unpacked: &'b mut [u8],
+    /// A row of zeros, for window rows in the padding.
+    zeros: &'b [u8],
+    row_len: usize,
+}
+
+impl Rows<'_, '_> {
+    /// The three rows whose starts `start(ky)` gives (`None`: in the padding); packed rows are unpacked.
+    fn get(&mut self, start: impl Fn(usize) -> Option<usize>) -> [&[u8]; 3] {
+        let len = self.row_len;
+        if self.input.is_packed() {
+            for (ky, buf) in self.unpacked.chunks_exact_mut(len).take(3).enumerate() {
+                if let Some(s) = start(ky) {
+                    self.input.unpack(s, buf);
+                }
+            }
+        }
+        let (input, unpacked, zeros) = (self.input, &*self.unpacked, self.zeros);
+        core::array::from_fn(|ky| match start(ky) {
+            Some(_) if input.is_packed() => &unpacked[ky * len..(ky + 1) * len],
+            Some(s) => &input.bytes()[s..s + len],
+            None => zeros,
+        })
+    }
 }

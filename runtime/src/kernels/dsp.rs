@@ -4,7 +4,7 @@
 //! shifted `AND` (1, 2 and 4-bit codes); activation lanes were laid out by the im2col in the same order.
 //!
 //! One `asm!` block runs every pair of output channels for a pair of pixels ([`dot_2xn`]): the loop over a
-//! row pair's words, then the four sums stored and the next row pair started, without leaving the block.
+//! row pair's words, then the four sums added to memory and the next row pair started, without leaving the block.
 //!
 //! Stable Rust has no DSP intrinsics, hence `asm!`. A block uses 13 or 14 registers: the compiler
 //! allocates the operands, and `r7`, which it reserves (the Thumb frame pointer) and cannot hand out as an
@@ -108,10 +108,19 @@ macro_rules! dot2_word {
     };
 }
 
-/// Stores a row pair's four sums at `[{w1}]` (advancing it).
+/// Adds a row pair's four sums to the sums at `[{w1}]` (advancing it).
 macro_rules! store_sums {
     () => {
-        concat!("strd {a0}, {b0}, [{w1}], #8\n", "strd {a1}, {b1}, [{w1}], #8\n")
+        concat!(
+            "ldrd {xa}, {xb}, [{w1}]\n",
+            "add {a0}, {a0}, {xa}\n",
+            "add {b0}, {b0}, {xb}\n",
+            "strd {a0}, {b0}, [{w1}], #8\n",
+            "ldrd {xa}, {xb}, [{w1}]\n",
+            "add {a1}, {a1}, {xa}\n",
+            "add {b1}, {b1}, {xb}\n",
+            "strd {a1}, {b1}, [{w1}], #8\n",
+        )
     };
 }
 
@@ -135,7 +144,7 @@ macro_rules! add_dot_fields {
     };
 }
 
-/// The block: for each row pair, `passes` runs of `$body`, then the sums stored (`$store`) and the next
+/// The block: for each row pair, `passes` runs of `$body`, then the sums added to memory (`$store`) and the next
 /// pair set up. Temporaries between pairs: `w0`, `w1`, `xa`, `xb` and `r7` (all reloaded by the body).
 macro_rules! row_pairs {
     ($job:expr, $p0:expr, $p1:expr, $mask:expr, $body:expr) => {
@@ -202,7 +211,8 @@ pub fn dot_2xn(x: &[u32], rows: &[u8], row_bytes: usize, format: LaneFormat, wor
     // The asm reads exactly these ranges and writes `acc`; checking them here keeps the block sound for
     // any caller.
     let lanes = 2 * words * format.lanes_per_word();
-    assert!(words > 0 && x.len() >= lanes && row_bytes >= 4 * words && rows.len() >= 2 * pairs * row_bytes);
+    assert!(words > 0 && x.len() >= lanes && row_bytes >= 4 * words);
+    assert!(rows.len() >= (2 * pairs - 1) * row_bytes + 4 * words);
     assert!(acc.len() == 4 * pairs && (acc.as_ptr() as usize).is_multiple_of(4));
     if format.is_dot2() {
         return dot2_2xn(x, rows, row_bytes, words, pairs, acc);
@@ -215,7 +225,7 @@ pub fn dot_2xn(x: &[u32], rows: &[u8], row_bytes: usize, format: LaneFormat, wor
     let (p0, p1) = (rows.as_ptr(), rows[row_bytes..].as_ptr());
     // SAFETY: the asserts bound every access. Per row pair, the block reads `4 * words` bytes from rows 2q
     // and 2q + 1 (`LDR`, any alignment, which Armv7-M and Armv8-M Mainline allow for normal memory) and
-    // `lanes` aligned words of `x` (`LDRD`), then writes four `i32` to `acc` (`STRD`, aligned), for `pairs`
+    // `lanes` aligned words of `x` (`LDRD`), then adds to four `i32` of `acc` (`LDRD`, `STRD`, aligned), for `pairs`
     // row pairs. It also writes `job`, which it owns, and its own stack slots (r7 and the job address),
     // restoring sp and r7.
     unsafe {
@@ -240,7 +250,6 @@ pub fn dot_2xn(x: &[u32], rows: &[u8], row_bytes: usize, format: LaneFormat, wor
 #[inline(never)]
 fn dot2_2xn(x: &[u32], rows: &[u8], row_bytes: usize, words: usize, pairs: usize, acc: &mut [i32]) {
     // The dot fields hold `DOT2_WORDS` words: one block per chunk of words, each adding its fields.
-    acc.fill(0);
     for start in (0..words).step_by(DOT2_WORDS) {
         let n = (words - start).min(DOT2_WORDS);
         let x = x[2 * 5 * start..].as_ptr();

@@ -9,6 +9,7 @@
 use super::lanes::{le_word, LaneFormat};
 use super::select::GemmPlan;
 use super::{odd_grid_acc, scratch, ConvGeometry};
+use crate::codes::{storage_bits, CodeWriter, Codes, CodesMut};
 use crate::format::Clamp;
 use crate::requant::{ChannelRequant, RequantParams, ToCode, CHANNEL_RECORD_BYTES};
 use crate::weights::PackedWeights;
@@ -22,13 +23,13 @@ use super::lanes::dot_2xn;
 /// [`super::conv2d`] for a `groups == 1` convolution that `plan` describes.
 #[allow(clippy::too_many_arguments)]
 pub(super) fn conv2d(
-    input: &[u8],
+    input: Codes<'_>,
     geo: &ConvGeometry,
     plan: &GemmPlan,
     weights: PackedWeights<'_>,
     requant: ChannelRequant<'_>,
     clamp: Clamp,
-    output: &mut [u8],
+    mut output: CodesMut<'_>,
     scratch: &mut [u8],
 ) {
     let (patch, rest) = scratch.split_at_mut(plan.patch_bytes());
@@ -41,56 +42,82 @@ pub(super) fn conv2d(
     let sums = scratch::as_i32(&mut sums[..4 * pairs]);
     let row_bytes = plan.row_bytes();
 
+    let odd_row = (channels % 2 == 1).then(|| row(weights, row_bytes, channels - 1));
     for a in (0..pixels).step_by(2) {
         // An odd last pixel is gathered twice and its second result dropped.
         let b = if a + 1 < pixels { a + 1 } else { a };
-        let sum_x = [
-            im2col(input, geo, plan, a, 0, patch, lanes, tails) as i32,
-            im2col(input, geo, plan, b, 1, patch, lanes, tails) as i32,
-        ];
-        let mut out = Emit { output: &mut *output, pixels: [a, b], channels, sum_x, bits: weights.bits };
-        // Every pair of channels in one call, then each pair's tail codes and requantization.
-        dot_2xn(lanes, weights.data, row_bytes, plan.format, plan.words, sums);
+        // Every pair of channels in one call per chunk of taps, adding to the sums; then each pair's tail
+        // codes and requantization.
+        sums.fill(0);
+        let mut odd = [0i32; 4];
+        let mut sum_x = [0i32; 2];
+        for first_tap in (0..plan.taps()).step_by(plan.chunk_taps) {
+            let taps = first_tap..(first_tap + plan.chunk_taps).min(plan.taps());
+            let (words, at) = if plan.direct {
+                (taps.len() * plan.tap_words(), 4 * first_tap * plan.tap_words())
+            } else {
+                (plan.words, 0)
+            };
+            for (slot, pixel) in [a, b].into_iter().enumerate() {
+                let gathered = im2col(input, geo, plan, pixel, slot, taps.clone(), patch, lanes, tails);
+                sum_x[slot] += gathered as i32;
+            }
+            let lanes = &lanes[..2 * plan.format.lanes_per_word() * words];
+            dot_2xn(lanes, &weights.data[at..], row_bytes, plan.format, words, sums);
+            if let Some(r) = odd_row {
+                let r = &r[at..at + 4 * words];
+                let acc = dot_2x2(lanes, r, r, plan.format, words);
+                odd.iter_mut().zip(acc).for_each(|(o, a)| *o = o.wrapping_add(a));
+            }
+        }
+        let writers = [CodeWriter::new(&output, a * channels), CodeWriter::new(&output, b * channels)];
+        let mut out = Emit { output: &mut output, writers, two: b != a, sum_x, bits: weights.bits };
         let pairs_of_rows = weights.data.chunks_exact(2 * row_bytes);
         let pairs_of_records = requant.records.chunks_exact(2 * CHANNEL_RECORD_BYTES);
-        for (q, ((s, rows), records)) in
-            sums.chunks_exact(4).zip(pairs_of_rows).zip(pairs_of_records).enumerate()
-        {
+        for ((s, rows), records) in sums.chunks_exact(4).zip(pairs_of_rows).zip(pairs_of_records) {
             let mut acc = [s[0], s[1], s[2], s[3]];
             let (row0, row1) = rows.split_at(row_bytes);
             add_tail(&mut acc, plan, tails, row0, row1);
             let (r0, r1) = records.split_at(CHANNEL_RECORD_BYTES);
-            out.put(2 * q, ToCode::new(RequantParams::from_slice(r0), clamp), [acc[0], acc[1]]);
-            out.put(2 * q + 1, ToCode::new(RequantParams::from_slice(r1), clamp), [acc[2], acc[3]]);
+            out.put(ToCode::new(RequantParams::from_slice(r0), clamp), [acc[0], acc[1]]);
+            out.put(ToCode::new(RequantParams::from_slice(r1), clamp), [acc[2], acc[3]]);
         }
-        if channels % 2 == 1 {
-            let (o, r) = (channels - 1, row(weights, row_bytes, channels - 1));
-            let mut acc = dot_2x2(lanes, &r[..4 * plan.words], &r[..4 * plan.words], plan.format, plan.words);
-            add_tail(&mut acc, plan, tails, r, r);
-            out.put(o, ToCode::new(requant.get(o), clamp), [acc[0], acc[1]]);
+        if let Some(r) = odd_row {
+            add_tail(&mut odd, plan, tails, r, r);
+            out.put(ToCode::new(requant.get(channels - 1), clamp), [odd[0], odd[1]]);
         }
+        out.finish();
     }
 }
 
-/// Where a pixel pair's outputs go.
-struct Emit<'o> {
-    output: &'o mut [u8],
-    /// The two pixels (equal for an odd last pixel, whose second result is dropped).
-    pixels: [usize; 2],
-    channels: usize,
+/// Where a pixel pair's outputs go: channel after channel, each pixel's codes through its own writer.
+struct Emit<'o, 'b> {
+    output: &'o mut CodesMut<'b>,
+    writers: [CodeWriter; 2],
+    /// Whether there are two pixels (not for an odd last pixel, whose second result is dropped).
+    two: bool,
     /// Each pixel's patch code sum.
     sum_x: [i32; 2],
     bits: u8,
 }
 
-impl Emit<'_> {
-    /// Requantizes channel `o`'s two sums of `x * k` and stores them.
+impl Emit<'_, '_> {
+    /// Requantizes the next channel's two sums of `x * k` and stores them.
     #[inline(always)]
-    fn put(&mut self, o: usize, p: ToCode, sums: [i32; 2]) {
-        let [a, b] = self.pixels;
-        self.output[a * self.channels + o] = p.apply(odd_grid_acc(sums[0], self.sum_x[0], self.bits));
-        if b != a {
-            self.output[b * self.channels + o] = p.apply(odd_grid_acc(sums[1], self.sum_x[1], self.bits));
+    fn put(&mut self, p: ToCode, sums: [i32; 2]) {
+        let [wa, wb] = &mut self.writers;
+        wa.push(self.output, p.apply(odd_grid_acc(sums[0], self.sum_x[0], self.bits)));
+        if self.two {
+            wb.push(self.output, p.apply(odd_grid_acc(sums[1], self.sum_x[1], self.bits)));
+        }
+    }
+
+    /// Stores the codes of partly filled last bytes.
+    fn finish(self) {
+        let [wa, wb] = self.writers;
+        wa.finish(self.output);
+        if self.two {
+            wb.finish(self.output);
         }
     }
 }
@@ -110,12 +137,15 @@ fn add_tail(acc: &mut [i32; 4], plan: &GemmPlan, tails: &[u32], row0: &[u8], row
     }
     let bits = plan.format.bits();
     let first = 32 - tail as u32 * bits;
-    let (last0, last1) = (le_word(row0, row0.len() - 4), le_word(row1, row1.len() - 4));
+    // Each row's tail codes, the next one lowest; shifted along code by code. (This form, with a shift
+    // carried from one code to the next, is also the one that stays scalar: the Cortex-M55 build vectorized
+    // the earlier per-code shifts with Helium, and under QEMU that loop gave wrong sums.)
+    let (mut k0s, mut k1s) = (le_word(row0, row0.len() - 4) >> first, le_word(row1, row1.len() - 4) >> first);
     let mask = (1u32 << bits) - 1;
-    for t in 0..tail {
-        let at = first + t as u32 * bits;
-        let (k0, k1) = (((last0 >> at) & mask) as i32, ((last1 >> at) & mask) as i32);
-        let (xa, xb) = (tails[t] as i32, tails[tail + t] as i32);
+    for (&xa, &xb) in tails[..tail].iter().zip(&tails[tail..2 * tail]) {
+        let (k0, k1) = ((k0s & mask) as i32, (k1s & mask) as i32);
+        (k0s, k1s) = (k0s >> bits, k1s >> bits);
+        let (xa, xb) = (xa as i32, xb as i32);
         acc[0] = acc[0].wrapping_add(xa * k0);
         acc[1] = acc[1].wrapping_add(xb * k0);
         acc[2] = acc[2].wrapping_add(xa * k1);
@@ -123,16 +153,18 @@ fn add_tail(acc: &mut [i32; 4], plan: &GemmPlan, tails: &[u32], row0: &[u8], row
     }
 }
 
-/// Gathers output pixel `pixel`'s patch into slot `slot` (0 or 1) of the interleaved lanes and the tails;
-/// returns the sum of its codes. Padding reads code 0.
+/// Gathers taps `taps` of output pixel `pixel`'s patch into slot `slot` (0 or 1) of the interleaved lanes
+/// (and the tails); returns the sum of their codes. Padding reads code 0. Only a direct im2col gathers a
+/// part of the taps; the others always gather all.
 #[allow(clippy::too_many_arguments)]
 #[inline(always)]
 fn im2col(
-    input: &[u8],
+    input: Codes<'_>,
     geo: &ConvGeometry,
     plan: &GemmPlan,
     pixel: usize,
     slot: usize,
+    taps: core::ops::Range<usize>,
     patch: &mut [u8],
     lanes: &mut [u32],
     tails: &mut [u32],
@@ -143,14 +175,11 @@ fn im2col(
     let y0 = (oy * win.stride[0] as usize) as isize - win.padding.top as isize;
     let x0 = (ox * win.stride[1] as usize) as isize - win.padding.left as isize;
     let cin = inp.c;
-    // The source of tap (ky, kx): the input pixel's codes, or `None` in the padding.
+    // Where tap (ky, kx)'s codes start in the input, or `None` in the padding.
     let tap = |ky: usize, kx: usize| {
         let (iy, ix) = (y0 + ky as isize, x0 + kx as isize);
         let inside = iy >= 0 && iy < inp.h as isize && ix >= 0 && ix < inp.w as isize;
-        inside.then(|| {
-            let start = (iy as usize * inp.w + ix as usize) * cin;
-            &input[start..start + cin]
-        })
+        inside.then(|| (iy as usize * inp.w + ix as usize) * cin)
     };
 
     let mut sum = LaneSum::default();
@@ -159,14 +188,20 @@ fn im2col(
         let per_tap = if plan.format.is_dot2() { cin / 16 * 10 } else { cin };
         // Every tap is whole words of the lane format: unpack them straight from the input, no copy of the
         // patch. A tap of `cin` codes fills `cin` lane entries (`cin / 2` pairs for each of two pixels).
-        for ky in 0..kh {
-            for kx in 0..kw {
-                let first = (ky * kw + kx) * per_tap;
-                let dst = &mut lanes[first..first + per_tap];
-                match tap(ky, kx) {
-                    Some(src) => to_lanes(src, plan.format, slot, dst, &mut sum),
-                    None => dst.chunks_exact_mut(2).for_each(|d| d[slot] = 0),
+        for t in taps.clone() {
+            let (ky, kx) = (t / kw, t % kw);
+            let first = (t - taps.start) * per_tap;
+            let dst = &mut lanes[first..first + per_tap];
+            match tap(ky, kx) {
+                // `select` plans a direct im2col only for inputs stored a byte per code or packed as the
+                // weights are; a tap is then whole words.
+                Some(start) if input.is_packed() => {
+                    let bits = storage_bits(input.bits()) as usize;
+                    let words = &input.bytes()[start * bits / 8..(start + cin) * bits / 8];
+                    packed_to_lanes(words, plan.format, slot, dst, &mut sum)
                 }
+                Some(start) => to_lanes(&input.bytes()[start..start + cin], plan.format, slot, dst, &mut sum),
+                None => dst.chunks_exact_mut(2).for_each(|d| d[slot] = 0),
             }
         }
         return sum.total();
@@ -180,14 +215,13 @@ fn im2col(
         let dst = &mut patch[ky * kw * cin..(ky + 1) * kw * cin];
         if row_inside(ky) {
             // The window's row lies inside the input: its taps are one contiguous run of `kw * cin` codes.
-            // A loop, not `copy_from_slice`: runs are a few bytes (the 3-channel stem), too short for memcpy.
             let start = ((y0 + ky as isize) as usize * inp.w + x0 as usize) * cin;
-            dst.iter_mut().zip(&input[start..start + kw * cin]).for_each(|(d, &s)| *d = s);
+            copy_codes(input, start, dst);
             continue;
         }
         for (kx, dst) in dst.chunks_exact_mut(cin).enumerate() {
             match tap(ky, kx) {
-                Some(src) => dst.iter_mut().zip(src).for_each(|(d, &s)| *d = s),
+                Some(start) => copy_codes(input, start, dst),
                 None => dst.fill(0),
             }
         }
@@ -200,6 +234,18 @@ fn im2col(
     }
     to_lanes(&patch[..full], plan.format, slot, lanes, &mut sum);
     sum.total()
+}
+
+/// Copies codes `start..start + dst.len()` of `input` into `dst`, one per byte.
+#[inline(always)]
+fn copy_codes(input: Codes<'_>, start: usize, dst: &mut [u8]) {
+    if input.is_packed() {
+        input.unpack(start, dst);
+    } else {
+        // A loop, not `copy_from_slice`: runs are a few bytes (the 3-channel stem), too short for memcpy.
+        let src = &input.bytes()[start..start + dst.len()];
+        dst.iter_mut().zip(src).for_each(|(d, &s)| *d = s);
+    }
 }
 
 /// Writes the lanes of `codes` (whole words of the format) into slot `slot` of `lanes`.
@@ -250,6 +296,58 @@ fn to_lanes(codes: &[u8], format: LaneFormat, slot: usize, lanes: &mut [u32], su
             sum.add(v_even.wrapping_add(v_odd));
         }
         // At most 8 adds per word of codes: fold after each.
+        sum.fold();
+    }
+}
+
+/// [`to_lanes`] for codes packed as the weights are (`format.bits()` per code, or 2 bits in the
+/// two-codes-per-lane format): each word splits into lanes the way a weight word does, with shifts and masks.
+#[inline(always)]
+fn packed_to_lanes(words: &[u8], format: LaneFormat, slot: usize, lanes: &mut [u32], sum: &mut LaneSum) {
+    if format.is_dot2() {
+        // 16 codes per word, five entries (see `to_lanes`): activation code `a` low and its partner `a - 5`
+        // (or `a - 8`) 10 bits up, in each half.
+        const LOW: u32 = 0x0003_0003;
+        const HIGH: u32 = 0x0c00_0c00;
+        for (d, w) in lanes.chunks_exact_mut(10).zip(words.chunks_exact(4)) {
+            let w = le_word(w, 0);
+            d[slot] = (w >> 10) & LOW | (w << 10) & HIGH;
+            d[2 + slot] = (w >> 12) & LOW | (w << 8) & HIGH;
+            d[4 + slot] = (w >> 14) & LOW | (w << 6) & HIGH;
+            d[6 + slot] = (w >> 6) & LOW;
+            d[8 + slot] = (w >> 8) & LOW;
+            // The sum of the 16 codes: pairs, then nibbles, then bytes into two 16-bit lanes.
+            let pairs = (w & 0x3333_3333) + ((w >> 2) & 0x3333_3333);
+            let nibbles = (pairs & 0x0f0f_0f0f) + ((pairs >> 4) & 0x0f0f_0f0f);
+            sum.add(split_bytes(nibbles).0.wrapping_add(split_bytes(nibbles).1));
+        }
+        sum.fold();
+        return;
+    }
+    match format.bits() {
+        4 => packed_words_to_lanes::<4>(words, slot, lanes, sum),
+        2 => packed_words_to_lanes::<2>(words, slot, lanes, sum),
+        _ => packed_words_to_lanes::<1>(words, slot, lanes, sum),
+    }
+}
+
+/// [`packed_to_lanes`] at `BITS` bits a code: lane pair `j` of a word is `(word >> (j * BITS)) & mask`,
+/// exactly as for a weight word.
+#[inline(always)]
+fn packed_words_to_lanes<const BITS: u32>(words: &[u8], slot: usize, lanes: &mut [u32], sum: &mut LaneSum) {
+    let per_word = (16 / BITS) as usize;
+    let mask = ((1u32 << BITS) - 1) * 0x0001_0001;
+    let lanes = &mut lanes[..2 * per_word * (words.len() / 4)];
+    for (d, w) in lanes.chunks_exact_mut(2 * per_word).zip(words.chunks_exact(4)) {
+        let w = le_word(w, 0);
+        let mut pairs = 0;
+        for j in 0..per_word {
+            let pair = (w >> (j as u32 * BITS)) & mask;
+            d[2 * j + slot] = pair;
+            pairs += pair;
+        }
+        // At most 16 codes of at most 15 per lane: no lane overflows.
+        sum.add(pairs);
         sum.fold();
     }
 }

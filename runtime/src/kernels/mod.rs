@@ -1,6 +1,7 @@
 //! Integer kernels on activation codes, and the choice of which variant runs.
 //!
-//! Every kernel reads `u8` codes in `H x W x C` order (the fully connected layer also reads `i32` sums),
+//! Every kernel reads codes in `H x W x C` order, stored as [`crate::codes`] packs them (the fully connected
+//! layer also reads `i32` sums),
 //! accumulates in `i32`, and produces codes through [`requantize_to_code`](crate::requant::requantize_to_code),
 //! the single rounding routine. Shapes are given as [`Hwc`]; the caller guarantees that slices have the
 //! lengths the shapes imply (the interpreter's load-time validation does, and so does generated code).
@@ -29,6 +30,7 @@ pub mod select;
 #[cfg(all(target_arch = "arm", qfd_dsp))]
 mod dsp;
 
+use crate::codes::{Codes, CodesMut};
 use crate::format::{Clamp, FcOutput, Window};
 use crate::requant::{ChannelRequant, RequantParams};
 use crate::weights::PackedWeights;
@@ -97,8 +99,13 @@ pub struct PoolGeometry {
 /// The input of a fully connected layer.
 #[derive(Debug, Clone, Copy)]
 pub enum FcInput<'a> {
-    /// Activation codes.
-    Codes(&'a [u8]),
+    /// `len` activation codes.
+    Codes {
+        /// The codes.
+        codes: Codes<'a>,
+        /// How many.
+        len: usize,
+    },
     /// `i32` sums (a global sum pool's output), little-endian bytes.
     SumsLe(&'a [u8]),
 }
@@ -107,7 +114,7 @@ impl FcInput<'_> {
     /// Number of input elements.
     pub fn len(&self) -> usize {
         match self {
-            FcInput::Codes(c) => c.len(),
+            FcInput::Codes { len, .. } => *len,
             FcInput::SumsLe(b) => b.len() / 4,
         }
     }
@@ -121,18 +128,18 @@ impl FcInput<'_> {
 /// `output[oy][ox][o] = clamp(requant_o(sum over taps and the group's input channels of x * w))`, by the
 /// variant [`select::conv_variant`] picks for this core and shape.
 ///
-/// - `input`: `geo.input.elems()` codes; `output`: `geo.output.elems()` codes.
+/// - `input`: `geo.input.elems()` codes of `geo.input_bits` bits; `output`: `geo.output.elems()` codes.
 /// - `weights`: `[Cout][kh][kw][Cin / groups]` codes of 1-8 bits; `requant`: one entry per output channel.
 /// - `scratch`: at least [`conv_scratch_bytes`]`(geo, weights.bits)` bytes of working memory (any
 ///   alignment); its contents on entry and exit mean nothing.
 #[allow(clippy::too_many_arguments)]
 pub fn conv2d(
-    input: &[u8],
+    input: Codes<'_>,
     geo: &ConvGeometry,
     weights: PackedWeights<'_>,
     requant: ChannelRequant<'_>,
     clamp: Clamp,
-    output: &mut [u8],
+    output: CodesMut<'_>,
     scratch: &mut [u8],
 ) {
     match select::conv_variant(geo, weights.bits) {
@@ -152,18 +159,33 @@ pub fn fully_connected(
     requant: ChannelRequant<'_>,
     kind: FcOutput,
     outputs: usize,
+    output_bits: u8,
     output: &mut [u8],
 ) {
-    reference::fully_connected(input, weights, requant, kind, outputs, output)
+    reference::fully_connected(input, weights, requant, kind, outputs, output_bits, output)
 }
 
-/// Residual add: `out[i] = clamp(requant(a[i] * weights[0] + b[i] * weights[1]))`.
-pub fn add(a: &[u8], b: &[u8], weights: [i32; 2], requant: RequantParams, clamp: Clamp, out: &mut [u8]) {
-    reference::add(a, b, weights, requant, clamp, out)
+/// Residual add of `len` codes: `out[i] = clamp(requant(a[i] * weights[0] + b[i] * weights[1]))`.
+pub fn add(
+    a: Codes<'_>,
+    b: Codes<'_>,
+    len: usize,
+    weights: [i32; 2],
+    requant: RequantParams,
+    clamp: Clamp,
+    out: CodesMut<'_>,
+) {
+    reference::add(a, b, len, weights, requant, clamp, out)
 }
 
 /// Average pool: the window sum (padding counts as code 0) requantized by `requant`.
-pub fn avg_pool(input: &[u8], geo: &PoolGeometry, requant: RequantParams, clamp: Clamp, output: &mut [u8]) {
+pub fn avg_pool(
+    input: Codes<'_>,
+    geo: &PoolGeometry,
+    requant: RequantParams,
+    clamp: Clamp,
+    output: CodesMut<'_>,
+) {
     reference::avg_pool(input, geo, requant, clamp, output)
 }
 

@@ -13,6 +13,7 @@
 use super::lanes::LaneFormat;
 use super::scratch::ALIGN_SLACK;
 use super::ConvGeometry;
+use crate::codes::storage_bits;
 
 /// The instruction-set features that change which kernel runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -63,14 +64,20 @@ pub struct GemmPlan {
     pub format: LaneFormat,
     /// Codes in one patch (`kh * kw * Cin`).
     pub patch: usize,
+    /// Input channels.
+    pub cin: usize,
     /// Whole weight words per output channel; they cover the first `words * codes_per_word` codes.
     pub words: usize,
     /// Codes after those (fewer than a word), done one at a time.
     pub tail: usize,
     /// Output channels.
     pub channels: usize,
-    /// Whether each tap is whole words of the format (`Cin` a multiple of the codes per word), so the
-    /// im2col unpacks straight from the input and needs no copy of the patch.
+    /// Taps gathered and multiplied at a time (all of them unless `direct`): the im2col buffer holds this
+    /// many taps of two pixels, so that wide layers need no more scratch than narrow ones.
+    pub chunk_taps: usize,
+    /// Whether each tap is whole words of the format (`Cin` a multiple of the codes per word) and the input
+    /// is stored a byte per code or packed as the weights are, so the im2col unpacks straight from the
+    /// input and needs no copy of the patch.
     pub direct: bool,
 }
 
@@ -80,9 +87,28 @@ impl GemmPlan {
         self.words * self.format.codes_per_word()
     }
 
-    /// Lane entries of the im2col buffer for two pixels (one `u32` each).
+    /// Weight words of one tap (meaningful when `direct`, where a tap is whole words).
+    pub const fn tap_words(&self) -> usize {
+        self.words / self.taps()
+    }
+
+    /// Taps of the window.
+    pub const fn taps(&self) -> usize {
+        self.patch / self.cin
+    }
+
+    /// Weight words of one chunk of taps.
+    pub const fn chunk_words(&self) -> usize {
+        if self.direct {
+            self.chunk_taps * self.tap_words()
+        } else {
+            self.words
+        }
+    }
+
+    /// Lane entries of the im2col buffer for two pixels (one `u32` each), one chunk of taps.
     pub const fn lane_entries(&self) -> usize {
-        2 * self.format.lanes_per_word() * self.words
+        2 * self.format.lanes_per_word() * self.chunk_words()
     }
 
     /// Bytes of one output channel's weights.
@@ -111,6 +137,11 @@ impl GemmPlan {
     }
 }
 
+/// Bytes of im2col lanes a direct im2col gathers at a time: three taps of 64 channels. Smaller chunks cost a
+/// call and a pass over the output sums each; this size keeps that below 1% while the largest scratch of a
+/// ResNet-8 stays near 1.3 KB.
+pub const LANE_BUDGET: usize = 768;
+
 /// The variant that runs a convolution of this shape with `weight_bits`-bit weights.
 pub fn conv_variant(geo: &ConvGeometry, weight_bits: u8) -> ConvVariant {
     let depthwise = geo.groups == geo.input.c && geo.groups == geo.output.c && geo.groups > 1;
@@ -138,8 +169,30 @@ pub fn conv_variant(geo: &ConvGeometry, weight_bits: u8) -> ConvVariant {
         return ConvVariant::Reference;
     }
     let tail = patch - words * format.codes_per_word();
-    let direct = (geo.input.c / geo.groups).is_multiple_of(format.codes_per_word());
-    ConvVariant::Gemm(GemmPlan { format, patch, words, tail, channels: geo.output.c, direct })
+    // Inputs stored a byte per code, or packed like the weights (a 4-bit input against 4-bit weights, a
+    // 2-bit one in the two-codes-per-lane format), turn into lanes in place; other packed ones are
+    // unpacked into the patch first.
+    let in_place = match storage_bits(geo.input_bits) {
+        8 => true,
+        bits => bits == format.bits(),
+    };
+    let cin = geo.input.c / geo.groups;
+    let direct = in_place && cin.is_multiple_of(format.codes_per_word());
+    let taps = patch / cin;
+    // Bytes of im2col lanes one tap of two pixels takes: taps are gathered a chunk at a time within
+    // `LANE_BUDGET` bytes (at least one tap).
+    let tap_bytes = 8 * format.lanes_per_word() * (cin / format.codes_per_word());
+    let chunk_taps = if direct { (LANE_BUDGET / tap_bytes).clamp(1, taps) } else { taps };
+    ConvVariant::Gemm(GemmPlan {
+        format,
+        patch,
+        cin,
+        words,
+        tail,
+        channels: geo.output.c,
+        chunk_taps,
+        direct,
+    })
 }
 
 /// Bytes of scratch [`super::conv2d`] needs for this shape (0 when it needs none).

@@ -1,5 +1,6 @@
 //! Pooling: max, average and global sum.
 
+use crate::codes::{Codes, CodesMut};
 use crate::format::Clamp;
 use crate::kernels::{for_each_tap, Hwc, PoolGeometry};
 use crate::requant::{requantize_to_code, RequantParams};
@@ -7,7 +8,7 @@ use crate::requant::{requantize_to_code, RequantParams};
 /// Folds each output element's window with `fold` (padding taps are skipped) and calls `emit(i, folded)`.
 #[inline]
 fn pool(
-    input: &[u8],
+    input: Codes<'_>,
     geo: &PoolGeometry,
     init: i32,
     fold: impl Fn(i32, u8) -> i32,
@@ -19,7 +20,7 @@ fn pool(
             for c in 0..out.c {
                 let mut acc = init;
                 for_each_tap(&geo.window, inp, oy, ox, |iy, ix, _| {
-                    acc = fold(acc, input[(iy * inp.w + ix) * inp.c + c]);
+                    acc = fold(acc, input.get((iy * inp.w + ix) * inp.c + c));
                 });
                 emit((oy * out.w + ox) * out.c + c, acc);
             }
@@ -28,26 +29,34 @@ fn pool(
 }
 
 /// Max over each window. Padding cells never win (codes are `>= 0`, the start value).
-pub fn max_pool(input: &[u8], geo: &PoolGeometry, output: &mut [u8]) {
-    pool(input, geo, 0, |m, x| m.max(x as i32), |i, m| output[i] = m as u8);
+pub fn max_pool(input: Codes<'_>, geo: &PoolGeometry, mut output: CodesMut<'_>) {
+    pool(input, geo, 0, |m, x| m.max(x as i32), |i, m| output.set(i, m as u8));
 }
 
 /// Window sum (padding counts as code 0) requantized by `requant`, which carries the `1 / (kh * kw)`.
-pub fn avg_pool(input: &[u8], geo: &PoolGeometry, requant: RequantParams, clamp: Clamp, output: &mut [u8]) {
-    avg_pool_accumulate(input, geo, |i, s| output[i] = requantize_to_code(s, requant, clamp.min, clamp.max));
+pub fn avg_pool(
+    input: Codes<'_>,
+    geo: &PoolGeometry,
+    requant: RequantParams,
+    clamp: Clamp,
+    mut output: CodesMut<'_>,
+) {
+    avg_pool_accumulate(input, geo, |i, s| {
+        output.set(i, requantize_to_code(s, requant, clamp.min, clamp.max))
+    });
 }
 
 /// The accumulators of [`avg_pool`] before requantization: calls `emit(i, window sum)`.
 #[inline]
-pub fn avg_pool_accumulate(input: &[u8], geo: &PoolGeometry, emit: impl FnMut(usize, i32)) {
+pub fn avg_pool_accumulate(input: Codes<'_>, geo: &PoolGeometry, emit: impl FnMut(usize, i32)) {
     pool(input, geo, 0, |s, x| s + x as i32, emit);
 }
 
 /// Sums each channel over all pixels: `out[c] = sum_{y,x} in[y][x][c]`, written as `i32` little-endian.
 /// `output` holds `4 * input.c` bytes.
-pub fn global_sum_pool(input: &[u8], shape: Hwc, output: &mut [u8]) {
+pub fn global_sum_pool(input: Codes<'_>, shape: Hwc, output: &mut [u8]) {
     for c in 0..shape.c {
-        let s: i32 = input[..shape.elems()].iter().skip(c).step_by(shape.c).map(|&x| x as i32).sum();
+        let s: i32 = (c..shape.elems()).step_by(shape.c).map(|i| input.get(i) as i32).sum();
         output[4 * c..4 * c + 4].copy_from_slice(&s.to_le_bytes());
     }
 }
