@@ -227,11 +227,7 @@ impl CodeWriter {
     /// Stores `code` (which must be `< 2^bits`) as the next element.
     #[inline(always)]
     pub fn push(&mut self, out: &mut CodesMut<'_>, code: u8) {
-        if self.layout.per_log2 == 0 {
-            out.bytes[self.byte] = code;
-            self.byte += 1;
-            return;
-        }
+        // A byte-per-code writer fills its byte with each code: the same steps, no special case.
         self.pending |= (code as u32) << self.filled;
         self.filled += 1 << self.layout.bits_log2;
         if self.filled == 8 {
@@ -270,6 +266,18 @@ impl<'a> CodesMut<'a> {
     #[inline]
     pub const fn bits(&self) -> u8 {
         self.layout.bits
+    }
+
+    /// The stored bytes, for kernels that write codes stored a byte each directly.
+    #[inline]
+    pub(crate) fn bytes_mut(&mut self) -> &mut [u8] {
+        self.bytes
+    }
+
+    /// Whether several codes share a byte.
+    #[inline]
+    pub const fn is_packed(&self) -> bool {
+        self.layout.per_log2 > 0
     }
 
     /// A read-only view of the same codes.

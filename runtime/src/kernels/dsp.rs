@@ -21,7 +21,7 @@ use core::arch::asm;
 use super::lanes::{LaneFormat, DOT2_MASK, DOT2_WORDS};
 
 /// What the block reads between row pairs. Field offsets are fixed (`repr(C)`, 32-bit target): 0, 4, 8,
-/// 12, 16.
+/// 12, 16, 20.
 #[repr(C)]
 struct Job {
     /// First lane entry of the two pixels.
@@ -34,6 +34,8 @@ struct Job {
     pairs: usize,
     /// Where the next four sums go.
     out: *mut i32,
+    /// Nonzero: add the sums to those in memory (a later chunk of a patch's taps); zero: store them.
+    accumulate: usize,
 }
 
 /// One word of each 8-bit row: lane pairs are bytes (0, 2) and (1, 3), `UXTB16` and `UXTB16 ROR #8`.
@@ -108,17 +110,22 @@ macro_rules! dot2_word {
     };
 }
 
-/// Adds a row pair's four sums to the sums at `[{w1}]` (advancing it).
+/// Stores a row pair's four sums at `[{w1}]` (advancing it), or adds them to the sums there when the job
+/// says `accumulate` (`{w0}` holds the job's address).
 macro_rules! store_sums {
     () => {
         concat!(
+            "ldr {xa}, [{w0}, #20]\n",
+            "cmp {xa}, #0\n",
+            "beq 5f\n",
             "ldrd {xa}, {xb}, [{w1}]\n",
             "add {a0}, {a0}, {xa}\n",
             "add {b0}, {b0}, {xb}\n",
-            "strd {a0}, {b0}, [{w1}], #8\n",
-            "ldrd {xa}, {xb}, [{w1}]\n",
+            "ldrd {xa}, {xb}, [{w1}, #8]\n",
             "add {a1}, {a1}, {xa}\n",
             "add {b1}, {b1}, {xb}\n",
+            "5:\n",
+            "strd {a0}, {b0}, [{w1}], #8\n",
             "strd {a1}, {b1}, [{w1}], #8\n",
         )
     };
@@ -203,7 +210,15 @@ macro_rules! row_pairs {
 }
 
 /// Same contract as [`super::lanes::dot_2xn`].
-pub fn dot_2xn(x: &[u32], rows: &[u8], row_bytes: usize, format: LaneFormat, words: usize, acc: &mut [i32]) {
+pub fn dot_2xn(
+    x: &[u32],
+    rows: &[u8],
+    row_bytes: usize,
+    format: LaneFormat,
+    words: usize,
+    acc: &mut [i32],
+    accumulate: bool,
+) {
     let pairs = acc.len() / 4;
     if pairs == 0 {
         return;
@@ -215,13 +230,17 @@ pub fn dot_2xn(x: &[u32], rows: &[u8], row_bytes: usize, format: LaneFormat, wor
     assert!(rows.len() >= (2 * pairs - 1) * row_bytes + 4 * words);
     assert!(acc.len() == 4 * pairs && (acc.as_ptr() as usize).is_multiple_of(4));
     if format.is_dot2() {
+        if !accumulate {
+            acc.fill(0);
+        }
         return dot2_2xn(x, rows, row_bytes, words, pairs, acc);
     }
     let unrolled = format.bits() == 8 && words.is_multiple_of(2);
     let passes = if unrolled { words / 2 } else { words };
     // From the end of row 2q's words to the start of row 2q + 2 (p0), and the same for p1.
     let advance = 2 * row_bytes - 4 * words;
-    let mut job = Job { x: x.as_ptr(), passes, advance, pairs, out: acc.as_mut_ptr() };
+    let mut job =
+        Job { x: x.as_ptr(), passes, advance, pairs, out: acc.as_mut_ptr(), accumulate: accumulate as usize };
     let (p0, p1) = (rows.as_ptr(), rows[row_bytes..].as_ptr());
     // SAFETY: the asserts bound every access. Per row pair, the block reads `4 * words` bytes from rows 2q
     // and 2q + 1 (`LDR`, any alignment, which Armv7-M and Armv8-M Mainline allow for normal memory) and
@@ -253,7 +272,8 @@ fn dot2_2xn(x: &[u32], rows: &[u8], row_bytes: usize, words: usize, pairs: usize
     for start in (0..words).step_by(DOT2_WORDS) {
         let n = (words - start).min(DOT2_WORDS);
         let x = x[2 * 5 * start..].as_ptr();
-        let mut job = Job { x, passes: n, advance: 2 * row_bytes - 4 * n, pairs, out: acc.as_mut_ptr() };
+        let (advance, out) = (2 * row_bytes - 4 * n, acc.as_mut_ptr());
+        let mut job = Job { x, passes: n, advance, pairs, out, accumulate: 1 };
         let (p0, p1) = (rows[4 * start..].as_ptr(), rows[row_bytes + 4 * start..].as_ptr());
         // SAFETY: as in `dot_2xn`, for the chunk's `n` words of each row pair and their `10 * n` lane
         // entries, which its asserts bound; the block also reads the sums it adds to, inside `acc`.

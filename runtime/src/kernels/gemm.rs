@@ -48,7 +48,6 @@ pub(super) fn conv2d(
         let b = if a + 1 < pixels { a + 1 } else { a };
         // Every pair of channels in one call per chunk of taps, adding to the sums; then each pair's tail
         // codes and requantization.
-        sums.fill(0);
         let mut odd = [0i32; 4];
         let mut sum_x = [0i32; 2];
         for first_tap in (0..plan.taps()).step_by(plan.chunk_taps) {
@@ -63,15 +62,19 @@ pub(super) fn conv2d(
                 sum_x[slot] += gathered as i32;
             }
             let lanes = &lanes[..2 * plan.format.lanes_per_word() * words];
-            dot_2xn(lanes, &weights.data[at..], row_bytes, plan.format, words, sums);
+            dot_2xn(lanes, &weights.data[at..], row_bytes, plan.format, words, sums, first_tap > 0);
             if let Some(r) = odd_row {
                 let r = &r[at..at + 4 * words];
                 let acc = dot_2x2(lanes, r, r, plan.format, words);
                 odd.iter_mut().zip(acc).for_each(|(o, a)| *o = o.wrapping_add(a));
             }
         }
-        let writers = [CodeWriter::new(&output, a * channels), CodeWriter::new(&output, b * channels)];
-        let mut out = Emit { output: &mut output, writers, two: b != a, sum_x, bits: weights.bits };
+        let packed = output.is_packed();
+        // Writers only for packed outputs (their set-up costs a few instructions per pixel pair).
+        let writer = |pixel: usize| packed.then(|| CodeWriter::new(&output, pixel * channels));
+        let writers = [writer(a), writer(b)];
+        let (next, two, bits) = ([a * channels, b * channels], b != a, weights.bits);
+        let mut out = Emit { output: &mut output, packed, next, writers, two, sum_x, bits };
         let pairs_of_rows = weights.data.chunks_exact(2 * row_bytes);
         let pairs_of_records = requant.records.chunks_exact(2 * CHANNEL_RECORD_BYTES);
         for ((s, rows), records) in sums.chunks_exact(4).zip(pairs_of_rows).zip(pairs_of_records) {
@@ -90,10 +93,13 @@ pub(super) fn conv2d(
     }
 }
 
-/// Where a pixel pair's outputs go: channel after channel, each pixel's codes through its own writer.
+/// Where a pixel pair's outputs go: channel after channel, each pixel's codes stored at the next index (a
+/// byte each) or, packed, through the pixel's own writer.
 struct Emit<'o, 'b> {
     output: &'o mut CodesMut<'b>,
-    writers: [CodeWriter; 2],
+    packed: bool,
+    next: [usize; 2],
+    writers: [Option<CodeWriter>; 2],
     /// Whether there are two pixels (not for an odd last pixel, whose second result is dropped).
     two: bool,
     /// Each pixel's patch code sum.
@@ -105,19 +111,33 @@ impl Emit<'_, '_> {
     /// Requantizes the next channel's two sums of `x * k` and stores them.
     #[inline(always)]
     fn put(&mut self, p: ToCode, sums: [i32; 2]) {
+        let a = p.apply(odd_grid_acc(sums[0], self.sum_x[0], self.bits));
+        let b = self.two.then(|| p.apply(odd_grid_acc(sums[1], self.sum_x[1], self.bits)));
+        if !self.packed {
+            let [na, nb] = &mut self.next;
+            let bytes = self.output.bytes_mut();
+            bytes[*na] = a;
+            *na += 1;
+            if let Some(b) = b {
+                bytes[*nb] = b;
+                *nb += 1;
+            }
+            return;
+        }
         let [wa, wb] = &mut self.writers;
-        wa.push(self.output, p.apply(odd_grid_acc(sums[0], self.sum_x[0], self.bits)));
-        if self.two {
-            wb.push(self.output, p.apply(odd_grid_acc(sums[1], self.sum_x[1], self.bits)));
+        if let Some(wa) = wa {
+            wa.push(self.output, a);
+        }
+        if let (Some(wb), Some(b)) = (wb, b) {
+            wb.push(self.output, b);
         }
     }
 
     /// Stores the codes of partly filled last bytes.
     fn finish(self) {
         let [wa, wb] = self.writers;
-        wa.finish(self.output);
-        if self.two {
-            wb.finish(self.output);
+        for w in [wa, if self.two { wb } else { None }].into_iter().flatten() {
+            w.finish(self.output);
         }
     }
 }

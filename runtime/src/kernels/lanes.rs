@@ -105,16 +105,29 @@ pub fn dot_2x2(x: &[u32], row0: &[u8], row1: &[u8], format: LaneFormat, words: u
 type PairDot = fn(&[u32], &[u8], &[u8], usize) -> [i32; 4];
 
 /// [`dot_2x2`] for `acc.len() / 4` consecutive pairs of rows: pair `q` is rows `2q` and `2q + 1`, which
-/// start at bytes `2q * row_bytes` and `(2q + 1) * row_bytes` of `rows`; its four sums are added to
-/// `acc[4q..4q + 4]` (wrapping), so that a patch can be taken a chunk of taps at a time.
+/// start at bytes `2q * row_bytes` and `(2q + 1) * row_bytes` of `rows`; its four sums go to
+/// `acc[4q..4q + 4]`, or with `accumulate` are added to them (wrapping), so that a patch can be taken a
+/// chunk of taps at a time.
 #[cfg_attr(all(target_arch = "arm", qfd_dsp), allow(dead_code))]
-pub fn dot_2xn(x: &[u32], rows: &[u8], row_bytes: usize, format: LaneFormat, words: usize, acc: &mut [i32]) {
+pub fn dot_2xn(
+    x: &[u32],
+    rows: &[u8],
+    row_bytes: usize,
+    format: LaneFormat,
+    words: usize,
+    acc: &mut [i32],
+    accumulate: bool,
+) {
     // The format is decided once, outside the loop over row pairs.
     let each_pair = |dot: PairDot, acc: &mut [i32]| {
         for (q, sums) in acc.chunks_exact_mut(4).enumerate() {
             let row = |r: usize| &rows[r * row_bytes..r * row_bytes + 4 * words];
-            let add = dot(x, row(2 * q), row(2 * q + 1), words);
-            sums.iter_mut().zip(add).for_each(|(s, a)| *s = s.wrapping_add(a));
+            let new = dot(x, row(2 * q), row(2 * q + 1), words);
+            if accumulate {
+                sums.iter_mut().zip(new).for_each(|(s, a)| *s = s.wrapping_add(a));
+            } else {
+                sums.copy_from_slice(&new);
+            }
         }
     };
     if format.is_dot2() {

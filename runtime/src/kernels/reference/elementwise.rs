@@ -1,6 +1,6 @@
 //! Element-wise ops.
 
-use crate::codes::{CodeWriter, Codes, CodesMut};
+use crate::codes::{storage_bits, CodeWriter, Codes, CodesMut};
 use crate::format::Clamp;
 use crate::requant::{requantize_to_code, RequantParams};
 
@@ -17,11 +17,67 @@ pub fn add(
     clamp: Clamp,
     mut out: CodesMut<'_>,
 ) {
+    let code = AddCode { weights, requant, clamp };
+    // The usual cases, a byte at a time: all three tensors stored alike.
+    let sb = storage_bits(out.bits());
+    if storage_bits(a.bits()) == sb && storage_bits(b.bits()) == sb {
+        let (a, b) = (a.bytes(), b.bytes());
+        let out = out.bytes_mut();
+        match sb {
+            8 => {
+                let (a, b, out) = (&a[..len], &b[..len], &mut out[..len]);
+                for (i, (&x, &y)) in a.iter().zip(b).enumerate() {
+                    out[i] = code.of(x, y);
+                }
+            }
+            4 => add_bytes::<4>(a, b, len, out, &code),
+            2 => add_bytes::<2>(a, b, len, out, &code),
+            _ => add_bytes::<1>(a, b, len, out, &code),
+        }
+        return;
+    }
     let mut w = CodeWriter::new(&out, 0);
     add_accumulate(a, b, len, weights, |_, acc| {
         w.push(&mut out, requantize_to_code(acc, requant, clamp.min, clamp.max))
     });
     w.finish(&mut out);
+}
+
+/// One output code of [`add`].
+struct AddCode {
+    weights: [i32; 2],
+    requant: RequantParams,
+    clamp: Clamp,
+}
+
+impl AddCode {
+    #[inline(always)]
+    fn of(&self, x: u8, y: u8) -> u8 {
+        let acc = x as i32 * self.weights[0] + y as i32 * self.weights[1];
+        requantize_to_code(acc, self.requant, self.clamp.min, self.clamp.max)
+    }
+}
+
+/// [`add`] of three tensors packed at `SB` bits a code: each byte of `a` and `b` gives one byte of `out`.
+/// The last byte keeps its unused bits.
+#[inline(always)]
+fn add_bytes<const SB: u32>(a: &[u8], b: &[u8], len: usize, out: &mut [u8], code: &AddCode) {
+    let (per, mask) = ((8 / SB) as usize, (1u8 << SB) - 1);
+    let bytes = len.div_ceil(per);
+    for (i, ((o, &x), &y)) in out[..bytes].iter_mut().zip(&a[..bytes]).zip(&b[..bytes]).enumerate() {
+        let mut v = 0u8;
+        for j in 0..per {
+            let shift = j as u32 * SB;
+            v |= code.of((x >> shift) & mask, (y >> shift) & mask) << shift;
+        }
+        let used = len - i * per;
+        if used < per {
+            // The last, partly used byte: only its first `used` codes are the op's.
+            let keep = !((1u8 << (used as u32 * SB)) - 1);
+            v = (*o & keep) | (v & !keep);
+        }
+        *o = v;
+    }
 }
 
 /// The accumulators of [`add`] before requantization: calls `emit(i, a[i] * weights[0] + b[i] * weights[1])`.
@@ -33,7 +89,10 @@ pub fn add_accumulate(
     weights: [i32; 2],
     mut emit: impl FnMut(usize, i32),
 ) {
-    for (i, (x, y)) in a.iter_from(0).zip(b.iter_from(0)).take(len).enumerate() {
+    // Packed codes are read in order, a byte load per byte of codes.
+    let (mut xs, mut ys) = (a.iter_from(0), b.iter_from(0));
+    for i in 0..len {
+        let (Some(x), Some(y)) = (xs.next(), ys.next()) else { return };
         emit(i, x as i32 * weights[0] + y as i32 * weights[1]);
     }
 }
