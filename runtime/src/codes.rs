@@ -286,6 +286,17 @@ impl<'a> CodesMut<'a> {
         Codes { bytes: self.bytes, layout: self.layout }
     }
 
+    /// Stores `codes` (each `< 2^bits`) as elements `first..first + codes.len()`: one copy when codes take a
+    /// byte each.
+    #[inline(always)]
+    pub fn set_run(&mut self, first: usize, codes: &[u8]) {
+        if self.layout.per_log2 == 0 {
+            self.bytes[first..first + codes.len()].copy_from_slice(codes);
+        } else {
+            codes.iter().enumerate().for_each(|(j, &c)| self.set(first + j, c));
+        }
+    }
+
     /// Stores `code` (which must be `< 2^bits`) as element `i`, leaving the other codes of its byte alone.
     #[inline(always)]
     pub fn set(&mut self, i: usize, code: u8) {

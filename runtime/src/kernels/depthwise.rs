@@ -13,7 +13,8 @@
 //! scratch), and a window that overhangs the left or right edge is moved inside the input with its weights
 //! shifted to match, the taps that fell off weighted 0.
 //!
-//! Packed inputs (below 8 bits) are unpacked three rows at a time into scratch, once per output row.
+//! Packed inputs (below 8 bits) are unpacked into scratch a byte per code: for each output row, the three
+//! window rows of just the channels being computed (one, or four on DSP cores).
 
 use super::ConvGeometry;
 use crate::codes::{Codes, CodesMut};
@@ -21,11 +22,11 @@ use crate::format::Clamp;
 use crate::requant::{ChannelRequant, ToCode};
 use crate::weights::{max_code, PackedWeights};
 
-/// Bytes of scratch [`depthwise3x3`] needs: one input row of zeros, and three unpacked rows when the input
-/// is packed.
+/// Bytes of scratch [`depthwise3x3`] needs: one input row of zeros, and when the input is packed three
+/// rows of up to four channels unpacked.
 pub(super) const fn scratch_bytes(geo: &ConvGeometry) -> usize {
-    let rows = if crate::codes::codes_per_byte(geo.input_bits) > 1 { 4 } else { 1 };
-    rows * geo.input.w * geo.input.c
+    let unpacked = if crate::codes::codes_per_byte(geo.input_bits) > 1 { 3 * 4 * geo.input.w } else { 0 };
+    geo.input.w * geo.input.c + unpacked
 }
 
 /// [`super::conv2d`] for a 3x3 depthwise convolution of an input at least 3 columns wide; four channels at
@@ -62,7 +63,7 @@ pub(super) fn depthwise3x3(
         let iy = (oy * sy) as isize - top + ky as isize;
         (iy >= 0 && iy < inp.h as isize).then(|| iy as usize * row_len)
     };
-    let mut window = Rows { input, unpacked, zeros, row_len };
+    let mut window = Rows { input, unpacked, zeros, width: inp.w, ch };
     // Where output column `ox`'s window starts once moved inside the input, and by how much it moved
     // (`d` in -2..=2, returned as `d + 2`).
     let column = |ox: usize| {
@@ -92,14 +93,14 @@ pub(super) fn depthwise3x3(
                 });
                 let p: [ToCode; 4] = core::array::from_fn(|j| ToCode::new(requant.get(4 * g + j), clamp));
                 for oy in 0..out.h {
-                    let rows = window.get(|ky| row_start(oy, ky));
+                    let (rows, stride, first) = window.get(|ky| row_start(oy, ky), 4 * g, 4);
                     for ox in 0..out.w {
                         let (base, set) = column(ox);
-                        let sums = super::dsp::depthwise_group(rows, base * ch + 4 * g, ch, &sets[set]);
+                        let sums =
+                            super::dsp::depthwise_group(rows, base * stride + first, stride, &sets[set]);
                         let at = (oy * out.w + ox) * ch + 4 * g;
-                        for (j, p) in p.iter().enumerate() {
-                            output.set(at + j, p.apply(sums[j]));
-                        }
+                        let codes: [u8; 4] = core::array::from_fn(|j| p[j].apply(sums[j]));
+                        output.set_run(at, &codes);
                     }
                 }
             }
@@ -110,7 +111,8 @@ pub(super) fn depthwise3x3(
         let w: [i32; 9] = core::array::from_fn(|t| 2 * weights.code(c * 9 + t) as i32 - offset);
         let p = ToCode::new(requant.get(c), clamp);
         for oy in 0..out.h {
-            let rows = window.get(|ky| row_start(oy, ky));
+            // `stride` between the codes of neighbouring pixels, the channel's code at `first` of a row.
+            let (rows, stride, first) = window.get(|ky| row_start(oy, ky), c, 1);
             let out_row = oy * out.w * ch;
             // Border columns: the window moved inside the input, its weights shifted the other way.
             for ox in (0..ox_lo).chain(ox_hi..out.w) {
@@ -123,23 +125,24 @@ pub(super) fn depthwise3x3(
                         0
                     }
                 });
-                output.set(out_row + ox * ch + c, p.apply(one(rows, &shifted, base * ch + c, ch)));
+                output
+                    .set(out_row + ox * ch + c, p.apply(one(rows, &shifted, base * stride + first, stride)));
             }
             let mut ox = ox_lo;
             while ox + 1 < ox_hi {
-                let i = ((ox * sx) as isize - left) as usize * ch + c;
+                let i = ((ox * sx) as isize - left) as usize * stride + first;
                 let [a, b] = match sx {
-                    1 => pair::<1>(rows, &w, i, ch),
-                    2 => pair::<2>(rows, &w, i, ch),
-                    _ => [one(rows, &w, i, ch), one(rows, &w, i + sx * ch, ch)],
+                    1 => pair::<1>(rows, &w, i, stride),
+                    2 => pair::<2>(rows, &w, i, stride),
+                    _ => [one(rows, &w, i, stride), one(rows, &w, i + sx * stride, stride)],
                 };
                 output.set(out_row + ox * ch + c, p.apply(a));
                 output.set(out_row + (ox + 1) * ch + c, p.apply(b));
                 ox += 2;
             }
             if ox < ox_hi {
-                let i = ((ox * sx) as isize - left) as usize * ch + c;
-                output.set(out_row + ox * ch + c, p.apply(one(rows, &w, i, ch)));
+                let i = ((ox * sx) as isize - left) as usize * stride + first;
+                output.set(out_row + ox * ch + c, p.apply(one(rows, &w, i, stride)));
             }
         }
     }
@@ -174,29 +177,46 @@ fn pair<const SX: usize>(rows: [&[u8]; 3], w: &[i32; 9], i: usize, ch: usize) ->
 /// The input rows under one output row's window, a byte per code.
 struct Rows<'a, 'b> {
     input: Codes<'a>,
-    /// Room for three unpacked rows (used when the input is packed).
+    /// Room for three rows of up to four channels (used when the input is packed).
     unpacked: &'b mut [u8],
     /// A row of zeros, for window rows in the padding.
     zeros: &'b [u8],
-    row_len: usize,
+    width: usize,
+    ch: usize,
 }
 
 impl Rows<'_, '_> {
-    /// The three rows whose starts `start(ky)` gives (`None`: in the padding); packed rows are unpacked.
-    fn get(&mut self, start: impl Fn(usize) -> Option<usize>) -> [&[u8]; 3] {
-        let len = self.row_len;
-        if self.input.is_packed() {
-            for (ky, buf) in self.unpacked.chunks_exact_mut(len).take(3).enumerate() {
-                if let Some(s) = start(ky) {
-                    self.input.unpack(s, buf);
+    /// The three rows whose starts `start(ky)` gives (`None`: in the padding), for channels
+    /// `first..first + n`: `(rows, stride, at)`, where a pixel's codes are `stride` apart and channel
+    /// `first`'s code of pixel 0 is at `at`. Stored a byte per code, that is the input itself (stride `ch`,
+    /// at `first`); packed, the `n` channels are unpacked (stride `n`, at 0).
+    fn get(
+        &mut self,
+        start: impl Fn(usize) -> Option<usize>,
+        first: usize,
+        n: usize,
+    ) -> ([&[u8]; 3], usize, usize) {
+        let (input, row_len) = (self.input, self.width * self.ch);
+        if !input.is_packed() {
+            let rows = core::array::from_fn(|ky| match start(ky) {
+                Some(s) => &input.bytes()[s..s + row_len],
+                None => self.zeros,
+            });
+            return (rows, self.ch, first);
+        }
+        let len = self.width * n;
+        for (ky, buf) in self.unpacked.chunks_exact_mut(len).take(3).enumerate() {
+            if let Some(s) = start(ky) {
+                for (x, px) in buf.chunks_exact_mut(n).enumerate() {
+                    input.unpack(s + x * self.ch + first, px);
                 }
             }
         }
-        let (input, unpacked, zeros) = (self.input, &*self.unpacked, self.zeros);
-        core::array::from_fn(|ky| match start(ky) {
-            Some(_) if input.is_packed() => &unpacked[ky * len..(ky + 1) * len],
-            Some(s) => &input.bytes()[s..s + len],
+        let (unpacked, zeros) = (&*self.unpacked, self.zeros);
+        let rows = core::array::from_fn(|ky| match start(ky) {
+            Some(_) => &unpacked[ky * len..(ky + 1) * len],
             None => zeros,
-        })
+        });
+        (rows, n, 0)
     }
 }

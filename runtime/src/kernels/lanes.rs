@@ -101,14 +101,13 @@ pub fn dot_2x2(x: &[u32], row0: &[u8], row1: &[u8], format: LaneFormat, words: u
     }
 }
 
-/// The `2 x 2` dot product of one format: `(x, row0, row1, words) -> [r0.A, r0.B, r1.A, r1.B]`.
-type PairDot = fn(&[u32], &[u8], &[u8], usize) -> [i32; 4];
-
 /// [`dot_2x2`] for `acc.len() / 4` consecutive pairs of rows: pair `q` is rows `2q` and `2q + 1`, which
 /// start at bytes `2q * row_bytes` and `(2q + 1) * row_bytes` of `rows`; its four sums go to
 /// `acc[4q..4q + 4]`, or with `accumulate` are added to them (wrapping), so that a patch can be taken a
 /// chunk of taps at a time.
+// Out of line: inlined into the convolution, its loop would share the registers with the caller's and spill.
 #[cfg_attr(all(target_arch = "arm", qfd_dsp), allow(dead_code))]
+#[inline(never)]
 pub fn dot_2xn(
     x: &[u32],
     rows: &[u8],
@@ -118,26 +117,49 @@ pub fn dot_2xn(
     acc: &mut [i32],
     accumulate: bool,
 ) {
-    // The format is decided once, outside the loop over row pairs.
-    let each_pair = |dot: PairDot, acc: &mut [i32]| {
+    // The format and `accumulate` are decided once, outside the loop over row pairs.
+    let job = RowPairs { x, rows, row_bytes, words };
+    match (format.is_dot2(), format.bits(), accumulate) {
+        (true, _, false) => job.run::<false>(acc, dot_2x2_dot2),
+        (true, _, true) => job.run::<true>(acc, dot_2x2_dot2),
+        (_, 8, false) => job.run::<false>(acc, dot_2x2_bits::<8>),
+        (_, 8, true) => job.run::<true>(acc, dot_2x2_bits::<8>),
+        (_, 4, false) => job.run::<false>(acc, dot_2x2_bits::<4>),
+        (_, 4, true) => job.run::<true>(acc, dot_2x2_bits::<4>),
+        (_, 2, false) => job.run::<false>(acc, dot_2x2_bits::<2>),
+        (_, 2, true) => job.run::<true>(acc, dot_2x2_bits::<2>),
+        (_, _, false) => job.run::<false>(acc, dot_2x2_bits::<1>),
+        (_, _, true) => job.run::<true>(acc, dot_2x2_bits::<1>),
+    }
+}
+
+/// The operands of [`dot_2xn`].
+#[derive(Clone, Copy)]
+struct RowPairs<'a> {
+    x: &'a [u32],
+    rows: &'a [u8],
+    row_bytes: usize,
+    words: usize,
+}
+
+impl RowPairs<'_> {
+    /// Every row pair through `dot`, a concrete function (generic, so that it is inlined into the loop).
+    #[inline(always)]
+    fn run<const ACCUMULATE: bool>(
+        self,
+        acc: &mut [i32],
+        dot: impl Fn(&[u32], &[u8], &[u8], usize) -> [i32; 4],
+    ) {
+        let (x, rows, row_bytes, words) = (self.x, self.rows, self.row_bytes, self.words);
         for (q, sums) in acc.chunks_exact_mut(4).enumerate() {
             let row = |r: usize| &rows[r * row_bytes..r * row_bytes + 4 * words];
             let new = dot(x, row(2 * q), row(2 * q + 1), words);
-            if accumulate {
+            if ACCUMULATE {
                 sums.iter_mut().zip(new).for_each(|(s, a)| *s = s.wrapping_add(a));
             } else {
                 sums.copy_from_slice(&new);
             }
         }
-    };
-    if format.is_dot2() {
-        return each_pair(dot_2x2_dot2, acc);
-    }
-    match format.bits() {
-        8 => each_pair(dot_2x2_bits::<8>, acc),
-        4 => each_pair(dot_2x2_bits::<4>, acc),
-        2 => each_pair(dot_2x2_bits::<2>, acc),
-        _ => each_pair(dot_2x2_bits::<1>, acc),
     }
 }
 

@@ -137,10 +137,14 @@ impl GemmPlan {
     }
 }
 
-/// Bytes of im2col lanes a direct im2col gathers at a time: three taps of 64 channels. Smaller chunks cost a
-/// call and a pass over the output sums each; this size keeps that below 1% while the largest scratch of a
-/// ResNet-8 stays near 1.3 KB.
-pub const LANE_BUDGET: usize = 768;
+/// Bytes of im2col lanes a direct im2col gathers at a time from a packed input: three taps of 64 channels.
+/// Smaller chunks cost a call and a pass over the output sums each (about 1% here), and keep the largest
+/// scratch of a ResNet-8 near 1.3 KB, so that a 4-bit model's arena is half an 8-bit one's.
+pub const PACKED_LANE_BUDGET: usize = 768;
+
+/// The same for inputs stored a byte per code: nine taps of 64 channels, so that the layers of the usual
+/// models are gathered whole; their tensors are twice or more the size of the lanes anyway.
+pub const BYTE_LANE_BUDGET: usize = 2304;
 
 /// The variant that runs a convolution of this shape with `weight_bits`-bit weights.
 pub fn conv_variant(geo: &ConvGeometry, weight_bits: u8) -> ConvVariant {
@@ -180,9 +184,10 @@ pub fn conv_variant(geo: &ConvGeometry, weight_bits: u8) -> ConvVariant {
     let direct = in_place && cin.is_multiple_of(format.codes_per_word());
     let taps = patch / cin;
     // Bytes of im2col lanes one tap of two pixels takes: taps are gathered a chunk at a time within
-    // `LANE_BUDGET` bytes (at least one tap).
+    // a budget of bytes (at least one tap).
     let tap_bytes = 8 * format.lanes_per_word() * (cin / format.codes_per_word());
-    let chunk_taps = if direct { (LANE_BUDGET / tap_bytes).clamp(1, taps) } else { taps };
+    let budget = if storage_bits(geo.input_bits) == 8 { BYTE_LANE_BUDGET } else { PACKED_LANE_BUDGET };
+    let chunk_taps = if direct { (budget / tap_bytes).clamp(1, taps) } else { taps };
     ConvVariant::Gemm(GemmPlan {
         format,
         patch,
