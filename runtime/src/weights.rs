@@ -32,7 +32,14 @@ impl<'a> PackedWeights<'a> {
     /// Code of element `i`.
     #[inline]
     pub fn code(&self, i: usize) -> u8 {
-        crate::codes::Codes::new(self.data, self.bits).get(i)
+        // Not through `Codes`: kernels call this in loops, where working out a `Codes` layout per call shows.
+        let per = codes_per_byte(self.bits);
+        if per == 1 {
+            self.data[i]
+        } else {
+            let byte = self.data[i / per];
+            (byte >> ((i % per) as u32 * self.bits as u32)) & (max_code(self.bits) as u8)
+        }
     }
 
     /// Integer weight `2k - (2^bits - 1)` of element `i`.
