@@ -146,6 +146,26 @@ impl<'a> Codes<'a> {
         CodeIter { bytes: bytes[skip..].iter(), cur, left, layout: self.layout }
     }
 
+    /// Copies, for each `n`-byte chunk `p` of `out`, codes `first + p * stride ..` (`n` of them) into it, one
+    /// per byte: a few channels of every pixel of a row. Whole bytes at a time when the runs start on byte
+    /// boundaries.
+    #[inline]
+    pub fn unpack_strided(&self, first: usize, stride: usize, n: usize, out: &mut [u8]) {
+        let per = 1usize << self.layout.per_log2;
+        if per > 1 && first.is_multiple_of(per) && stride.is_multiple_of(per) && n.is_multiple_of(per) {
+            let (at, step) = (first / per, stride / per);
+            match self.layout.bits_log2 {
+                2 => unpack_bytes::<4>(self.bytes, at, step, n, out),
+                1 => unpack_bytes::<2>(self.bytes, at, step, n, out),
+                _ => unpack_bytes::<1>(self.bytes, at, step, n, out),
+            }
+        } else {
+            for (p, px) in out.chunks_exact_mut(n).enumerate() {
+                self.unpack(first + p * stride, px);
+            }
+        }
+    }
+
     /// Copies codes `first..first + out.len()` into `out`, one per byte.
     #[inline]
     pub fn unpack(&self, first: usize, out: &mut [u8]) {
@@ -167,6 +187,35 @@ impl<'a> Codes<'a> {
                 *o = self.get(first + j);
             }
         }
+    }
+}
+
+/// [`Codes::unpack_strided`] over whole bytes of `SB`-bit codes: chunk `p` of `out` gets the `n` codes of
+/// the `n * SB / 8` bytes from byte `at + p * step`.
+#[inline(always)]
+fn unpack_bytes<const SB: u32>(bytes: &[u8], mut at: usize, step: usize, n: usize, out: &mut [u8]) {
+    let per = (8 / SB) as usize;
+    let mask = (1u8 << SB) - 1;
+    for px in out.chunks_exact_mut(n) {
+        for (codes, &b) in px.chunks_exact_mut(per).zip(&bytes[at..at + n / per]) {
+            for (j, c) in codes.iter_mut().enumerate() {
+                *c = (b >> (j as u32 * SB)) & mask;
+            }
+        }
+        at += step;
+    }
+}
+
+/// Packs `codes` (a whole number of bytes' worth) into `bytes` at `SB` bits a code.
+#[inline(always)]
+fn pack_bytes<const SB: u32>(codes: &[u8], bytes: &mut [u8]) {
+    let per = (8 / SB) as usize;
+    for (b, c) in bytes.iter_mut().zip(codes.chunks_exact(per)) {
+        let mut v = 0;
+        for (j, &c) in c.iter().enumerate() {
+            v |= c << (j as u32 * SB);
+        }
+        *b = v;
     }
 }
 
@@ -290,8 +339,17 @@ impl<'a> CodesMut<'a> {
     /// byte each.
     #[inline(always)]
     pub fn set_run(&mut self, first: usize, codes: &[u8]) {
-        if self.layout.per_log2 == 0 {
+        let per = 1usize << self.layout.per_log2;
+        if per == 1 {
             self.bytes[first..first + codes.len()].copy_from_slice(codes);
+        } else if first.is_multiple_of(per) && codes.len().is_multiple_of(per) {
+            // Whole bytes: each is written once, without reading it.
+            let bytes = &mut self.bytes[first / per..(first + codes.len()) / per];
+            match self.layout.bits_log2 {
+                2 => pack_bytes::<4>(codes, bytes),
+                1 => pack_bytes::<2>(codes, bytes),
+                _ => pack_bytes::<1>(codes, bytes),
+            }
         } else {
             codes.iter().enumerate().for_each(|(j, &c)| self.set(first + j, c));
         }

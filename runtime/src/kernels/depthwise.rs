@@ -63,7 +63,7 @@ pub(super) fn depthwise3x3(
         let iy = (oy * sy) as isize - top + ky as isize;
         (iy >= 0 && iy < inp.h as isize).then(|| iy as usize * row_len)
     };
-    let mut window = Rows { input, unpacked, zeros, width: inp.w, ch };
+    let mut window = Rows { input, unpacked, zeros, width: inp.w, ch, held: [None; 3] };
     // Where output column `ox`'s window starts once moved inside the input, and by how much it moved
     // (`d` in -2..=2, returned as `d + 2`).
     let column = |ox: usize| {
@@ -183,6 +183,9 @@ struct Rows<'a, 'b> {
     zeros: &'b [u8],
     width: usize,
     ch: usize,
+    /// What each of the three unpacked rows holds: `(row start, first channel)`. A row that stays under the
+    /// window from one output row to the next is unpacked once.
+    held: [Option<(usize, usize)>; 3],
 }
 
 impl Rows<'_, '_> {
@@ -205,16 +208,30 @@ impl Rows<'_, '_> {
             return (rows, self.ch, first);
         }
         let len = self.width * n;
-        for (ky, buf) in self.unpacked.chunks_exact_mut(len).take(3).enumerate() {
-            if let Some(s) = start(ky) {
-                for (x, px) in buf.chunks_exact_mut(n).enumerate() {
-                    input.unpack(s + x * self.ch + first, px);
+        let wanted: [Option<(usize, usize)>; 3] = core::array::from_fn(|ky| start(ky).map(|s| (s, first)));
+        // Which buffer serves each window row: one that holds it already, else one no window row takes.
+        let mut slot_of = [usize::MAX; 3];
+        for (ky, w) in wanted.iter().enumerate() {
+            if w.is_some() {
+                if let Some(slot) = self.held.iter().position(|h| h == w) {
+                    slot_of[ky] = slot;
                 }
             }
         }
+        for (ky, &w) in wanted.iter().enumerate() {
+            let Some((s, _)) = w else { continue };
+            if slot_of[ky] != usize::MAX {
+                continue;
+            }
+            // A slot holding a wanted row was taken above, so any slot not taken yet is free.
+            let slot = (0..3).find(|slot| !slot_of.contains(slot)).unwrap_or(ky);
+            let buf = &mut self.unpacked[slot * len..(slot + 1) * len];
+            input.unpack_strided(s + first, self.ch, n, buf);
+            (self.held[slot], slot_of[ky]) = (w, slot);
+        }
         let (unpacked, zeros) = (&*self.unpacked, self.zeros);
-        let rows = core::array::from_fn(|ky| match start(ky) {
-            Some(_) => &unpacked[ky * len..(ky + 1) * len],
+        let rows = core::array::from_fn(|ky| match wanted[ky] {
+            Some(_) => &unpacked[slot_of[ky] * len..(slot_of[ky] + 1) * len],
             None => zeros,
         });
         (rows, n, 0)

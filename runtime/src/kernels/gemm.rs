@@ -9,7 +9,7 @@
 use super::lanes::{le_word, LaneFormat};
 use super::select::GemmPlan;
 use super::{odd_grid_acc, scratch, ConvGeometry};
-use crate::codes::{storage_bits, CodeWriter, Codes, CodesMut};
+use crate::codes::{storage_bits, Codes, CodesMut};
 use crate::format::Clamp;
 use crate::requant::{ChannelRequant, RequantParams, ToCode, CHANNEL_RECORD_BYTES};
 use crate::weights::PackedWeights;
@@ -32,7 +32,8 @@ pub(super) fn conv2d(
     mut output: CodesMut<'_>,
     scratch: &mut [u8],
 ) {
-    let (patch, rest) = scratch.split_at_mut(plan.patch_bytes());
+    let (staging, rest) = scratch.split_at_mut(plan.staging_bytes());
+    let (patch, rest) = rest.split_at_mut(plan.patch_bytes());
     let words = scratch::words(rest, plan.scratch_words());
     let (lanes, rest) = words.split_at_mut(plan.lane_entries());
     let (tails, sums) = rest.split_at_mut(2 * plan.tail);
@@ -69,12 +70,15 @@ pub(super) fn conv2d(
                 odd.iter_mut().zip(acc).for_each(|(o, a)| *o = o.wrapping_add(a));
             }
         }
+        // Codes stored a byte each go straight to the output; packed ones wait in `staging` and are packed
+        // a pixel at a time below.
         let packed = output.is_packed();
-        // Writers only for packed outputs (their set-up costs a few instructions per pixel pair).
-        let writer = |pixel: usize| packed.then(|| CodeWriter::new(&output, pixel * channels));
-        let writers = [writer(a), writer(b)];
-        let (next, two, bits) = ([a * channels, b * channels], b != a, weights.bits);
-        let mut out = Emit { output: &mut output, packed, next, writers, two, sum_x, bits };
+        let (target, next) = if packed {
+            (&mut *staging, [0, channels])
+        } else {
+            (output.bytes_mut(), [a * channels, b * channels])
+        };
+        let mut out = Emit { target, next, two: b != a, sum_x, bits: weights.bits };
         let pairs_of_rows = weights.data.chunks_exact(2 * row_bytes);
         let pairs_of_records = requant.records.chunks_exact(2 * CHANNEL_RECORD_BYTES);
         for ((s, rows), records) in sums.chunks_exact(4).zip(pairs_of_rows).zip(pairs_of_records) {
@@ -89,17 +93,20 @@ pub(super) fn conv2d(
             add_tail(&mut odd, plan, tails, r, r);
             out.put(ToCode::new(requant.get(channels - 1), clamp), [odd[0], odd[1]]);
         }
-        out.finish();
+        if packed {
+            output.set_run(a * channels, &staging[..channels]);
+            if b != a {
+                output.set_run(b * channels, &staging[channels..2 * channels]);
+            }
+        }
     }
 }
 
-/// Where a pixel pair's outputs go: channel after channel, each pixel's codes stored at the next index (a
-/// byte each) or, packed, through the pixel's own writer.
-struct Emit<'o, 'b> {
-    output: &'o mut CodesMut<'b>,
-    packed: bool,
+/// Where a pixel pair's output codes go, a byte each: channel after channel, each pixel's at the next index
+/// of `target` (the output itself, or the staging area of packed outputs).
+struct Emit<'t> {
+    target: &'t mut [u8],
     next: [usize; 2],
-    writers: [Option<CodeWriter>; 2],
     /// Whether there are two pixels (not for an odd last pixel, whose second result is dropped).
     two: bool,
     /// Each pixel's patch code sum.
@@ -107,37 +114,16 @@ struct Emit<'o, 'b> {
     bits: u8,
 }
 
-impl Emit<'_, '_> {
+impl Emit<'_> {
     /// Requantizes the next channel's two sums of `x * k` and stores them.
     #[inline(always)]
     fn put(&mut self, p: ToCode, sums: [i32; 2]) {
-        let a = p.apply(odd_grid_acc(sums[0], self.sum_x[0], self.bits));
-        let b = self.two.then(|| p.apply(odd_grid_acc(sums[1], self.sum_x[1], self.bits)));
-        if !self.packed {
-            let [na, nb] = &mut self.next;
-            let bytes = self.output.bytes_mut();
-            bytes[*na] = a;
-            *na += 1;
-            if let Some(b) = b {
-                bytes[*nb] = b;
-                *nb += 1;
-            }
-            return;
-        }
-        let [wa, wb] = &mut self.writers;
-        if let Some(wa) = wa {
-            wa.push(self.output, a);
-        }
-        if let (Some(wb), Some(b)) = (wb, b) {
-            wb.push(self.output, b);
-        }
-    }
-
-    /// Stores the codes of partly filled last bytes.
-    fn finish(self) {
-        let [wa, wb] = self.writers;
-        for w in [wa, if self.two { wb } else { None }].into_iter().flatten() {
-            w.finish(self.output);
+        let [na, nb] = &mut self.next;
+        self.target[*na] = p.apply(odd_grid_acc(sums[0], self.sum_x[0], self.bits));
+        *na += 1;
+        if self.two {
+            self.target[*nb] = p.apply(odd_grid_acc(sums[1], self.sum_x[1], self.bits));
+            *nb += 1;
         }
     }
 }

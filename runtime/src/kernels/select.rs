@@ -131,9 +131,15 @@ impl GemmPlan {
         self.lane_entries() + 2 * self.tail + 2 * self.channels
     }
 
-    /// Bytes of scratch the kernel needs: the patch, then [`scratch_words`](Self::scratch_words).
+    /// Bytes of scratch the kernel needs: the staged outputs, the patch, then
+    /// [`scratch_words`](Self::scratch_words).
     pub const fn scratch_bytes(&self) -> usize {
-        self.patch_bytes() + ALIGN_SLACK + 4 * self.scratch_words()
+        self.staging_bytes() + self.patch_bytes() + ALIGN_SLACK + 4 * self.scratch_words()
+    }
+
+    /// Bytes where a pixel pair's output codes wait, a byte each, to be packed (two pixels' channels).
+    pub const fn staging_bytes(&self) -> usize {
+        2 * self.channels
     }
 }
 
