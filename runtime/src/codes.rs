@@ -341,7 +341,9 @@ impl<'a> CodesMut<'a> {
     pub fn set_run(&mut self, first: usize, codes: &[u8]) {
         let per = 1usize << self.layout.per_log2;
         if per == 1 {
-            self.bytes[first..first + codes.len()].copy_from_slice(codes);
+            // A loop, not `copy_from_slice`: runs are a few bytes, too short for a call to memcpy.
+            let bytes = &mut self.bytes[first..first + codes.len()];
+            bytes.iter_mut().zip(codes).for_each(|(b, &c)| *b = c);
         } else if first.is_multiple_of(per) && codes.len().is_multiple_of(per) {
             // Whole bytes: each is written once, without reading it.
             let bytes = &mut self.bytes[first / per..(first + codes.len()) / per];

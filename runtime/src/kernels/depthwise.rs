@@ -74,6 +74,7 @@ pub(super) fn depthwise3x3(
     if four_channels {
         #[cfg(all(target_arch = "arm", qfd_dsp))]
         {
+            let packed = output.is_packed();
             for g in 0..ch / 4 {
                 // The group's weight lanes for each window shift `d` in -2..=2 (index `d + 2`).
                 let code = |j: usize, t: usize| 2 * weights.code((4 * g + j) * 9 + t) as i32 - offset;
@@ -100,7 +101,11 @@ pub(super) fn depthwise3x3(
                             super::dsp::depthwise_group(rows, base * stride + first, stride, &sets[set]);
                         let at = (oy * out.w + ox) * ch + 4 * g;
                         let codes: [u8; 4] = core::array::from_fn(|j| p[j].apply(sums[j]));
-                        output.set_run(at, &codes);
+                        if packed {
+                            output.set_run(at, &codes);
+                        } else {
+                            output.bytes_mut()[at..at + 4].copy_from_slice(&codes);
+                        }
                     }
                 }
             }

@@ -51,17 +51,16 @@ pub(super) fn conv2d(
         // codes and requantization.
         let mut odd = [0i32; 4];
         let mut sum_x = [0i32; 2];
-        for first_tap in (0..plan.taps()).step_by(plan.chunk_taps) {
+        let mut first_tap = 0;
+        while first_tap < plan.taps() {
             let taps = first_tap..(first_tap + plan.chunk_taps).min(plan.taps());
             let (words, at) = if plan.direct {
                 (taps.len() * plan.tap_words(), 4 * first_tap * plan.tap_words())
             } else {
                 (plan.words, 0)
             };
-            for (slot, pixel) in [a, b].into_iter().enumerate() {
-                let gathered = im2col(input, geo, plan, pixel, slot, taps.clone(), patch, lanes, tails);
-                sum_x[slot] += gathered as i32;
-            }
+            sum_x[0] += im2col(input, geo, plan, a, 0, taps.clone(), patch, lanes, tails) as i32;
+            sum_x[1] += im2col(input, geo, plan, b, 1, taps, patch, lanes, tails) as i32;
             let lanes = &lanes[..2 * plan.format.lanes_per_word() * words];
             dot_2xn(lanes, &weights.data[at..], row_bytes, plan.format, words, sums, first_tap > 0);
             if let Some(r) = odd_row {
@@ -69,6 +68,7 @@ pub(super) fn conv2d(
                 let acc = dot_2x2(lanes, r, r, plan.format, words);
                 odd.iter_mut().zip(acc).for_each(|(o, a)| *o = o.wrapping_add(a));
             }
+            first_tap += plan.chunk_taps;
         }
         // Codes stored a byte each go straight to the output; packed ones wait in `staging` and are packed
         // a pixel at a time below.
