@@ -194,6 +194,16 @@ impl<'a> Codes<'a> {
 /// the `n * SB / 8` bytes from byte `at + p * step`.
 #[inline(always)]
 fn unpack_bytes<const SB: u32>(bytes: &[u8], mut at: usize, step: usize, n: usize, out: &mut [u8]) {
+    if SB == 4 && n == 4 {
+        // Four 4-bit codes (the four channels of a DSP depthwise group): two bytes spread into four.
+        for px in out.chunks_exact_mut(4) {
+            let v = u16::from_le_bytes([bytes[at], bytes[at + 1]]) as u32;
+            let spread = (v & 0xf) | (v & 0xf0) << 4 | (v & 0xf00) << 8 | (v & 0xf000) << 12;
+            px.copy_from_slice(&spread.to_le_bytes());
+            at += step;
+        }
+        return;
+    }
     let per = (8 / SB) as usize;
     let mask = (1u8 << SB) - 1;
     for px in out.chunks_exact_mut(n) {
@@ -209,6 +219,13 @@ fn unpack_bytes<const SB: u32>(bytes: &[u8], mut at: usize, step: usize, n: usiz
 /// Packs `codes` (a whole number of bytes' worth) into `bytes` at `SB` bits a code.
 #[inline(always)]
 fn pack_bytes<const SB: u32>(codes: &[u8], bytes: &mut [u8]) {
+    if SB == 4 && codes.len() == 4 {
+        // Four 4-bit codes (a DSP depthwise group's outputs) into two bytes.
+        let v = u32::from_le_bytes([codes[0], codes[1], codes[2], codes[3]]);
+        let packed = (v & 0xf) | (v >> 4 & 0xf0) | (v >> 8 & 0xf00) | (v >> 12 & 0xf000);
+        bytes[..2].copy_from_slice(&(packed as u16).to_le_bytes());
+        return;
+    }
     let per = (8 / SB) as usize;
     for (b, c) in bytes.iter_mut().zip(codes.chunks_exact(per)) {
         let mut v = 0;
@@ -426,6 +443,38 @@ mod tests {
                         old
                     };
                     assert_eq!(view.get(i), want, "{bits} bits, run from {first}, element {i}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn strided_runs_and_whole_byte_runs_match_get_and_set() {
+        // Rows of 6 pixels x 8 channels; read channels 4..8 of every pixel, write them back elsewhere.
+        let codes: [u8; 48] = core::array::from_fn(|i| (i * 11 + 5) as u8);
+        for bits in 1..=8u8 {
+            let codes = codes.map(|c| c & max_code(bits) as u8);
+            let mut packed = [0u8; 48];
+            let packed = &mut packed[..packed_len(codes.len(), bits)];
+            pack_codes(&codes, bits, packed);
+            let view = Codes::new(packed, bits);
+            for n in [1, 4] {
+                let mut got = [0u8; 24];
+                let got = &mut got[..6 * n];
+                view.unpack_strided(4, 8, n, got);
+                for (p, px) in got.chunks_exact(n).enumerate() {
+                    assert_eq!(px, &codes[p * 8 + 4..p * 8 + 4 + n], "{bits} bits, {n} channels, pixel {p}");
+                }
+                let mut out = [0u8; 48];
+                let out = &mut out[..packed_len(codes.len(), bits)];
+                let mut w = CodesMut::new(out, bits);
+                for (p, px) in got.chunks_exact(n).enumerate() {
+                    w.set_run(p * 8 + 4, px);
+                }
+                for p in 0..6 {
+                    for c in 4..4 + n {
+                        assert_eq!(w.as_codes().get(p * 8 + c), codes[p * 8 + c], "{bits} bits, set_run");
+                    }
                 }
             }
         }
