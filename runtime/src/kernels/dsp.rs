@@ -21,7 +21,7 @@ use core::arch::asm;
 use super::lanes::{LaneFormat, DOT2_MASK, DOT2_WORDS};
 
 /// What the block reads between row pairs. Field offsets are fixed (`repr(C)`, 32-bit target): 0, 4, 8,
-/// 12, 16, 20.
+/// 12, 16.
 #[repr(C)]
 struct Job {
     /// First lane entry of the two pixels.
@@ -34,8 +34,6 @@ struct Job {
     pairs: usize,
     /// Where the next four sums go.
     out: *mut i32,
-    /// Nonzero: add the sums to those in memory (a later chunk of a patch's taps); zero: store them.
-    accumulate: usize,
 }
 
 /// One word of each 8-bit row: lane pairs are bytes (0, 2) and (1, 3), `UXTB16` and `UXTB16 ROR #8`.
@@ -110,24 +108,37 @@ macro_rules! dot2_word {
     };
 }
 
-/// Stores a row pair's four sums at `[{w1}]` (advancing it), or adds them to the sums there when the job
-/// says `accumulate` (`{w0}` holds the job's address).
+/// Stores a row pair's four sums at `[{w1}]` (advancing it).
 macro_rules! store_sums {
     () => {
+        concat!("strd {a0}, {b0}, [{w1}], #8\n", "strd {a1}, {b1}, [{w1}], #8\n")
+    };
+}
+
+/// Adds a row pair's four sums to the sums at `[{w1}]` (advancing it): a later chunk of a patch's taps.
+macro_rules! add_sums {
+    () => {
         concat!(
-            "ldr {xa}, [{w0}, #20]\n",
-            "cmp {xa}, #0\n",
-            "beq 5f\n",
             "ldrd {xa}, {xb}, [{w1}]\n",
             "add {a0}, {a0}, {xa}\n",
             "add {b0}, {b0}, {xb}\n",
             "ldrd {xa}, {xb}, [{w1}, #8]\n",
             "add {a1}, {a1}, {xa}\n",
             "add {b1}, {b1}, {xb}\n",
-            "5:\n",
-            "strd {a0}, {b0}, [{w1}], #8\n",
-            "strd {a1}, {b1}, [{w1}], #8\n",
+            store_sums!(),
         )
+    };
+}
+
+/// [`row_pairs!`] with the sums stored, or added to memory when `$accumulate`: two blocks, so that the
+/// common single-chunk case pays nothing for the other.
+macro_rules! row_pairs_into {
+    ($accumulate:expr, $job:expr, $p0:expr, $p1:expr, $mask:expr, $body:expr) => {
+        if $accumulate {
+            row_pairs!($job, $p0, $p1, $mask, $body, add_sums!())
+        } else {
+            row_pairs!($job, $p0, $p1, $mask, $body, store_sums!())
+        }
     };
 }
 
@@ -154,9 +165,6 @@ macro_rules! add_dot_fields {
 /// The block: for each row pair, `passes` runs of `$body`, then the sums added to memory (`$store`) and the next
 /// pair set up. Temporaries between pairs: `w0`, `w1`, `xa`, `xb` and `r7` (all reloaded by the body).
 macro_rules! row_pairs {
-    ($job:expr, $p0:expr, $p1:expr, $mask:expr, $body:expr) => {
-        row_pairs!($job, $p0, $p1, $mask, $body, store_sums!())
-    };
     ($job:expr, $p0:expr, $p1:expr, $mask:expr, $body:expr, $store:expr) => {{
         let job: &mut Job = $job;
         let (x, passes, p0, p1) = (job.x, job.passes, $p0, $p1);
@@ -239,8 +247,7 @@ pub fn dot_2xn(
     let passes = if unrolled { words / 2 } else { words };
     // From the end of row 2q's words to the start of row 2q + 2 (p0), and the same for p1.
     let advance = 2 * row_bytes - 4 * words;
-    let mut job =
-        Job { x: x.as_ptr(), passes, advance, pairs, out: acc.as_mut_ptr(), accumulate: accumulate as usize };
+    let mut job = Job { x: x.as_ptr(), passes, advance, pairs, out: acc.as_mut_ptr() };
     let (p0, p1) = (rows.as_ptr(), rows[row_bytes..].as_ptr());
     // SAFETY: the asserts bound every access. Per row pair, the block reads `4 * words` bytes from rows 2q
     // and 2q + 1 (`LDR`, any alignment, which Armv7-M and Armv8-M Mainline allow for normal memory) and
@@ -249,11 +256,21 @@ pub fn dot_2xn(
     // restoring sp and r7.
     unsafe {
         match format.bits() {
-            8 if unrolled => row_pairs!(&mut job, p0, p1, 0u32, concat!(bytes_word!(), bytes_word!())),
-            8 => row_pairs!(&mut job, p0, p1, 0u32, bytes_word!()),
-            4 => row_pairs!(&mut job, p0, p1, 0x000f_000fu32, packed_word!([4, 8, 12])),
-            2 => row_pairs!(&mut job, p0, p1, 0x0003_0003u32, packed_word!([2, 4, 6, 8, 10, 12, 14])),
-            _ => row_pairs!(
+            8 if unrolled => {
+                row_pairs_into!(accumulate, &mut job, p0, p1, 0u32, concat!(bytes_word!(), bytes_word!()))
+            }
+            8 => row_pairs_into!(accumulate, &mut job, p0, p1, 0u32, bytes_word!()),
+            4 => row_pairs_into!(accumulate, &mut job, p0, p1, 0x000f_000fu32, packed_word!([4, 8, 12])),
+            2 => row_pairs_into!(
+                accumulate,
+                &mut job,
+                p0,
+                p1,
+                0x0003_0003u32,
+                packed_word!([2, 4, 6, 8, 10, 12, 14])
+            ),
+            _ => row_pairs_into!(
+                accumulate,
                 &mut job,
                 p0,
                 p1,
@@ -273,7 +290,7 @@ fn dot2_2xn(x: &[u32], rows: &[u8], row_bytes: usize, words: usize, pairs: usize
         let n = (words - start).min(DOT2_WORDS);
         let x = x[2 * 5 * start..].as_ptr();
         let (advance, out) = (2 * row_bytes - 4 * n, acc.as_mut_ptr());
-        let mut job = Job { x, passes: n, advance, pairs, out, accumulate: 1 };
+        let mut job = Job { x, passes: n, advance, pairs, out };
         let (p0, p1) = (rows[4 * start..].as_ptr(), rows[row_bytes + 4 * start..].as_ptr());
         // SAFETY: as in `dot_2xn`, for the chunk's `n` words of each row pair and their `10 * n` lane
         // entries, which its asserts bound; the block also reads the sums it adds to, inside `acc`.
