@@ -33,6 +33,18 @@ pub const fn max_code(bits: u8) -> i32 {
     (1i32 << bits) - 1
 }
 
+/// Code `i` of `bytes` holding codes of `bits` bits: what [`Codes::get`] returns, for a single read where
+/// working out a [`Codes`] layout first would cost more than the read.
+#[inline]
+pub fn code_at(bytes: &[u8], bits: u8, i: usize) -> u8 {
+    let per = codes_per_byte(bits);
+    if per == 1 {
+        bytes[i]
+    } else {
+        (bytes[i / per] >> ((i % per) as u32 * bits as u32)) & (max_code(bits) as u8)
+    }
+}
+
 /// Packs codes (each `< 2^bits`) into the storage layout; `out` must be `packed_len(codes.len(), bits)` long.
 pub fn pack_codes(codes: &[u8], bits: u8, out: &mut [u8]) {
     out.fill(0);
@@ -173,15 +185,11 @@ impl<'a> Codes<'a> {
             return out.copy_from_slice(&self.bytes[first..first + out.len()]);
         }
         let per = 1 << self.layout.per_log2;
-        // A run starting on a byte boundary unpacks a byte at a time; others code by code.
-        if first.is_multiple_of(per) && out.len().is_multiple_of(per) {
-            let (sb, mask) = (1 << self.layout.bits_log2, self.layout.mask);
-            let bytes = &self.bytes[first / per..(first + out.len()) / per];
-            for (o, &b) in out.chunks_exact_mut(per).zip(bytes) {
-                for (j, o) in o.iter_mut().enumerate() {
-                    *o = (b >> (j as u32 * sb)) & mask;
-                }
-            }
+        // A run starting on a byte boundary unpacks a byte at a time (one "pixel" of the strided form);
+        // others code by code.
+        if !out.is_empty() && first.is_multiple_of(per) && out.len().is_multiple_of(per) {
+            let n = out.len();
+            self.unpack_strided(first, n, n, out);
         } else {
             for (j, o) in out.iter_mut().enumerate() {
                 *o = self.get(first + j);

@@ -32,14 +32,7 @@ impl<'a> PackedWeights<'a> {
     /// Code of element `i`.
     #[inline]
     pub fn code(&self, i: usize) -> u8 {
-        // Not through `Codes`: kernels call this in loops, where working out a `Codes` layout per call shows.
-        let per = codes_per_byte(self.bits);
-        if per == 1 {
-            self.data[i]
-        } else {
-            let byte = self.data[i / per];
-            (byte >> ((i % per) as u32 * self.bits as u32)) & (max_code(self.bits) as u8)
-        }
+        crate::codes::code_at(self.data, self.bits, i)
     }
 
     /// Integer weight `2k - (2^bits - 1)` of element `i`.

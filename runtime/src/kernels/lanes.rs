@@ -36,10 +36,8 @@ pub struct LaneFormat {
 impl LaneFormat {
     /// The format of weights stored with `weight_bits` bits, one code per lane.
     pub const fn for_weight_bits(weight_bits: u8) -> Self {
-        match weight_bits {
-            1 | 2 | 4 => LaneFormat { bits: weight_bits as u32, dot: false },
-            _ => LaneFormat { bits: 8, dot: false },
-        }
+        // Words read as stored: the packing's storage width.
+        LaneFormat { bits: crate::codes::storage_bits(weight_bits), dot: false }
     }
 
     /// 2-bit weights against activations of at most 2 bits, two codes per lane.

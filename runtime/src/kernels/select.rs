@@ -189,21 +189,16 @@ pub fn conv_variant(geo: &ConvGeometry, weight_bits: u8) -> ConvVariant {
     let cin = geo.input.c / geo.groups;
     let direct = in_place && cin.is_multiple_of(format.codes_per_word());
     let taps = patch / cin;
-    // Bytes of im2col lanes one tap of two pixels takes: taps are gathered a chunk at a time within
-    // a budget of bytes (at least one tap).
-    let tap_bytes = 8 * format.lanes_per_word() * (cin / format.codes_per_word());
-    let budget = if storage_bits(geo.input_bits) == 8 { BYTE_LANE_BUDGET } else { PACKED_LANE_BUDGET };
-    let chunk_taps = if direct { (budget / tap_bytes).clamp(1, taps) } else { taps };
-    ConvVariant::Gemm(GemmPlan {
-        format,
-        patch,
-        cin,
-        words,
-        tail,
-        channels: geo.output.c,
-        chunk_taps,
-        direct,
-    })
+    let mut plan =
+        GemmPlan { format, patch, cin, words, tail, channels: geo.output.c, chunk_taps: taps, direct };
+    if direct {
+        // Taps are gathered a chunk at a time within a budget of lane bytes (at least one tap); with every
+        // tap in one chunk, the plan's lanes are all the taps'.
+        let budget = if storage_bits(geo.input_bits) == 8 { BYTE_LANE_BUDGET } else { PACKED_LANE_BUDGET };
+        let tap_bytes = 4 * plan.lane_entries() / taps;
+        plan.chunk_taps = (budget / tap_bytes).clamp(1, taps);
+    }
+    ConvVariant::Gemm(plan)
 }
 
 /// Bytes of scratch [`super::conv2d`] needs for this shape (0 when it needs none).
