@@ -42,7 +42,7 @@ model="$work/resnet8-16x16x3-w4a4.qfdm"
 step "firmware lints (with the generated model compiled in)"
 (cd firmware && QFD_MODEL="$PWD/../$model" cargo clippy --release -- -D warnings)
 # The DSP kernels (asm) and the kernel-test firmware, as a Cortex-M4 build sees them.
-(cd firmware && QFD_MODEL="$PWD/../$model" RUSTFLAGS="-C target-cpu=cortex-m4 --cfg qfd_dsp" \
+(cd firmware && QFD_MODEL="$PWD/../$model" RUSTFLAGS="-C target-cpu=cortex-m4 --cfg qfd_v7m --cfg qfd_dsp" \
     cargo clippy --release --features kernel-test --target-dir target/clippy-dsp -- -D warnings)
 
 emulated=(qemu-m3 qemu-m4 qemu-m7 qemu-m33 qemu-m55)

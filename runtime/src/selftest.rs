@@ -6,10 +6,12 @@
 //! output channels, kernels 1x1 to 3x3, strides 1-2, any padding up to the kernel, weight and activation
 //! bits 1-8, with one case in four at 2-bit weights against 1-2-bit activations and one in four at equal
 //! packed widths (1, 2 or 4 bits) over whole words of channels, the forms that have kernels of their own;
-//! one case in four a 3x3 depthwise convolution of 2-9 channels) and a requantization whose step
-//! is one or a few accumulator units, so that an accumulator that is off by one changes the output code.
-//! Inputs and outputs are stored as the arena stores them (packed at 1, 2 and 4 bits). [`check_conv`] runs it through [`kernels::conv2d`] (what
-//! models run) and [`kernels::reference::conv2d`], with the scratch starting at every alignment.
+//! one case in four a 3x3 depthwise convolution of 2-9 channels) and a requantization per channel whose
+//! step is usually one or a few accumulator units, so that an accumulator that is off by one changes the
+//! output code (some channels take coarse steps and negative multipliers, some cases a narrowed clamp, so
+//! that every rounding path runs). Inputs and outputs are stored as the arena stores them (packed at 1, 2
+//! and 4 bits). [`check_conv`] runs it through [`kernels::conv2d`] (what models run) and
+//! [`kernels::reference::conv2d`], with the scratch starting at every alignment.
 
 use crate::codes::{Codes, CodesMut};
 use crate::format::{Clamp, Padding, Window};
@@ -146,21 +148,34 @@ fn conv_case(rng: &mut Rng, case: u32, selected: bool, digest: &mut crc::Digest<
     let packed = &mut packed[..packed_len(codes.len(), wbits)];
     pack_codes(codes, wbits, packed);
 
-    // A step of 2^s accumulator units per output code, s in 0-3, centred at a random accumulator.
+    // A step of about 2^s accumulator units per output code, centred at a random accumulator: usually s in
+    // 0-3, one channel in four a coarse step (s up to 28, so that every rounding shift is tried), with
+    // multipliers of either sign and magnitude.
     let mut records = [0u8; MAX_COUT * CHANNEL_RECORD_BYTES];
     let records = &mut records[..cout * CHANNEL_RECORD_BYTES];
     let bound = (geo.patch_len() as i64) * max_code(abits) as i64 * max_code(wbits) as i64;
     for r in records.chunks_exact_mut(CHANNEL_RECORD_BYTES) {
-        let shift = -(rng.range(0, 3) as i8);
+        let s = if rng.next().is_multiple_of(4) { rng.range(4, 28) } else { rng.range(0, 3) };
+        let shift = -(s as i8);
         let centre = (rng.next() as i64 % (bound + 1)) - bound / 2;
         let n = 31 - shift as i32;
-        let multiplier = 1 << 30;
-        // acc * 2^30 + offset over 2^n: offset = -centre * 2^30 + half the code range in product units.
-        let offset = -centre * (1 << 30) + ((max_code(obits) as i64 / 2) << n);
+        let magnitude = (1 << 30) + (rng.next() >> 2) as i32;
+        let multiplier = if rng.next().is_multiple_of(4) { -magnitude } else { magnitude };
+        // acc * multiplier + offset over 2^n: offset = -centre * multiplier, plus half the code range in
+        // product units where that stays within the offset's range.
+        let half = if n <= 52 { (max_code(obits) as i64 / 2) << n } else { 0 };
+        let offset = -centre * multiplier as i64 + half;
         r.copy_from_slice(&RequantParams { offset, multiplier, shift }.to_record());
     }
     let requant = ChannelRequant { records };
-    let clamp = Clamp { min: 0, max: max_code(obits) as u8 };
+    // The whole code range, or one case in four a narrower one.
+    let top = max_code(obits) as u32;
+    let clamp = if rng.next().is_multiple_of(4) {
+        let min = rng.range(0, top / 2);
+        Clamp { min: min as u8, max: rng.range(min, top) as u8 }
+    } else {
+        Clamp { min: 0, max: top as u8 }
+    };
     let weights = PackedWeights { bits: wbits, data: packed };
 
     let mut stored = [0u8; MAX_HW * MAX_HW * MAX_CIN];

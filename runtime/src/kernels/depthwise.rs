@@ -16,10 +16,10 @@
 //! Packed inputs (below 8 bits) are unpacked into scratch a byte per code: for each output row, the three
 //! window rows of just the channels being computed (one, or four on DSP cores).
 
-use super::ConvGeometry;
+use super::{to_code, ConvGeometry};
 use crate::codes::{Codes, CodesMut};
 use crate::format::Clamp;
-use crate::requant::{ChannelRequant, ToCode};
+use crate::requant::{ChannelRequant, RequantParams};
 use crate::weights::{max_code, PackedWeights};
 
 /// Bytes of scratch [`depthwise3x3`] needs: one input row of zeros, and when the input is packed three
@@ -77,14 +77,14 @@ pub(super) fn depthwise3x3(
             let packed = output.is_packed();
             for g in 0..ch / 4 {
                 // The group's weight lanes for each window shift `d` in -2..=2 (index `d + 2`).
-                let code = |j: usize, t: usize| 2 * weights.code((4 * g + j) * 9 + t) as i32 - offset;
+                let weight = |j: usize, t: usize| 2 * weights.code((4 * g + j) * 9 + t) as i32 - offset;
                 let sets: [[u32; 18]; 5] = core::array::from_fn(|s| {
                     core::array::from_fn(|i| {
                         let (t, odd) = (i / 2, i % 2);
                         let kx = (t % 3) as isize + s as isize - 2;
                         let w = |j: usize| {
                             if (0..3).contains(&kx) {
-                                code(j, t / 3 * 3 + kx as usize) as u16 as u32
+                                weight(j, t / 3 * 3 + kx as usize) as u16 as u32
                             } else {
                                 0
                             }
@@ -92,7 +92,7 @@ pub(super) fn depthwise3x3(
                         w(odd) | w(odd + 2) << 16
                     })
                 });
-                let p: [ToCode; 4] = core::array::from_fn(|j| ToCode::new(requant.get(4 * g + j), clamp));
+                let p: [RequantParams; 4] = core::array::from_fn(|j| requant.get(4 * g + j));
                 for oy in 0..out.h {
                     let (rows, stride, first) = window.get(|ky| row_start(oy, ky), 4 * g, 4);
                     for ox in 0..out.w {
@@ -100,7 +100,7 @@ pub(super) fn depthwise3x3(
                         let sums =
                             super::dsp::depthwise_group(rows, base * stride + first, stride, &sets[set]);
                         let at = (oy * out.w + ox) * ch + 4 * g;
-                        let codes: [u8; 4] = core::array::from_fn(|j| p[j].apply(sums[j]));
+                        let codes: [u8; 4] = core::array::from_fn(|j| code(p[j], clamp, sums[j]));
                         if packed {
                             output.set_run(at, &codes);
                         } else {
@@ -114,7 +114,7 @@ pub(super) fn depthwise3x3(
     }
     for c in 0..ch {
         let w: [i32; 9] = core::array::from_fn(|t| 2 * weights.code(c * 9 + t) as i32 - offset);
-        let p = ToCode::new(requant.get(c), clamp);
+        let p = requant.get(c);
         for oy in 0..out.h {
             // `stride` between the codes of neighbouring pixels, the channel's code at `first` of a row.
             let (rows, stride, first) = window.get(|ky| row_start(oy, ky), c, 1);
@@ -130,8 +130,10 @@ pub(super) fn depthwise3x3(
                         0
                     }
                 });
-                output
-                    .set(out_row + ox * ch + c, p.apply(one(rows, &shifted, base * stride + first, stride)));
+                output.set(
+                    out_row + ox * ch + c,
+                    code(p, clamp, one(rows, &shifted, base * stride + first, stride)),
+                );
             }
             let mut ox = ox_lo;
             while ox + 1 < ox_hi {
@@ -141,13 +143,14 @@ pub(super) fn depthwise3x3(
                     2 => pair::<2>(rows, &w, i, stride),
                     _ => [one(rows, &w, i, stride), one(rows, &w, i + sx * stride, stride)],
                 };
-                output.set(out_row + ox * ch + c, p.apply(a));
-                output.set(out_row + (ox + 1) * ch + c, p.apply(b));
+                let [a, b] = to_code::codes(p, clamp, [a, b]);
+                output.set(out_row + ox * ch + c, a);
+                output.set(out_row + (ox + 1) * ch + c, b);
                 ox += 2;
             }
             if ox < ox_hi {
                 let i = ((ox * sx) as isize - left) as usize * stride + first;
-                output.set(out_row + ox * ch + c, p.apply(one(rows, &w, i, stride)));
+                output.set(out_row + ox * ch + c, code(p, clamp, one(rows, &w, i, stride)));
             }
         }
     }
@@ -241,4 +244,10 @@ impl Rows<'_, '_> {
         });
         (rows, n, 0)
     }
+}
+
+/// The output code of one accumulator.
+#[inline(always)]
+fn code(p: RequantParams, clamp: Clamp, acc: i32) -> u8 {
+    to_code::codes(p, clamp, [acc])[0]
 }

@@ -8,10 +8,10 @@
 
 use super::lanes::{le_word, LaneFormat};
 use super::select::GemmPlan;
-use super::{odd_grid_acc, scratch, ConvGeometry};
+use super::{odd_grid_acc, scratch, to_code, ConvGeometry};
 use crate::codes::{storage_bits, Codes, CodesMut};
 use crate::format::Clamp;
-use crate::requant::{ChannelRequant, RequantParams, ToCode, CHANNEL_RECORD_BYTES};
+use crate::requant::{ChannelRequant, RequantParams, CHANNEL_RECORD_BYTES};
 use crate::weights::PackedWeights;
 
 #[cfg(all(target_arch = "arm", qfd_dsp))]
@@ -71,27 +71,34 @@ pub(super) fn conv2d(
             first_tap += plan.chunk_taps;
         }
         // Codes stored a byte each go straight to the output; packed ones wait in `staging` and are packed
-        // a pixel at a time below.
+        // a pixel at a time below. An odd last pixel's second result goes to `staging` and is dropped.
         let packed = output.is_packed();
-        let (target, next) = if packed {
-            (&mut *staging, [0, channels])
+        let (out_a, out_b) = if packed {
+            staging.split_at_mut(channels)
+        } else if b != a {
+            output.bytes_mut()[a * channels..(a + 2) * channels].split_at_mut(channels)
         } else {
-            (output.bytes_mut(), [a * channels, b * channels])
+            (&mut output.bytes_mut()[a * channels..(a + 1) * channels], &mut staging[..channels])
         };
-        let mut out = Emit { target, next, two: b != a, sum_x, bits: weights.bits };
+        let bits = weights.bits;
         let pairs_of_rows = weights.data.chunks_exact(2 * row_bytes);
         let pairs_of_records = requant.records.chunks_exact(2 * CHANNEL_RECORD_BYTES);
-        for ((s, rows), records) in sums.chunks_exact(4).zip(pairs_of_rows).zip(pairs_of_records) {
+        let pairs_of_outputs = out_a.chunks_exact_mut(2).zip(out_b.chunks_exact_mut(2));
+        for (((s, rows), records), (oa, ob)) in
+            sums.chunks_exact(4).zip(pairs_of_rows).zip(pairs_of_records).zip(pairs_of_outputs)
+        {
             let mut acc = [s[0], s[1], s[2], s[3]];
             let (row0, row1) = rows.split_at(row_bytes);
             add_tail(&mut acc, plan, tails, row0, row1);
             let (r0, r1) = records.split_at(CHANNEL_RECORD_BYTES);
-            out.put(ToCode::new(RequantParams::from_slice(r0), clamp), [acc[0], acc[1]]);
-            out.put(ToCode::new(RequantParams::from_slice(r1), clamp), [acc[2], acc[3]]);
+            let [a0, b0] = channel_codes(RequantParams::from_slice(r0), clamp, [acc[0], acc[1]], sum_x, bits);
+            let [a1, b1] = channel_codes(RequantParams::from_slice(r1), clamp, [acc[2], acc[3]], sum_x, bits);
+            (oa[0], ob[0], oa[1], ob[1]) = (a0, b0, a1, b1);
         }
         if let Some(r) = odd_row {
             add_tail(&mut odd, plan, tails, r, r);
-            out.put(ToCode::new(requant.get(channels - 1), clamp), [odd[0], odd[1]]);
+            let [ca, cb] = channel_codes(requant.get(channels - 1), clamp, [odd[0], odd[1]], sum_x, bits);
+            (out_a[channels - 1], out_b[channels - 1]) = (ca, cb);
         }
         if packed {
             output.set_run(a * channels, &staging[..channels]);
@@ -102,30 +109,10 @@ pub(super) fn conv2d(
     }
 }
 
-/// Where a pixel pair's output codes go, a byte each: channel after channel, each pixel's at the next index
-/// of `target` (the output itself, or the staging area of packed outputs).
-struct Emit<'t> {
-    target: &'t mut [u8],
-    next: [usize; 2],
-    /// Whether there are two pixels (not for an odd last pixel, whose second result is dropped).
-    two: bool,
-    /// Each pixel's patch code sum.
-    sum_x: [i32; 2],
-    bits: u8,
-}
-
-impl Emit<'_> {
-    /// Requantizes the next channel's two sums of `x * k` and stores them.
-    #[inline(always)]
-    fn put(&mut self, p: ToCode, sums: [i32; 2]) {
-        let [na, nb] = &mut self.next;
-        self.target[*na] = p.apply(odd_grid_acc(sums[0], self.sum_x[0], self.bits));
-        *na += 1;
-        if self.two {
-            self.target[*nb] = p.apply(odd_grid_acc(sums[1], self.sum_x[1], self.bits));
-            *nb += 1;
-        }
-    }
+/// One channel's codes at the two pixels, from its two sums of `x * k` and the pixels' code sums.
+#[inline(always)]
+fn channel_codes(p: RequantParams, clamp: Clamp, sums: [i32; 2], sum_x: [i32; 2], bits: u8) -> [u8; 2] {
+    to_code::codes(p, clamp, [odd_grid_acc(sums[0], sum_x[0], bits), odd_grid_acc(sums[1], sum_x[1], bits)])
 }
 
 /// Channel `o`'s weight row.

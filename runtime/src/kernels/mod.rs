@@ -16,6 +16,8 @@
 //!   `2 x 2` dot product is the only part a core-specific variant replaces.
 //! - `dsp` (Armv7E-M and Armv8-M Mainline with the DSP extension): that inner product with `SMLAD`.
 //! - `depthwise`: 3x3 depthwise convolution, one channel at a time with its weights in registers.
+//! - `to_code`: the convolutions' last step, accumulators to codes (`SMULL` and carry tricks in `asm!` on
+//!   Armv7-M and later).
 //! - [`select`]: the one place that decides which variant runs an op, from the core's features (fixed when
 //!   the runtime is compiled for a board) and the layer's shape. The interpreter and generated code both
 //!   call the functions below, so they always run the same variant.
@@ -26,6 +28,7 @@ mod lanes;
 pub mod reference;
 mod scratch;
 pub mod select;
+mod to_code;
 
 #[cfg(all(target_arch = "arm", qfd_dsp))]
 mod dsp;
