@@ -6,7 +6,9 @@
 //! output channels, kernels 1x1 to 3x3, strides 1-2, any padding up to the kernel, weight and activation
 //! bits 1-8, with one case in four at 2-bit weights against 1-2-bit activations and one in four at equal
 //! packed widths (1, 2 or 4 bits) over whole words of channels, the forms that have kernels of their own;
-//! one case in four a 3x3 depthwise convolution of 2-9 channels) and a requantization per channel whose
+//! one case in four a 3x3 depthwise convolution of 2-9 channels; one in sixteen a 3x3 convolution of
+//! 68-72 channels at 8-bit weights, whose lanes are gathered in two chunks of taps) and a requantization
+//! per channel whose
 //! step is usually one or a few accumulator units, so that an accumulator that is off by one changes the
 //! output code (some channels take coarse steps and negative multipliers, some cases a narrowed clamp, so
 //! that every rounding path runs). Inputs and outputs are stored as the arena stores them (packed at 1, 2
@@ -20,7 +22,10 @@ use crate::requant::{ChannelRequant, RequantParams, CHANNEL_RECORD_BYTES};
 use crate::weights::{max_code, pack_codes, packed_len, PackedWeights};
 
 const MAX_HW: usize = 8;
-const MAX_CIN: usize = 32;
+/// Input channels of most cases.
+const NARROW_CIN: usize = 32;
+/// Input channels of the wide cases.
+const MAX_CIN: usize = 72;
 const MAX_COUT: usize = 9;
 const MAX_PATCH: usize = 9 * MAX_CIN;
 // Padding can make the output larger than the input (8 + 2 + 2 - 1 = 11 at most).
@@ -95,30 +100,36 @@ fn run(seed: u32, cases: u32, selected: bool) -> Summary {
 /// variant and the reference and the selected variant's outputs go into `digest`; without, only the
 /// reference runs and its outputs go into `digest`.
 fn conv_case(rng: &mut Rng, case: u32, selected: bool, digest: &mut crc::Digest<'_, u32>) -> (bool, bool) {
-    // One case in four is a 3x3 depthwise convolution.
+    // One case in four is a 3x3 depthwise convolution; one in sixteen a 3x3 one over a wide 8-bit input,
+    // whose lanes take two chunks of taps (the sums of the second added to the first's).
     let depthwise = rng.next().is_multiple_of(4);
-    let k = if depthwise { [3, 3] } else { [rng.range(1, 3) as u8, rng.range(1, 3) as u8] };
+    let wide = !depthwise && rng.next().is_multiple_of(12);
+    let k = if depthwise || wide { [3, 3] } else { [rng.range(1, 3) as u8, rng.range(1, 3) as u8] };
     let stride = [rng.range(1, 2) as u8, rng.range(1, 2) as u8];
     let mut pad = || rng.range(0, k[0].max(k[1]) as u32 - 1) as u8;
     let padding = Padding { top: pad(), left: pad(), bottom: pad(), right: pad() };
     let window = Window { kernel: k, stride, padding };
     // The bit-widths: 2-bit weights against activations of at most 2 bits (two codes per lane), equal
     // packed widths (activations read in place), or any.
-    let form = rng.next() % 4;
+    let form = if wide { 4 } else { rng.next() % 4 };
     let packed = [1u8, 2, 4][rng.range(0, 2) as usize];
     let (wbits, abits, obits) = match form {
         0 => (2, rng.range(1, 2) as u8, rng.range(1, 8) as u8),
         1 => (packed, packed, rng.range(1, 8) as u8),
+        4 => (8, rng.range(5, 8) as u8, rng.range(1, 8) as u8),
         _ => (rng.range(1, 8) as u8, rng.range(1, 8) as u8, rng.range(1, 8) as u8),
     };
     let cin = if form == 1 {
         // Whole 32-bit words of codes per pixel.
         let per_word = 32 / packed as u32;
-        (per_word * rng.range(1, MAX_CIN as u32 / per_word)) as usize
+        (per_word * rng.range(1, NARROW_CIN as u32 / per_word)) as usize
+    } else if wide {
+        // Nine taps of more than 64 channels are more lanes than `select::BYTE_LANE_BUDGET`.
+        4 * rng.range(17, MAX_CIN as u32 / 4) as usize
     } else if rng.next().is_multiple_of(2) {
         4 * rng.range(1, 6) as usize
     } else {
-        rng.range(1, MAX_CIN as u32) as usize
+        rng.range(1, NARROW_CIN as u32) as usize
     };
     let cin = if depthwise { cin.clamp(2, MAX_COUT) } else { cin };
     let cout = if depthwise { cin } else { rng.range(1, MAX_COUT as u32) as usize };

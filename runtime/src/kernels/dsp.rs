@@ -2,39 +2,17 @@
 //! multiplies two pairs of 16-bit lanes and adds both products, so one instruction does two
 //! multiply-accumulates. Weight lanes come out of each loaded word with one `UXTB16` (8-bit codes) or one
 //! shifted `AND` (1, 2 and 4-bit codes); activation lanes were laid out by the im2col in the same order.
+//! The bodies below run inside the block of [`super::row_pairs`], which loops over the row pairs; `r7`
+//! holds the unpacked weight lanes.
 //!
-//! One `asm!` block runs every pair of output channels for a pair of pixels ([`dot_2xn`]): the loop over a
-//! row pair's words, then the four sums added to memory and the next row pair started, without leaving the block.
-//!
-//! Stable Rust has no DSP intrinsics, hence `asm!`. A block uses 13 or 14 registers: the compiler
-//! allocates the operands, and `r7`, which it reserves (the Thumb frame pointer) and cannot hand out as an
-//! operand, is saved and restored inside the block and holds the unpacked weight lanes. What the block
-//! needs between row pairs (where the lanes start, the loop count, where the sums go) it reads from a
-//! [`Job`] whose address it keeps on the stack.
-//!
-//! Tested against the reference on every DSP board under QEMU (`qfd-host kernel-test`), since this code
-//! never runs on the host.
+//! Stable Rust has no DSP intrinsics, hence `asm!`. Tested against the reference on every DSP board under
+//! QEMU (`qfd-host kernel-test`), since this code never runs on the host.
 #![allow(unsafe_code)]
 
 use core::arch::asm;
 
 use super::lanes::{LaneFormat, DOT2_MASK, DOT2_WORDS};
-
-/// What the block reads between row pairs. Field offsets are fixed (`repr(C)`, 32-bit target): 0, 4, 8,
-/// 12, 16.
-#[repr(C)]
-struct Job {
-    /// First lane entry of the two pixels.
-    x: *const u32,
-    /// Inner-loop passes per row pair.
-    passes: usize,
-    /// Bytes from the end of a row's words to the start of the row two further on.
-    advance: usize,
-    /// Row pairs left.
-    pairs: usize,
-    /// Where the next four sums go.
-    out: *mut i32,
-}
+use super::row_pairs::{row_pairs, row_pairs_into, Job};
 
 /// One word of each 8-bit row: lane pairs are bytes (0, 2) and (1, 3), `UXTB16` and `UXTB16 ROR #8`.
 macro_rules! bytes_word {
@@ -108,40 +86,6 @@ macro_rules! dot2_word {
     };
 }
 
-/// Stores a row pair's four sums at `[{w1}]` (advancing it).
-macro_rules! store_sums {
-    () => {
-        concat!("strd {a0}, {b0}, [{w1}], #8\n", "strd {a1}, {b1}, [{w1}], #8\n")
-    };
-}
-
-/// Adds a row pair's four sums to the sums at `[{w1}]` (advancing it): a later chunk of a patch's taps.
-macro_rules! add_sums {
-    () => {
-        concat!(
-            "ldrd {xa}, {xb}, [{w1}]\n",
-            "add {a0}, {a0}, {xa}\n",
-            "add {b0}, {b0}, {xb}\n",
-            "ldrd {xa}, {xb}, [{w1}, #8]\n",
-            "add {a1}, {a1}, {xa}\n",
-            "add {b1}, {b1}, {xb}\n",
-            store_sums!(),
-        )
-    };
-}
-
-/// [`row_pairs!`] with the sums stored, or added to memory when `$accumulate`: two blocks, so that the
-/// common single-chunk case pays nothing for the other.
-macro_rules! row_pairs_into {
-    ($accumulate:expr, $job:expr, $p0:expr, $p1:expr, $mask:expr, $body:expr) => {
-        if $accumulate {
-            row_pairs!($job, $p0, $p1, $mask, $body, add_sums!())
-        } else {
-            row_pairs!($job, $p0, $p1, $mask, $body, store_sums!())
-        }
-    };
-}
-
 /// Adds the dot fields (bits 10-19) of a row pair's four sums to the sums at `[{w1}]` (advancing it).
 macro_rules! add_dot_fields {
     () => {
@@ -162,61 +106,6 @@ macro_rules! add_dot_fields {
     };
 }
 
-/// The block: for each row pair, `passes` runs of `$body`, then the sums added to memory (`$store`) and the next
-/// pair set up. Temporaries between pairs: `w0`, `w1`, `xa`, `xb` and `r7` (all reloaded by the body).
-macro_rules! row_pairs {
-    ($job:expr, $p0:expr, $p1:expr, $mask:expr, $body:expr, $store:expr) => {{
-        let job: &mut Job = $job;
-        let (x, passes, p0, p1) = (job.x, job.passes, $p0, $p1);
-        asm!(
-            "push {{r7}}",
-            "push {{{w0}}}",
-            "mov {a0}, #0",
-            "mov {b0}, #0",
-            "mov {a1}, #0",
-            "mov {b1}, #0",
-            "2:",
-            "3:",
-            $body,
-            "@ the lane mask of packed codes: {mask}",
-            "subs {n}, {n}, #1",
-            "bne 3b",
-            "ldr {w0}, [sp]",
-            "ldr {w1}, [{w0}, #16]",
-            $store,
-            "str {w1}, [{w0}, #16]",
-            "ldr {w1}, [{w0}, #8]",
-            "add {p0}, {p0}, {w1}",
-            "add {p1}, {p1}, {w1}",
-            "ldr {x}, [{w0}]",
-            "ldr {n}, [{w0}, #4]",
-            "mov {a0}, #0",
-            "mov {b0}, #0",
-            "mov {a1}, #0",
-            "mov {b1}, #0",
-            "ldr {w1}, [{w0}, #12]",
-            "subs {w1}, {w1}, #1",
-            "str {w1}, [{w0}, #12]",
-            "bne 2b",
-            "add sp, sp, #4",
-            "pop {{r7}}",
-            w0 = inout(reg) job as *mut Job => _,
-            x = inout(reg) x => _,
-            p0 = inout(reg) p0 => _,
-            p1 = inout(reg) p1 => _,
-            n = inout(reg) passes => _,
-            a0 = out(reg) _,
-            b0 = out(reg) _,
-            a1 = out(reg) _,
-            b1 = out(reg) _,
-            w1 = out(reg) _,
-            xa = out(reg) _,
-            xb = out(reg) _,
-            mask = in(reg) $mask,
-        );
-    }};
-}
-
 /// Same contract as [`super::lanes::dot_2xn`].
 pub fn dot_2xn(
     x: &[u32],
@@ -227,31 +116,20 @@ pub fn dot_2xn(
     acc: &mut [i32],
     accumulate: bool,
 ) {
-    let pairs = acc.len() / 4;
-    if pairs == 0 {
-        return;
-    }
-    // The asm reads exactly these ranges and writes `acc`; checking them here keeps the block sound for
-    // any caller.
-    let lanes = 2 * words * format.lanes_per_word();
-    assert!(words > 0 && x.len() >= lanes && row_bytes >= 4 * words);
-    assert!(rows.len() >= (2 * pairs - 1) * row_bytes + 4 * words);
-    assert!(acc.len() == 4 * pairs && (acc.as_ptr() as usize).is_multiple_of(4));
+    let Some((mut job, p0, p1)) = Job::checked(x, rows, row_bytes, format, words, acc) else { return };
     if format.is_dot2() {
         if !accumulate {
             acc.fill(0);
         }
-        return dot2_2xn(x, rows, row_bytes, words, pairs, acc);
+        return dot2_2xn(x, rows, row_bytes, words, job.pairs, acc);
     }
     let unrolled = format.bits() == 8 && words.is_multiple_of(2);
-    let passes = if unrolled { words / 2 } else { words };
-    // From the end of row 2q's words to the start of row 2q + 2 (p0), and the same for p1.
-    let advance = 2 * row_bytes - 4 * words;
-    let mut job = Job { x: x.as_ptr(), passes, advance, pairs, out: acc.as_mut_ptr() };
-    let (p0, p1) = (rows.as_ptr(), rows[row_bytes..].as_ptr());
-    // SAFETY: the asserts bound every access. Per row pair, the block reads `4 * words` bytes from rows 2q
-    // and 2q + 1 (`LDR`, any alignment, which Armv7-M and Armv8-M Mainline allow for normal memory) and
-    // `lanes` aligned words of `x` (`LDRD`), then adds to four `i32` of `acc` (`LDRD`, `STRD`, aligned), for `pairs`
+    if unrolled {
+        job.passes = words / 2;
+    }
+    // SAFETY: `Job::checked` bounds every access. Per row pair, the block reads `4 * words` bytes from rows
+    // 2q and 2q + 1 (`LDR`, any alignment, which Armv7-M and Armv8-M Mainline allow for normal memory) and
+    // the lanes of `words` words from `x` (`LDRD`, aligned), then adds to four `i32` of `acc` (`LDRD`, `STRD`, aligned), for `pairs`
     // row pairs. It also writes `job`, which it owns, and its own stack slots (r7 and the job address),
     // restoring sp and r7.
     unsafe {
@@ -293,7 +171,7 @@ fn dot2_2xn(x: &[u32], rows: &[u8], row_bytes: usize, words: usize, pairs: usize
         let mut job = Job { x, passes: n, advance, pairs, out };
         let (p0, p1) = (rows[4 * start..].as_ptr(), rows[row_bytes + 4 * start..].as_ptr());
         // SAFETY: as in `dot_2xn`, for the chunk's `n` words of each row pair and their `10 * n` lane
-        // entries, which its asserts bound; the block also reads the sums it adds to, inside `acc`.
+        // entries, which `Job::checked` bounded; the block also reads the sums it adds to, inside `acc`.
         unsafe { row_pairs!(&mut job, p0, p1, DOT2_MASK, dot2_word!(), add_dot_fields!()) }
     }
 }

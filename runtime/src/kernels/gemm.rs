@@ -17,8 +17,10 @@ use crate::weights::PackedWeights;
 #[cfg(all(target_arch = "arm", qfd_dsp))]
 use super::dsp::dot_2xn;
 use super::lanes::dot_2x2;
-#[cfg(not(all(target_arch = "arm", qfd_dsp)))]
+#[cfg(not(all(target_arch = "arm", qfd_v7m)))]
 use super::lanes::dot_2xn;
+#[cfg(all(target_arch = "arm", qfd_v7m, not(qfd_dsp)))]
+use super::mla::dot_2xn;
 
 /// [`super::conv2d`] for a `groups == 1` convolution that `plan` describes.
 #[allow(clippy::too_many_arguments)]

@@ -79,7 +79,8 @@ pub fn le_word(bytes: &[u8], i: usize) -> u32 {
     u32::from_le_bytes(word)
 }
 
-// On DSP builds `dsp::dot_2xn` replaces `dot_2xn`; `dot_2x2` still serves an odd last channel.
+// On Armv7-M and later `dsp::dot_2xn` or `mla::dot_2xn` replaces `dot_2xn` (the latter calls it for
+// packed rows); `dot_2x2` still serves an odd last channel.
 /// The dot products of two weight rows with two im2col'd pixels over `words` weight words:
 /// `[row0 . A, row0 . B, row1 . A, row1 . B]`, wrapping in `i32` (exact when the true sums fit, which
 /// validation proves).

@@ -14,7 +14,9 @@
 //!   them, on the host and on each board.
 //! - `gemm`: convolution as a blocked matrix product over an im2col buffer (portable Rust), whose inner
 //!   `2 x 2` dot product is the only part a core-specific variant replaces.
-//! - `dsp` (Armv7E-M and Armv8-M Mainline with the DSP extension): that inner product with `SMLAD`.
+//! - `dsp` (Armv7E-M and Armv8-M Mainline with the DSP extension): that inner product with `SMLAD`;
+//!   `mla` (Armv7-M without DSP, the Cortex-M3): the 8-bit one with `MLA`; `row_pairs`: the `asm!` loop
+//!   over pairs of output channels that both run their bodies in.
 //! - `depthwise`: 3x3 depthwise convolution, one channel at a time with its weights in registers.
 //! - `to_code`: the convolutions' last step, accumulators to codes (`SMULL` and carry tricks in `asm!` on
 //!   Armv7-M and later).
@@ -30,8 +32,15 @@ mod scratch;
 pub mod select;
 mod to_code;
 
+#[cfg(all(target_arch = "arm", qfd_dsp, not(qfd_v7m)))]
+compile_error!("`--cfg qfd_dsp` needs `--cfg qfd_v7m` too (every DSP core runs Armv7-M or Armv8-M Mainline)");
+
 #[cfg(all(target_arch = "arm", qfd_dsp))]
 mod dsp;
+#[cfg(all(target_arch = "arm", qfd_v7m, not(qfd_dsp)))]
+mod mla;
+#[cfg(all(target_arch = "arm", qfd_v7m))]
+mod row_pairs;
 
 use crate::codes::{Codes, CodesMut};
 use crate::format::{Clamp, FcOutput, Window};
