@@ -93,17 +93,10 @@ fn floats(v: &[f32]) -> Result<heapless::Vec<f32, 4>, EncodeError> {
 
 /// The op with its data slices pointing at `weights` and `requant`.
 fn attach<'a>(op: &OpDesc<'static>, weights: &'a [u8], requant: &'a [u8]) -> OpDesc<'a> {
-    match op.clone() {
-        OpDesc::Conv2d(mut c) => {
-            c.weights.data = weights;
-            c.requant.records = requant;
-            OpDesc::Conv2d(c)
-        }
-        OpDesc::FullyConnected(mut f) => {
-            f.weights.data = weights;
-            f.requant.records = requant;
-            OpDesc::FullyConnected(f)
-        }
-        other => other,
+    let mut op: OpDesc<'a> = op.clone();
+    if let Some((w, r)) = op.tables_mut() {
+        w.data = weights;
+        r.records = requant;
     }
+    op
 }

@@ -1,6 +1,7 @@
 //! Per-layer figures of a model: MACs, weight bytes, activation bytes. Used by `inspect` and the benches.
 
-use qfd_runtime::format::{ModelDesc, OpDesc};
+use qfd_runtime::format::ModelDesc;
+use qfd_runtime::ops::OpValues;
 
 /// Figures of one op.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -21,23 +22,14 @@ pub fn op_stats(desc: &ModelDesc<'_>) -> Vec<OpStats> {
         .iter()
         .enumerate()
         .map(|(i, op)| {
-            let out = &desc.values[i + 1];
-            let out_elems = out.elems() as u64;
-            let (macs, params, weight_bytes) = match op {
-                OpDesc::Conv2d(c) => {
-                    let cin = desc.values[c.input as usize].shape[2] as u64;
-                    let fan_in =
-                        c.window.kernel[0] as u64 * c.window.kernel[1] as u64 * cin / c.groups as u64;
-                    let params = out.shape[2] as u64 * fan_in;
-                    (out_elems * fan_in, params, (c.weights.data.len() + c.requant.records.len()) as u64)
-                }
-                OpDesc::FullyConnected(f) => {
-                    let n = desc.values[f.input as usize].elems() as u64;
-                    (out_elems * n, out_elems * n, (f.weights.data.len() + f.requant.records.len()) as u64)
-                }
-                _ => (0, 0, 0),
-            };
-            OpStats { macs, params, weight_bytes, output_bytes: out.bytes() as u64 }
+            let values = OpValues { values: &desc.values, index: i };
+            let weight_bytes = op.tables().map_or(0, |(w, r)| (w.data.len() + r.records.len()) as u64);
+            OpStats {
+                macs: op.macs(values),
+                params: op.params(values),
+                weight_bytes,
+                output_bytes: values.out().bytes() as u64,
+            }
         })
         .collect()
 }

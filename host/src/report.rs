@@ -5,7 +5,7 @@ use std::fmt::Write as _;
 use serde::Serialize;
 
 use qfd_codegen::stats::op_stats;
-use qfd_runtime::format::{AvgPoolDesc, ElemType, MaxPoolDesc, OpDesc, ValueDesc, Window};
+use qfd_runtime::format::{ElemType, OpDesc, ValueDesc};
 use qfd_runtime::Model;
 
 use crate::model_file::{ModelFile, ModelFileError};
@@ -125,22 +125,18 @@ fn value_report(v: &ValueDesc) -> ValueReport {
 type LayerGeometry = (Option<[u8; 2]>, Option<[u8; 2]>, Option<[u8; 4]>, Option<u16>, Option<u8>);
 
 fn geometry(op: &OpDesc<'_>) -> LayerGeometry {
-    let window = |w: &Window| {
-        let p = w.padding;
-        (Some(w.kernel), Some(w.stride), Some([p.top, p.left, p.bottom, p.right]))
+    let (kernel, stride, padding) = match op.window() {
+        Some(w) => {
+            let p = w.padding;
+            (Some(w.kernel), Some(w.stride), Some([p.top, p.left, p.bottom, p.right]))
+        }
+        None => (None, None, None),
     };
-    match op {
-        OpDesc::Conv2d(c) => {
-            let (k, s, p) = window(&c.window);
-            (k, s, p, Some(c.groups), Some(c.weights.bits))
-        }
-        OpDesc::FullyConnected(f) => (None, None, None, None, Some(f.weights.bits)),
-        OpDesc::MaxPool(MaxPoolDesc { window: w, .. }) | OpDesc::AvgPool(AvgPoolDesc { window: w, .. }) => {
-            let (k, s, p) = window(w);
-            (k, s, p, None, None)
-        }
-        OpDesc::Add(_) | OpDesc::GlobalSumPool(_) => (None, None, None, None, None),
-    }
+    let groups = match op {
+        OpDesc::Conv2d(c) => Some(c.groups),
+        _ => None,
+    };
+    (kernel, stride, padding, groups, op.tables().map(|(w, _)| w.bits))
 }
 
 impl ModelReport {
@@ -175,7 +171,7 @@ impl ModelReport {
                     macs: s.macs,
                     params: s.params,
                     weight_bytes: s.weight_bytes,
-                    variant: variant(model, op, index),
+                    variant: op.variant(model.op_values(index)),
                     scratch_bytes: model.op_scratch_size(index) as u64,
                 }
             })
@@ -301,20 +297,6 @@ impl ModelReport {
             ]);
         }
         t
-    }
-}
-
-/// The conv variant name of op `index` (`-` for other ops).
-fn variant(model: &Model<'_>, op: &OpDesc<'_>, index: usize) -> &'static str {
-    use qfd_runtime::kernels::select::{self, ConvVariant};
-    match (op, model.conv_geometry(index)) {
-        (OpDesc::Conv2d(c), Some(geo)) => match select::conv_variant(&geo, c.weights.bits) {
-            ConvVariant::Reference => "reference",
-            ConvVariant::Gemm(p) if p.format.is_dot2() => "im2col-2codes",
-            ConvVariant::Gemm(_) => "im2col",
-            ConvVariant::Depthwise3x3 { .. } => "depthwise-3x3",
-        },
-        _ => "-",
     }
 }
 

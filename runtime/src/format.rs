@@ -11,8 +11,9 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::requant::{ChannelRequant, RequantParams};
-use crate::weights::PackedWeights;
+pub use crate::ops::{
+    AddDesc, AvgPoolDesc, Conv2dDesc, FcOutput, FullyConnectedDesc, GlobalSumPoolDesc, MaxPoolDesc,
+};
 
 /// The first four bytes of every model file.
 pub const MAGIC: [u8; 4] = *b"QFDM";
@@ -143,6 +144,10 @@ impl ValueDesc {
     pub fn bytes(&self) -> usize {
         self.elem.bytes(self.elems())
     }
+    /// Where it lies in the arena.
+    pub fn arena_range(&self) -> core::ops::Range<usize> {
+        self.arena_offset as usize..self.arena_offset as usize + self.bytes()
+    }
 }
 
 /// Padding in pixels on each side.
@@ -196,94 +201,8 @@ pub struct Clamp {
     pub max: u8,
 }
 
-/// 2-D convolution (grouped, depthwise and pointwise included) followed by per-channel requantization.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct Conv2dDesc<'a> {
-    /// Input value (codes).
-    pub input: u16,
-    /// Kernel, stride, padding.
-    pub window: Window,
-    /// Channel groups: `Cin` and `Cout` are multiples of it; depthwise is `groups == Cin`.
-    pub groups: u16,
-    /// Weights `[Cout][kh][kw][Cin / groups]`.
-    #[serde(borrow)]
-    pub weights: PackedWeights<'a>,
-    /// One entry per output channel.
-    #[serde(borrow)]
-    pub requant: ChannelRequant<'a>,
-    /// Output code range.
-    pub clamp: Clamp,
-}
-
-/// What a fully connected layer writes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub enum FcOutput {
-    /// Requantized and clamped codes.
-    Codes(Clamp),
-    /// `saturate_i32(acc + offset)` (logits, `offset` in accumulator units); multiplier and shift are not used.
-    Logits,
-}
-
-/// Fully connected layer over the whole input tensor, flattened in `H x W x C` order.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct FullyConnectedDesc<'a> {
-    /// Input value (codes or `i32` sums).
-    pub input: u16,
-    /// Weights `[Cout][N]`, `N` the input's element count.
-    #[serde(borrow)]
-    pub weights: PackedWeights<'a>,
-    /// One entry per output.
-    #[serde(borrow)]
-    pub requant: ChannelRequant<'a>,
-    /// Codes or raw logits.
-    pub output: FcOutput,
-}
-
-/// Element-wise `clamp(requant(a * weights[0] + b * weights[1]))`: the residual add. `requant.offset` holds
-/// the constant term of both branches, so each input keeps its own scale and zero point.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub struct AddDesc {
-    /// The two input values (codes of the same shape).
-    pub inputs: [u16; 2],
-    /// Integer weight of each input on the common scale.
-    pub input_weights: [i32; 2],
-    /// Requantization of the sum.
-    pub requant: RequantParams,
-    /// Output code range.
-    pub clamp: Clamp,
-}
-
-/// Max pool over codes; padding cells are ignored. The output has the input's bit-width.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub struct MaxPoolDesc {
-    /// Input value (codes).
-    pub input: u16,
-    /// Kernel, stride, padding.
-    pub window: Window,
-}
-
-/// Average pool: the window sum (padding counts as code 0) is requantized, so `1 / (kh * kw)` and any change
-/// of scale live in `requant`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub struct AvgPoolDesc {
-    /// Input value (codes).
-    pub input: u16,
-    /// Kernel, stride, padding.
-    pub window: Window,
-    /// Requantization of the window sum.
-    pub requant: RequantParams,
-    /// Output code range.
-    pub clamp: Clamp,
-}
-
-/// Global sum pool: `H x W x C` codes to `1 x 1 x C` `i32` sums (the `1 / HW` goes to the next layer).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub struct GlobalSumPoolDesc {
-    /// Input value (codes).
-    pub input: u16,
-}
-
-/// One layer of the model.
+/// One layer of the model. Each op's description, checks, kernel call and cost live in its module of
+/// [`crate::ops`].
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub enum OpDesc<'a> {
     /// See [`Conv2dDesc`].
@@ -298,39 +217,4 @@ pub enum OpDesc<'a> {
     AvgPool(AvgPoolDesc),
     /// See [`GlobalSumPoolDesc`].
     GlobalSumPool(GlobalSumPoolDesc),
-}
-
-impl OpDesc<'_> {
-    /// Short lower-case name of the op kind.
-    pub fn kind(&self) -> &'static str {
-        match self {
-            OpDesc::Conv2d(_) => "conv2d",
-            OpDesc::FullyConnected(_) => "fully_connected",
-            OpDesc::Add(_) => "add",
-            OpDesc::MaxPool(_) => "max_pool",
-            OpDesc::AvgPool(_) => "avg_pool",
-            OpDesc::GlobalSumPool(_) => "global_sum_pool",
-        }
-    }
-
-    /// The values this op reads (one or two).
-    pub fn inputs(&self) -> heapless::Vec<u16, 2> {
-        let mut v = heapless::Vec::new();
-        let mut push = |i: u16| {
-            // Capacity 2 holds every op's inputs.
-            let _ = v.push(i);
-        };
-        match self {
-            OpDesc::Conv2d(c) => push(c.input),
-            OpDesc::FullyConnected(f) => push(f.input),
-            OpDesc::Add(a) => {
-                push(a.inputs[0]);
-                push(a.inputs[1]);
-            }
-            OpDesc::MaxPool(p) => push(p.input),
-            OpDesc::AvgPool(p) => push(p.input),
-            OpDesc::GlobalSumPool(p) => push(p.input),
-        }
-        v
-    }
 }

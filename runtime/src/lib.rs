@@ -25,12 +25,17 @@
 #![no_std]
 #![warn(missing_docs)]
 
+// Generating Rust for a model (`ops::emit`) is host work, for `qfd-codegen`.
+#[cfg(feature = "emit")]
+extern crate std;
+
 pub mod arena;
 pub mod codes;
 mod error;
 pub mod format;
 pub mod kernels;
 mod model;
+pub mod ops;
 pub mod requant;
 #[cfg(any(test, feature = "selftest"))]
 pub mod selftest;

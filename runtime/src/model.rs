@@ -1,12 +1,11 @@
 //! The interpreter: a loaded, validated model that runs in a caller-provided arena.
 
-use core::ops::Range;
-
-use crate::arena::{read_logits, split, ArenaReader};
-use crate::codes::{clear_unused, pack_codes, Codes, CodesMut};
+use crate::arena::{read_logits, split};
+use crate::codes::{clear_unused, pack_codes, Codes};
 use crate::error::{LoadError, RunError};
-use crate::format::{ElemType, FileHeader, ModelDesc, OpDesc, ValueDesc, FORMAT_MAJOR, FORMAT_MINOR, MAGIC};
-use crate::kernels::{self, ConvGeometry, FcInput, Hwc, PoolGeometry};
+use crate::format::{ElemType, FileHeader, ModelDesc, OpDesc, FORMAT_MAJOR, FORMAT_MINOR, MAGIC};
+use crate::kernels::ConvGeometry;
+use crate::ops::{code_bits, OpValues};
 use crate::validate::validate;
 
 /// CRC-32 used for the payload checksum (ISO-HDLC, the one zlib and PNG use).
@@ -100,7 +99,10 @@ impl<'a> Model<'a> {
         }
         let work = validate(&desc, max_work)?;
         let format_version = (header.format_major, header.format_minor);
-        let scratch = (0..desc.ops.len()).map(|i| op_scratch(&desc, i)).max().unwrap_or(0);
+        let values = &desc.values;
+        let scratch =
+            desc.ops.iter().enumerate().map(|(i, op)| op.scratch_bytes(OpValues { values, index: i })).max();
+        let scratch = scratch.unwrap_or(0);
         Ok(Model { desc, producer: header.producer, format_version, work, scratch })
     }
 
@@ -143,20 +145,20 @@ impl<'a> Model<'a> {
 
     /// The shapes of op `index` when it is a convolution, as its kernel sees them.
     pub fn conv_geometry(&self, index: usize) -> Option<ConvGeometry> {
-        let values = &self.desc.values;
         match self.desc.ops.get(index)? {
-            OpDesc::Conv2d(c) => Some(conv_geometry(c, values, &values[index + 1])),
+            OpDesc::Conv2d(c) => Some(c.geometry(self.op_values(index))),
             _ => None,
         }
     }
 
     /// Bytes of working memory op `index` needs (0 for ops that need none or do not exist).
     pub fn op_scratch_size(&self, index: usize) -> usize {
-        if index < self.desc.ops.len() {
-            op_scratch(&self.desc, index)
-        } else {
-            0
-        }
+        self.desc.ops.get(index).map_or(0, |op| op.scratch_bytes(self.op_values(index)))
+    }
+
+    /// The values around op `index` (which must exist).
+    pub fn op_values(&self, index: usize) -> OpValues<'_> {
+        OpValues { values: &self.desc.values, index }
     }
 
     /// Input shape `[H, W, C]`.
@@ -208,11 +210,14 @@ impl<'a> Model<'a> {
         }
 
         let (arena, scratch) = arena[..self.arena_size()].split_at_mut(self.values_size());
-        pack_codes(input, code_bits(input_value), &mut arena[range(input_value)]);
+        pack_codes(input, code_bits(input_value), &mut arena[input_value.arena_range()]);
         for (i, op) in self.desc.ops.iter().enumerate() {
             let out_value = &values[i + 1];
-            let (reader, out) = split(arena, range(out_value));
-            run_op(op, values, &reader, out_value, out, scratch);
+            let (reader, out) = split(arena, out_value.arena_range());
+            if let ElemType::Codes { bits } = out_value.elem {
+                clear_unused(out, out_value.elems(), bits);
+            }
+            op.run(self.op_values(i), &reader, out, scratch);
             let produced = match out_value.elem {
                 ElemType::Codes { bits } => LayerOutput::Codes(Codes::new(out, bits)),
                 ElemType::I32 => LayerOutput::I32Le(out),
@@ -220,108 +225,7 @@ impl<'a> Model<'a> {
             trace(i, op, produced);
         }
 
-        Ok(read_logits(&arena[range(&values[values.len() - 1])], logits))
-    }
-}
-
-fn range(v: &ValueDesc) -> Range<usize> {
-    v.arena_offset as usize..v.arena_offset as usize + v.bytes()
-}
-
-fn hwc(v: &ValueDesc) -> Hwc {
-    Hwc::new(v.shape[0] as usize, v.shape[1] as usize, v.shape[2] as usize)
-}
-
-fn conv_geometry(
-    c: &crate::format::Conv2dDesc<'_>,
-    values: &[ValueDesc],
-    out_value: &ValueDesc,
-) -> ConvGeometry {
-    let input = &values[c.input as usize];
-    ConvGeometry {
-        input: hwc(input),
-        output: hwc(out_value),
-        window: c.window,
-        groups: c.groups as usize,
-        input_bits: code_bits(input),
-    }
-}
-
-/// Bit-width of a value's codes (8 for `i32` values, which convolutions never read: validation refuses it).
-fn code_bits(v: &ValueDesc) -> u8 {
-    match v.elem {
-        ElemType::Codes { bits } => bits,
-        ElemType::I32 => 8,
-    }
-}
-
-fn pool_geometry(
-    input: u16,
-    window: crate::format::Window,
-    values: &[ValueDesc],
-    out_value: &ValueDesc,
-) -> PoolGeometry {
-    PoolGeometry { input: hwc(&values[input as usize]), output: hwc(out_value), window }
-}
-
-/// Bytes of kernel working memory op `i` of a validated model needs.
-fn op_scratch(desc: &ModelDesc<'_>, i: usize) -> usize {
-    match &desc.ops[i] {
-        OpDesc::Conv2d(c) => {
-            kernels::conv_scratch_bytes(&conv_geometry(c, &desc.values, &desc.values[i + 1]), c.weights.bits)
-        }
-        _ => 0,
-    }
-}
-
-fn fc_input<'b>(value: &ValueDesc, bytes: &'b [u8]) -> FcInput<'b> {
-    match value.elem {
-        ElemType::Codes { bits } => FcInput::Codes { codes: Codes::new(bytes, bits), len: value.elems() },
-        ElemType::I32 => FcInput::SumsLe(bytes),
-    }
-}
-
-fn run_op(
-    op: &OpDesc<'_>,
-    values: &[ValueDesc],
-    arena: &ArenaReader<'_>,
-    out_value: &ValueDesc,
-    out: &mut [u8],
-    scratch: &mut [u8],
-) {
-    let value = |i: u16| &values[i as usize];
-    let codes = |i: u16| Codes::new(arena.get(range(value(i))), code_bits(value(i)));
-    let out_bits = code_bits(out_value);
-    if let ElemType::Codes { bits } = out_value.elem {
-        clear_unused(out, out_value.elems(), bits);
-    }
-    match op {
-        OpDesc::Conv2d(c) => {
-            let geo = conv_geometry(c, values, out_value);
-            let out = CodesMut::new(out, out_bits);
-            kernels::conv2d(codes(c.input), &geo, c.weights, c.requant, c.clamp, out, scratch);
-        }
-        OpDesc::FullyConnected(f) => {
-            let input = fc_input(value(f.input), arena.get(range(value(f.input))));
-            let outputs = out_value.shape[2] as usize;
-            kernels::fully_connected(input, f.weights, f.requant, f.output, outputs, out_bits, out);
-        }
-        OpDesc::Add(a) => {
-            let (x, y) = (codes(a.inputs[0]), codes(a.inputs[1]));
-            let out = CodesMut::new(out, out_bits);
-            kernels::add(x, y, out_value.elems(), a.input_weights, a.requant, a.clamp, out);
-        }
-        OpDesc::MaxPool(p) => {
-            let geo = pool_geometry(p.input, p.window, values, out_value);
-            kernels::max_pool(codes(p.input), &geo, CodesMut::new(out, out_bits));
-        }
-        OpDesc::AvgPool(p) => {
-            let geo = pool_geometry(p.input, p.window, values, out_value);
-            kernels::avg_pool(codes(p.input), &geo, p.requant, p.clamp, CodesMut::new(out, out_bits));
-        }
-        OpDesc::GlobalSumPool(p) => {
-            kernels::global_sum_pool(codes(p.input), hwc(value(p.input)), out);
-        }
+        Ok(read_logits(&arena[values[values.len() - 1].arena_range()], logits))
     }
 }
 
@@ -339,42 +243,14 @@ impl<'a> Model<'a> {
     ) -> Result<usize, RunError> {
         let values = &self.desc.values;
         let op = self.desc.ops.get(index).ok_or(RunError::NoSuchOp { index })?;
-        let out_value = &values[index + 1];
         let read = |v: u16| {
-            let bytes = value(v);
-            let expected = values[v as usize].bytes();
-            if bytes.len() == expected {
-                Ok(Codes::new(bytes, code_bits(&values[v as usize])))
+            let (bytes, value) = (value(v), &values[v as usize]);
+            if bytes.len() == value.bytes() {
+                Ok(Codes::new(bytes, code_bits(value)))
             } else {
-                Err(RunError::ValueLength { value: v, expected, found: bytes.len() })
+                Err(RunError::ValueLength { value: v, expected: value.bytes(), found: bytes.len() })
             }
         };
-        let count = match op {
-            OpDesc::MaxPool(_) | OpDesc::GlobalSumPool(_) => return Ok(0),
-            _ => out_value.elems(),
-        };
-        if out.len() < count {
-            return Err(RunError::BufferLength { expected: count, found: out.len() });
-        }
-        match op {
-            OpDesc::Conv2d(c) => {
-                let geo = conv_geometry(c, values, out_value);
-                kernels::conv2d_accumulate(read(c.input)?, &geo, c.weights, |i, _, acc| out[i] = acc);
-            }
-            OpDesc::FullyConnected(f) => {
-                let input = fc_input(&values[f.input as usize], read(f.input)?.bytes());
-                kernels::fully_connected_accumulate(input, f.weights, count, |o, acc| out[o] = acc);
-            }
-            OpDesc::Add(a) => {
-                let (x, y) = (read(a.inputs[0])?, read(a.inputs[1])?);
-                kernels::add_accumulate(x, y, count, a.input_weights, |i, acc| out[i] = acc);
-            }
-            OpDesc::AvgPool(p) => {
-                let geo = pool_geometry(p.input, p.window, values, out_value);
-                kernels::avg_pool_accumulate(read(p.input)?, &geo, |i, acc| out[i] = acc);
-            }
-            OpDesc::MaxPool(_) | OpDesc::GlobalSumPool(_) => {}
-        }
-        Ok(count)
+        op.accumulators(self.op_values(index), &read, out)
     }
 }

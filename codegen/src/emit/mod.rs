@@ -24,7 +24,8 @@ mod ops;
 
 use std::fmt::Write as _;
 
-use qfd_runtime::format::{ElemType, FileHeader, OpDesc, ValueDesc};
+use qfd_runtime::format::{ElemType, FileHeader};
+use qfd_runtime::ops::emit::range;
 use qfd_runtime::{LoadError, Model};
 
 use crate::stats::op_stats;
@@ -130,15 +131,12 @@ pub fn emit_rust(model_bytes: &[u8]) -> Result<String, EmitError> {
              \"input codes must be below 2^INPUT_BITS\"\n    );"
         );
     }
-    if desc.ops.iter().any(|op| matches!(op, OpDesc::Conv2d(_))) {
-        w += "    let (arena, scratch) = arena.split_at_mut(VALUES_SIZE);\n";
-    } else {
-        w += "    let arena = &mut arena[..VALUES_SIZE];\n";
-    }
+    // Kernel working memory follows the tensors; a model whose kernels need none leaves it unused.
+    w += "    let (arena, scratch) = arena.split_at_mut(VALUES_SIZE);\n    let _ = &scratch;\n";
     let _ = writeln!(
         w,
         "    qfd_runtime::codes::pack_codes(input, {}, &mut arena[{}]);",
-        ops::code_bits(input),
+        qfd_runtime::ops::code_bits(input),
         range(input)
     );
     for (i, op) in desc.ops.iter().enumerate() {
@@ -164,11 +162,6 @@ pub fn model_crc(model_bytes: &[u8]) -> Result<u32, EmitError> {
 }
 
 /// The arena byte range of a value, as Rust source (`a..b`).
-fn range(v: &ValueDesc) -> String {
-    let start = v.arena_offset as usize;
-    format!("{start}..{}", start + v.bytes())
-}
-
 fn or_unknown(s: &str) -> &str {
     if s.is_empty() {
         "unknown"

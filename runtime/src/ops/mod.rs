@@ -1,0 +1,282 @@
+//! The ops a model is made of, one module each. An op's module holds everything about it: its
+//! description as the `.qfdm` file stores it, its load-time checks (shapes, bit-widths, the proof that its
+//! accumulators fit `i32`), which kernel runs it and with what, the working memory that kernel needs, its
+//! cost, and (with the `emit` feature, for `qfd-codegen`) the kernel call that generated code makes.
+//!
+//! Each op implements [`Op`], and [`OpDesc`] forwards every question to its op through `each_op!`. A new
+//! op is a new module here, its variant in [`OpDesc`] (`format.rs`, the file's definition) and one line in
+//! `each_op!`; the interpreter, validation, code generation, `inspect` and the speed report then handle it.
+
+mod add;
+mod avg_pool;
+mod checks;
+mod conv2d;
+#[cfg(feature = "emit")]
+pub mod emit;
+mod fully_connected;
+mod global_sum_pool;
+mod max_pool;
+
+pub use add::AddDesc;
+pub use avg_pool::AvgPoolDesc;
+pub use conv2d::Conv2dDesc;
+pub use fully_connected::{FcOutput, FullyConnectedDesc};
+pub use global_sum_pool::GlobalSumPoolDesc;
+pub use max_pool::MaxPoolDesc;
+
+use crate::arena::ArenaReader;
+use crate::codes::Codes;
+use crate::error::{LoadError, RunError};
+use crate::format::{ElemType, OpDesc, ValueDesc, Window};
+use crate::kernels::Hwc;
+use crate::requant::ChannelRequant;
+use crate::weights::PackedWeights;
+
+/// The values an op reads (one or two).
+pub type Inputs = heapless::Vec<u16, 2>;
+
+/// The values around op `index`: its inputs anywhere before it, its output `values[index + 1]`.
+#[derive(Debug, Clone, Copy)]
+pub struct OpValues<'v> {
+    /// Every value of the model.
+    pub values: &'v [ValueDesc],
+    /// The op's index.
+    pub index: usize,
+}
+
+impl<'v> OpValues<'v> {
+    /// Value `v`.
+    pub fn get(&self, v: u16) -> &'v ValueDesc {
+        &self.values[v as usize]
+    }
+
+    /// The op's output value.
+    pub fn out(&self) -> &'v ValueDesc {
+        &self.values[self.index + 1]
+    }
+}
+
+/// Where an op's inputs come from when it runs, and how to read them.
+pub struct OpInputs<'r, 'b> {
+    values: OpValues<'r>,
+    arena: &'r ArenaReader<'b>,
+}
+
+impl OpInputs<'_, '_> {
+    /// Value `v`'s codes, as the arena stores them.
+    fn codes(&self, v: u16) -> Codes<'_> {
+        let value = self.values.get(v);
+        Codes::new(self.arena.get(value.arena_range()), code_bits(value))
+    }
+
+    /// Value `v`'s bytes.
+    fn bytes(&self, v: u16) -> &[u8] {
+        self.arena.get(self.values.get(v).arena_range())
+    }
+}
+
+/// An op's weights and their per-channel requantization, which the file stores as byte strings.
+pub type Tables<'a> = (PackedWeights<'a>, ChannelRequant<'a>);
+
+/// What each op module implements. Every method but the ones with defaults is the op's own business;
+/// `values` always describes the op's place in a model that [`Op::check`] accepted (except in `check`).
+pub trait Op<'a> {
+    /// Short lower-case name (`conv2d`), as `inspect` and the reports print it.
+    const KIND: &'static str;
+
+    /// The values the op reads.
+    fn inputs(&self) -> Inputs;
+
+    /// Load-time checks against the values; returns the largest magnitude the output can hold (a code's
+    /// maximum, or a proven bound for `i32` outputs). `max_abs[v]` is that bound for every earlier value.
+    fn check(&self, at: u16, values: OpValues<'_>, max_abs: &[u64]) -> Result<u64, LoadError>;
+
+    /// Inner-loop steps of one run (every tap of every window, every multiply-accumulate, every element
+    /// visited): how validation bounds the time of an inference.
+    fn work(&self, values: OpValues<'_>) -> u64;
+
+    /// Multiply-accumulates of one run.
+    fn macs(&self, _values: OpValues<'_>) -> u64 {
+        0
+    }
+
+    /// Weight parameters.
+    fn params(&self, _values: OpValues<'_>) -> u64 {
+        0
+    }
+
+    /// The weights and requantization tables, for ops that have them.
+    fn tables(&self) -> Option<Tables<'a>> {
+        None
+    }
+
+    /// The same, to point them at other bytes (the file writer does).
+    fn tables_mut(&mut self) -> Option<(&mut PackedWeights<'a>, &mut ChannelRequant<'a>)> {
+        None
+    }
+
+    /// The sliding window, for ops that have one.
+    fn window(&self) -> Option<&Window> {
+        None
+    }
+
+    /// Bytes of kernel working memory (scratch) one run needs.
+    fn scratch_bytes(&self, _values: OpValues<'_>) -> usize {
+        0
+    }
+
+    /// The name of the kernel variant that runs the op (`-` when there is only one).
+    fn variant(&self, _values: OpValues<'_>) -> &'static str {
+        "-"
+    }
+
+    /// Runs the op: reads its inputs through `inputs`, writes `out` (the output value's bytes, the unused
+    /// bits of a packed last byte already clear), with `scratch` as working memory.
+    fn run(&self, inputs: &OpInputs<'_, '_>, out: &mut [u8], scratch: &mut [u8]);
+
+    /// Writes the `i32` accumulator of each output element before requantization into `out` and returns
+    /// how many (0 for ops that requantize nothing). `read(v)` gives value `v`'s codes.
+    fn accumulators<'v>(
+        &self,
+        values: OpValues<'_>,
+        read: &dyn Fn(u16) -> Result<Codes<'v>, RunError>,
+        out: &mut [i32],
+    ) -> Result<usize, RunError>;
+
+    /// The Rust expression with which generated code runs the op (`qfd-codegen`).
+    #[cfg(feature = "emit")]
+    fn emit_call(&self, cx: &emit::EmitCx<'_>) -> std::string::String;
+}
+
+/// Runs `$body` with `$op` bound to the op inside `$desc`, whichever it is.
+macro_rules! each_op {
+    ($desc:expr, $op:ident => $body:expr) => {
+        match $desc {
+            OpDesc::Conv2d($op) => $body,
+            OpDesc::FullyConnected($op) => $body,
+            OpDesc::Add($op) => $body,
+            OpDesc::MaxPool($op) => $body,
+            OpDesc::AvgPool($op) => $body,
+            OpDesc::GlobalSumPool($op) => $body,
+        }
+    };
+}
+
+/// The kind name of an op type, without an instance.
+const fn kind_of<'a, T: Op<'a>>(_: &T) -> &'static str {
+    T::KIND
+}
+
+impl<'a> OpDesc<'a> {
+    /// Short lower-case name of the op kind.
+    pub fn kind(&self) -> &'static str {
+        each_op!(self, op => kind_of(op))
+    }
+
+    /// The values this op reads (one or two).
+    pub fn inputs(&self) -> Inputs {
+        each_op!(self, op => op.inputs())
+    }
+
+    /// See [`Op::check`].
+    pub fn check(&self, at: u16, values: OpValues<'_>, max_abs: &[u64]) -> Result<u64, LoadError> {
+        each_op!(self, op => op.check(at, values, max_abs))
+    }
+
+    /// See [`Op::work`].
+    pub fn work(&self, values: OpValues<'_>) -> u64 {
+        each_op!(self, op => op.work(values))
+    }
+
+    /// See [`Op::macs`].
+    pub fn macs(&self, values: OpValues<'_>) -> u64 {
+        each_op!(self, op => op.macs(values))
+    }
+
+    /// See [`Op::params`].
+    pub fn params(&self, values: OpValues<'_>) -> u64 {
+        each_op!(self, op => op.params(values))
+    }
+
+    /// See [`Op::tables`].
+    pub fn tables(&self) -> Option<Tables<'a>> {
+        each_op!(self, op => op.tables())
+    }
+
+    /// See [`Op::tables_mut`].
+    pub fn tables_mut(&mut self) -> Option<(&mut PackedWeights<'a>, &mut ChannelRequant<'a>)> {
+        each_op!(self, op => op.tables_mut())
+    }
+
+    /// See [`Op::window`].
+    pub fn window(&self) -> Option<&Window> {
+        each_op!(self, op => op.window())
+    }
+
+    /// See [`Op::scratch_bytes`].
+    pub fn scratch_bytes(&self, values: OpValues<'_>) -> usize {
+        each_op!(self, op => op.scratch_bytes(values))
+    }
+
+    /// See [`Op::variant`].
+    pub fn variant(&self, values: OpValues<'_>) -> &'static str {
+        each_op!(self, op => op.variant(values))
+    }
+
+    /// See [`Op::run`].
+    pub(crate) fn run(
+        &self,
+        values: OpValues<'_>,
+        arena: &ArenaReader<'_>,
+        out: &mut [u8],
+        scratch: &mut [u8],
+    ) {
+        let inputs = OpInputs { values, arena };
+        each_op!(self, op => op.run(&inputs, out, scratch))
+    }
+
+    /// See [`Op::accumulators`].
+    pub fn accumulators<'v>(
+        &self,
+        values: OpValues<'_>,
+        read: &dyn Fn(u16) -> Result<Codes<'v>, RunError>,
+        out: &mut [i32],
+    ) -> Result<usize, RunError> {
+        each_op!(self, op => op.accumulators(values, read, out))
+    }
+
+    /// See [`Op::emit_call`].
+    #[cfg(feature = "emit")]
+    pub fn emit_call(&self, cx: &emit::EmitCx<'_>) -> std::string::String {
+        each_op!(self, op => op.emit_call(cx))
+    }
+}
+
+/// One input.
+fn one_input(v: u16) -> Inputs {
+    let mut inputs = Inputs::new();
+    // Capacity 2 holds it.
+    let _ = inputs.push(v);
+    inputs
+}
+
+/// A value's shape as the kernels take it.
+fn hwc(v: &ValueDesc) -> Hwc {
+    Hwc::new(v.shape[0] as usize, v.shape[1] as usize, v.shape[2] as usize)
+}
+
+/// Bit-width of a value's codes (8 for `i32` values, which no op reads as codes: validation refuses it).
+pub fn code_bits(v: &ValueDesc) -> u8 {
+    match v.elem {
+        ElemType::Codes { bits } => bits,
+        ElemType::I32 => 8,
+    }
+}
+
+/// Checks that `out` holds at least `count` accumulators.
+fn room(out: &[i32], count: usize) -> Result<(), RunError> {
+    if out.len() < count {
+        return Err(RunError::BufferLength { expected: count, found: out.len() });
+    }
+    Ok(())
+}
