@@ -7,14 +7,15 @@
 //!
 //! On DSP cores, channels go four at a time instead ([`super::dsp::depthwise_group`]): one word load
 //! brings a tap's four codes, `UXTB16` splits them into 16-bit lanes, and four 16 x 16 multiply-accumulates
-//! (`SMLABB`, `SMLATT`) meet the weights, prepared once per group as signed 16-bit lanes.
+//! (`SMLABB`, `SMLATT`) meet the weights, prepared once per group as signed 16-bit lanes. 4-bit inputs are
+//! read in place there, a tap's four codes one halfword.
 //!
 //! Padding costs nothing in the loop: a window row above or below the input reads a row of zeros (kept in
 //! scratch), and a window that overhangs the left or right edge is moved inside the input with its weights
 //! shifted to match, the taps that fell off weighted 0.
 //!
-//! Packed inputs (below 8 bits) are unpacked into scratch a byte per code: for each output row, the three
-//! window rows of just the channels being computed (one, or four on DSP cores).
+//! Other packed inputs (below 8 bits) are unpacked into scratch a byte per code: for each output row, the
+//! three window rows of just the channels being computed (one, or four on DSP cores).
 
 use super::{to_code, ConvGeometry};
 use crate::codes::{Codes, CodesMut};
@@ -75,6 +76,7 @@ pub(super) fn depthwise3x3(
         #[cfg(all(target_arch = "arm", qfd_dsp))]
         {
             let packed = output.is_packed();
+            let nibbles = input.is_packed() && crate::codes::storage_bits(input.bits()) == 4;
             for g in 0..ch / 4 {
                 // The group's weight lanes for each window shift `d` in -2..=2 (index `d + 2`).
                 let weight = |j: usize, t: usize| 2 * weights.code((4 * g + j) * 9 + t) as i32 - offset;
@@ -94,11 +96,26 @@ pub(super) fn depthwise3x3(
                 });
                 let p: [RequantParams; 4] = core::array::from_fn(|j| requant.get(4 * g + j));
                 for oy in 0..out.h {
-                    let (rows, stride, first) = window.get(|ky| row_start(oy, ky), 4 * g, 4);
+                    // 4-bit inputs are read in place, a tap's four codes a halfword (`ch` a multiple of 4:
+                    // whole bytes); others a byte per code, unpacked first when packed.
+                    let (rows, stride, first) = if nibbles {
+                        let rows = core::array::from_fn(|ky| match row_start(oy, ky) {
+                            Some(s) => &input.bytes()[s / 2..(s + row_len) / 2],
+                            None => zeros,
+                        });
+                        (rows, ch / 2, 2 * g)
+                    } else {
+                        window.get(|ky| row_start(oy, ky), 4 * g, 4)
+                    };
                     for ox in 0..out.w {
                         let (base, set) = column(ox);
-                        let sums =
-                            super::dsp::depthwise_group(rows, base * stride + first, stride, &sets[set]);
+                        let sums = super::dsp::depthwise_group(
+                            rows,
+                            base * stride + first,
+                            stride,
+                            &sets[set],
+                            nibbles,
+                        );
                         let at = (oy * out.w + ox) * ch + 4 * g;
                         let codes: [u8; 4] = core::array::from_fn(|j| code(p[j], clamp, sums[j]));
                         if packed {

@@ -176,14 +176,31 @@ fn dot2_2xn(x: &[u32], rows: &[u8], row_bytes: usize, words: usize, pairs: usize
     }
 }
 
-/// One tap of [`depthwise_group`]: the four channels' codes at `[{r}, $offset]`, unpacked to lanes
-/// (channels 0 and 2, 1 and 3) and multiplied by the tap's weight lanes with `SMLABB` / `SMLATT`.
+/// How a tap's four channel codes become lanes (channels 0 and 2 in `{x}`, 1 and 3 in `{xo}`), from the
+/// word (`bytes`: four codes a byte each, `UXTB16`) or halfword (`nibbles`: four 4-bit codes, spread with
+/// `PKHBT` so that channels 2 and 3 also sit in the top half, then masked) that the tap's load brought.
+macro_rules! depthwise_split {
+    (bytes) => {
+        concat!("uxtb16 {xo}, {x}, ror #8\n", "uxtb16 {x}, {x}\n")
+    };
+    (nibbles) => {
+        concat!(
+            "pkhbt {x}, {x}, {x}, lsl #8\n",
+            "lsr {xo}, {x}, #4\n",
+            "and {x}, {x}, #0x000f000f\n",
+            "and {xo}, {xo}, #0x000f000f\n",
+        )
+    };
+}
+
+/// One tap of [`depthwise_group`]: the four channels' codes loaded by `$load`, split into lanes by
+/// `$split` and multiplied by the tap's weight lanes with `SMLABB` / `SMLATT`.
 macro_rules! depthwise_tap {
-    ($load:literal) => {
+    ($load:expr, $split:tt) => {
         concat!(
             $load,
-            "\nuxtb16 {xo}, {x}, ror #8\n",
-            "uxtb16 {x}, {x}\n",
+            "\n",
+            depthwise_split!($split),
             "ldrd {we}, {wo}, [{wp}], #8\n",
             "smlabb {a0}, {x}, {we}, {a0}\n",
             "smlatt {a2}, {x}, {we}, {a2}\n",
@@ -193,53 +210,75 @@ macro_rules! depthwise_tap {
     };
 }
 
-/// One 3x3 window row of [`depthwise_group`]: its start from `rows`, then three taps `ch` apart.
+/// One 3x3 window row of [`depthwise_group`]: its start from `rows`, then three taps `ch` bytes apart,
+/// each loaded with `$ld` (`ldr` for bytes, `ldrh` for nibbles).
 macro_rules! depthwise_row {
-    ($row:literal) => {
+    ($row:literal, $ld:literal, $split:tt) => {
         concat!(
             "ldr {r}, [{rows}, #",
             $row,
             "]\n",
-            depthwise_tap!("ldr {x}, [{r}]"),
-            depthwise_tap!("ldr {x}, [{r}, {ch}]"),
-            depthwise_tap!("ldr {x}, [{r}, {ch2}]"),
+            depthwise_tap!(concat!($ld, " {x}, [{r}]"), $split),
+            depthwise_tap!(concat!($ld, " {x}, [{r}, {ch}]"), $split),
+            depthwise_tap!(concat!($ld, " {x}, [{r}, {ch2}]"), $split),
         )
     };
 }
 
-/// The 3x3 window sums of four channels at one output pixel: `rows[ky][offset + kx * ch + j]` times
-/// `weights`, where `weights[2 * (3 * ky + kx)]` holds the signed weights of channels 0 and 2 as 16-bit
-/// lanes and `weights[2 * (3 * ky + kx) + 1]` those of channels 1 and 3. Each tap is one word load, two
-/// `UXTB16` and four 16 x 16 multiply-accumulates.
-pub fn depthwise_group(rows: [&[u8]; 3], offset: usize, ch: usize, weights: &[u32; 18]) -> [i32; 4] {
-    // The asm reads four bytes at `offset + kx * ch` of each row, `kx` up to 2.
-    assert!(rows.iter().all(|r| r.len() >= offset + 2 * ch + 4));
-    let starts = [rows[0][offset..].as_ptr(), rows[1][offset..].as_ptr(), rows[2][offset..].as_ptr()];
-    let [mut a0, mut a1, mut a2, mut a3] = [0i32; 4];
-    // SAFETY: the assert bounds the word loads from each row (`LDR`, any alignment, allowed for normal
-    // memory on Armv7-M and Armv8-M Mainline); `weights` is 18 aligned words read once each (`LDRD`);
-    // `starts` is read three times. Nothing is written to memory.
-    unsafe {
+/// The asm block of [`depthwise_group`], for codes stored as `$ld` and `$split` read them.
+macro_rules! depthwise_block {
+    ($starts:expr, $ch:expr, $weights:expr, $acc:expr, $ld:literal, $split:tt) => {{
+        let [a0, a1, a2, a3] = &mut $acc;
         asm!(
             "lsl {ch2}, {ch}, #1",
-            depthwise_row!("0"),
-            depthwise_row!("4"),
-            depthwise_row!("8"),
-            rows = in(reg) starts.as_ptr(),
-            ch = in(reg) ch,
+            depthwise_row!("0", $ld, $split),
+            depthwise_row!("4", $ld, $split),
+            depthwise_row!("8", $ld, $split),
+            rows = in(reg) $starts.as_ptr(),
+            ch = in(reg) $ch,
             ch2 = out(reg) _,
-            wp = inout(reg) weights.as_ptr() => _,
+            wp = inout(reg) $weights.as_ptr() => _,
             r = out(reg) _,
             x = out(reg) _,
             xo = out(reg) _,
             we = out(reg) _,
             wo = out(reg) _,
-            a0 = inout(reg) a0,
-            a1 = inout(reg) a1,
-            a2 = inout(reg) a2,
-            a3 = inout(reg) a3,
+            a0 = inout(reg) *a0,
+            a1 = inout(reg) *a1,
+            a2 = inout(reg) *a2,
+            a3 = inout(reg) *a3,
             options(readonly, nostack, preserves_flags),
-        );
+        )
+    }};
+}
+
+/// The 3x3 window sums of four channels at one output pixel. Row `ky` of the window starts at byte `offset`
+/// of `rows[ky]` and its taps are `ch` bytes apart; a tap holds the four channels' codes, a byte each, or
+/// with `nibbles` as four 4-bit codes in two bytes (packed, first channel lowest). `weights[2 * (3 * ky +
+/// kx)]` holds the signed weights of channels 0 and 2 as 16-bit lanes, `weights[2 * (3 * ky + kx) + 1]`
+/// those of channels 1 and 3. Each tap is one load, two `UXTB16` (or four spreading instructions for
+/// nibbles) and four 16 x 16 multiply-accumulates.
+pub fn depthwise_group(
+    rows: [&[u8]; 3],
+    offset: usize,
+    ch: usize,
+    weights: &[u32; 18],
+    nibbles: bool,
+) -> [i32; 4] {
+    // The asm reads four bytes (two for nibbles) at `offset + kx * ch` of each row, `kx` up to 2.
+    let tap_bytes = if nibbles { 2 } else { 4 };
+    assert!(rows.iter().all(|r| r.len() >= offset + 2 * ch + tap_bytes));
+    let starts = [rows[0][offset..].as_ptr(), rows[1][offset..].as_ptr(), rows[2][offset..].as_ptr()];
+    let mut acc = [0i32; 4];
+    // SAFETY: the assert bounds the loads from each row (`LDR` or `LDRH`, any alignment, allowed for normal
+    // memory on Armv7-M and Armv8-M Mainline); `weights` is 18 aligned words read once each (`LDRD`);
+    // `starts` is read three times. Nothing is written to memory.
+    unsafe {
+        if nibbles {
+            depthwise_block!(starts, ch, weights, acc, "ldrh", nibbles)
+        } else {
+            depthwise_block!(starts, ch, weights, acc, "ldr", bytes)
+        }
     }
-    [a0, a1, a2, a3]
+    acc
 }
