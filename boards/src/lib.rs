@@ -119,7 +119,7 @@ impl Board {
     /// The `RUSTFLAGS` a build for this board needs: the CPU (which turns on its instructions in code
     /// generation) and one `--cfg` per core feature the runtime picks kernels by: `qfd_v7m` for the
     /// Armv7-M and Armv8-M Mainline instruction sets (every target but Armv6-M and Armv8-M Baseline),
-    /// `qfd_dsp` for the DSP extension.
+    /// `qfd_dsp` for the DSP extension, `qfd_mve` for Helium.
     pub fn rustflags(&self) -> String {
         let mut flags = format!("-C target-cpu={}", self.cpu);
         if self.target.starts_with("thumbv7") || self.target.starts_with("thumbv8m.main") {
@@ -127,6 +127,9 @@ impl Board {
         }
         if self.dsp {
             flags += " --cfg qfd_dsp";
+        }
+        if self.mve {
+            flags += " --cfg qfd_mve";
         }
         flags
     }

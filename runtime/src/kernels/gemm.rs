@@ -14,13 +14,15 @@ use crate::format::Clamp;
 use crate::requant::{ChannelRequant, RequantParams, CHANNEL_RECORD_BYTES};
 use crate::weights::PackedWeights;
 
-#[cfg(all(target_arch = "arm", qfd_dsp))]
+#[cfg(all(target_arch = "arm", qfd_dsp, not(qfd_mve)))]
 use super::dsp::dot_2xn;
 use super::lanes::dot_2x2;
 #[cfg(not(all(target_arch = "arm", qfd_v7m)))]
 use super::lanes::dot_2xn;
 #[cfg(all(target_arch = "arm", qfd_v7m, not(qfd_dsp)))]
 use super::mla::dot_2xn;
+#[cfg(all(target_arch = "arm", qfd_mve))]
+use super::mve::dot_2xn;
 
 /// [`super::conv2d`] for a `groups == 1` convolution that `plan` describes.
 #[allow(clippy::too_many_arguments)]
@@ -66,7 +68,7 @@ pub(super) fn conv2d(
             let lanes = &lanes[..2 * plan.format.lanes_per_word() * words];
             dot_2xn(lanes, &weights.data[at..], row_bytes, plan.format, words, sums, first_tap > 0);
             if let Some(r) = odd_row {
-                let r = &r[at..at + 4 * words];
+                let r = &r[at..(at + 4 * words).min(r.len())];
                 let acc = dot_2x2(lanes, r, r, plan.format, words);
                 odd.iter_mut().zip(acc).for_each(|(o, a)| *o = o.wrapping_add(a));
             }
@@ -166,7 +168,7 @@ fn im2col(
 ) -> u32 {
     let (inp, win) = (geo.input, &geo.window);
     let (oy, ox) = (pixel / geo.output.w, pixel % geo.output.w);
-    let [kh, kw] = [win.kernel[0] as usize, win.kernel[1] as usize];
+    let kw = win.kernel[1] as usize;
     let y0 = (oy * win.stride[0] as usize) as isize - win.padding.top as isize;
     let x0 = (ox * win.stride[1] as usize) as isize - win.padding.left as isize;
     let cin = inp.c;
@@ -177,6 +179,9 @@ fn im2col(
         inside.then(|| (iy as usize * inp.w + ix as usize) * cin)
     };
 
+    if plan.format.is_bytes() {
+        return gather_bytes(input, geo, plan, pixel, slot, lanes);
+    }
     let mut sum = LaneSum::default();
     if plan.direct {
         // Lane entries of two pixels per tap: one per code, or ten per 16 codes at two codes per lane.
@@ -202,25 +207,7 @@ fn im2col(
         return sum.total();
     }
 
-    let row_inside = |ky: usize| {
-        let iy = y0 + ky as isize;
-        iy >= 0 && iy < inp.h as isize && x0 >= 0 && x0 + kw as isize <= inp.w as isize
-    };
-    for ky in 0..kh {
-        let dst = &mut patch[ky * kw * cin..(ky + 1) * kw * cin];
-        if row_inside(ky) {
-            // The window's row lies inside the input: its taps are one contiguous run of `kw * cin` codes.
-            let start = ((y0 + ky as isize) as usize * inp.w + x0 as usize) * cin;
-            copy_codes(input, start, dst);
-            continue;
-        }
-        for (kx, dst) in dst.chunks_exact_mut(cin).enumerate() {
-            match tap(ky, kx) {
-                Some(start) => copy_codes(input, start, dst),
-                None => dst.fill(0),
-            }
-        }
-    }
+    gather(input, geo, pixel, patch);
     let (full, tail) = (plan.full(), plan.tail);
     for t in 0..tail {
         let code = patch[full + t] as u32;
@@ -231,11 +218,71 @@ fn im2col(
     sum.total()
 }
 
+/// [`im2col`] for codes that stay bytes (Helium): the patch is gathered straight into the pixel's run of
+/// lanes, whole words (a patch that ends inside its last word is padded with 0); returns its code sum. Out
+/// of line, so that it leaves the other forms' code as it was.
+#[inline(never)]
+fn gather_bytes(
+    input: Codes<'_>,
+    geo: &ConvGeometry,
+    plan: &GemmPlan,
+    pixel: usize,
+    slot: usize,
+    lanes: &mut [u32],
+) -> u32 {
+    let run = scratch::bytes_mut(&mut lanes[slot * plan.words..(slot + 1) * plan.words]);
+    gather(input, geo, pixel, run);
+    run[plan.patch..].fill(0);
+    byte_sum(&run[..plan.patch])
+}
+
+/// Gathers output pixel `pixel`'s patch into `target`, a byte per code: every row of the window as one run
+/// when it lies inside the input, else tap by tap (padding reads code 0).
+#[inline(always)]
+fn gather(input: Codes<'_>, geo: &ConvGeometry, pixel: usize, target: &mut [u8]) {
+    let (inp, win) = (geo.input, &geo.window);
+    let (oy, ox) = (pixel / geo.output.w, pixel % geo.output.w);
+    let [kh, kw] = [win.kernel[0] as usize, win.kernel[1] as usize];
+    let y0 = (oy * win.stride[0] as usize) as isize - win.padding.top as isize;
+    let x0 = (ox * win.stride[1] as usize) as isize - win.padding.left as isize;
+    let cin = inp.c;
+    for ky in 0..kh {
+        let dst = &mut target[ky * kw * cin..(ky + 1) * kw * cin];
+        let iy = y0 + ky as isize;
+        let row_in = iy >= 0 && iy < inp.h as isize;
+        if row_in && x0 >= 0 && x0 + kw as isize <= inp.w as isize {
+            // The window's row lies inside the input: its taps are one contiguous run of `kw * cin` codes.
+            copy_codes(input, (iy as usize * inp.w + x0 as usize) * cin, dst);
+            continue;
+        }
+        for (kx, dst) in dst.chunks_exact_mut(cin).enumerate() {
+            let ix = x0 + kx as isize;
+            if row_in && ix >= 0 && ix < inp.w as isize {
+                copy_codes(input, (iy as usize * inp.w + ix as usize) * cin, dst);
+            } else {
+                dst.fill(0);
+            }
+        }
+    }
+}
+
+/// The sum of `codes` (a patch of at most a few thousand codes: no overflow).
+#[inline(always)]
+fn byte_sum(codes: &[u8]) -> u32 {
+    #[cfg(all(target_arch = "arm", qfd_mve))]
+    return super::mve::byte_sum(codes);
+    #[cfg(not(all(target_arch = "arm", qfd_mve)))]
+    codes.iter().map(|&c| c as u32).sum()
+}
+
 /// Copies codes `start..start + dst.len()` of `input` into `dst`, one per byte.
 #[inline(always)]
 fn copy_codes(input: Codes<'_>, start: usize, dst: &mut [u8]) {
     if input.is_packed() {
         input.unpack(start, dst);
+    } else if cfg!(all(target_arch = "arm", qfd_mve)) {
+        #[cfg(all(target_arch = "arm", qfd_mve))]
+        super::mve::copy(&input.bytes()[start..start + dst.len()], dst);
     } else {
         // A loop, not `copy_from_slice`: runs are a few bytes (the 3-channel stem), too short for memcpy.
         let src = &input.bytes()[start..start + dst.len()];

@@ -19,6 +19,9 @@
 //! (at most 144 per word) stay below `2^10` for [`DOT2_WORDS`] words, after which the dot field is read
 //! out (`(sum >> 10) & 0x3ff`).
 
+/// Whether this build runs the Helium kernels (the only ones that use [`LaneFormat::bytes`]).
+const HELIUM: bool = cfg!(all(target_arch = "arm", qfd_mve));
+
 /// Words of two-codes-per-lane products one sum may hold before its dot field must be read out.
 pub const DOT2_WORDS: usize = 7;
 
@@ -26,10 +29,12 @@ pub const DOT2_WORDS: usize = 7;
 pub const DOT2_MASK: u32 = 0x0c03_0c03;
 
 /// How weight words unpack into lanes: `bits` per code (1, 2 or 4 for packed weights, 8 for byte-stored
-/// ones), and whether lanes hold two codes each (2-bit only).
+/// ones), and whether lanes hold two codes each (2-bit only) or, at 8 bits, whether the codes stay bytes
+/// ([`LaneFormat::bytes`], Helium builds only). Two fields, so that it travels in registers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct LaneFormat {
     bits: u32,
+    /// Two codes per lane at 2 bits; bytes at 8.
     dot: bool,
 }
 
@@ -45,14 +50,30 @@ impl LaneFormat {
         LaneFormat { bits: 2, dot: true }
     }
 
+    /// 8-bit weights read as bytes by a vector unit (Helium): no lanes; each pixel's patch is a run of
+    /// whole words of codes in the order the weights are stored, pixel A's first, then pixel B's, and the
+    /// kernel reads just the patch's codes of each (no tail codes).
+    pub const fn bytes() -> Self {
+        LaneFormat { bits: 8, dot: true }
+    }
+
     /// Whether lanes hold two codes each.
     pub const fn is_dot2(self) -> bool {
-        self.dot
+        // Only Helium builds have the bytes form to tell apart; the others test the flag alone.
+        self.dot && (!HELIUM || self.bits == 2)
+    }
+
+    /// Whether this is [`LaneFormat::bytes`] (only ever on Helium builds, which lets the others compile
+    /// the checks away).
+    pub const fn is_bytes(self) -> bool {
+        HELIUM && self.dot && self.bits == 8
     }
 
     /// Activation lane entries (`u32`) per weight word, for one pixel.
     pub const fn lanes_per_word(self) -> usize {
-        if self.dot {
+        if self.is_bytes() {
+            1
+        } else if self.dot {
             5
         } else {
             16 / self.bits as usize
@@ -92,6 +113,9 @@ pub fn dot_2x2(x: &[u32], row0: &[u8], row1: &[u8], format: LaneFormat, words: u
     if format.is_dot2() {
         return dot_2x2_dot2(x, row0, row1, words);
     }
+    if format.is_bytes() {
+        return dot_2x2_bytes(x, row0, row1, words);
+    }
     match format.bits() {
         8 => dot_2x2_bits::<8>(x, row0, row1, words),
         4 => dot_2x2_bits::<4>(x, row0, row1, words),
@@ -118,6 +142,12 @@ pub fn dot_2xn(
 ) {
     // The format and `accumulate` are decided once, outside the loop over row pairs.
     let job = RowPairs { x, rows, row_bytes, words };
+    if format.is_bytes() {
+        return match accumulate {
+            false => job.run::<false>(acc, dot_2x2_bytes),
+            true => job.run::<true>(acc, dot_2x2_bytes),
+        };
+    }
     match (format.is_dot2(), format.bits(), accumulate) {
         (true, _, false) => job.run::<false>(acc, dot_2x2_dot2),
         (true, _, true) => job.run::<true>(acc, dot_2x2_dot2),
@@ -151,7 +181,8 @@ impl RowPairs<'_> {
     ) {
         let (x, rows, row_bytes, words) = (self.x, self.rows, self.row_bytes, self.words);
         for (q, sums) in acc.chunks_exact_mut(4).enumerate() {
-            let row = |r: usize| &rows[r * row_bytes..r * row_bytes + 4 * words];
+            // A row's words, or its codes when they end inside the last word (`LaneFormat::bytes`).
+            let row = |r: usize| &rows[r * row_bytes..r * row_bytes + (4 * words).min(row_bytes)];
             let new = dot(x, row(2 * q), row(2 * q + 1), words);
             if ACCUMULATE {
                 sums.iter_mut().zip(new).for_each(|(s, a)| *s = s.wrapping_add(a));
@@ -235,6 +266,22 @@ fn dot_2x2_dot2(x: &[u32], row0: &[u8], row1: &[u8], words: usize) -> [i32; 4] {
         }
     }
     total.map(|t| t as i32)
+}
+
+/// [`dot_2x2`] for [`LaneFormat::bytes`]: `x` holds pixel A's `words` words of codes, then pixel B's; the
+/// rows may be shorter than `4 * words` bytes (the patch's codes only), the pixels' codes past them are 0.
+fn dot_2x2_bytes(x: &[u32], row0: &[u8], row1: &[u8], words: usize) -> [i32; 4] {
+    let (a, b) = x[..2 * words].split_at(words);
+    let code = |x: &[u32], i: usize| (x[i / 4] >> (8 * (i % 4))) & 0xff;
+    let mut acc = [0u32; 4];
+    for (i, (&k0, &k1)) in row0.iter().zip(row1).enumerate().take(4 * words) {
+        let (xa, xb) = (code(a, i), code(b, i));
+        acc[0] = acc[0].wrapping_add(xa * k0 as u32);
+        acc[1] = acc[1].wrapping_add(xb * k0 as u32);
+        acc[2] = acc[2].wrapping_add(xa * k1 as u32);
+        acc[3] = acc[3].wrapping_add(xb * k1 as u32);
+    }
+    acc.map(|a| a as i32)
 }
 
 /// The five weight lanes of one word in the two-codes-per-lane format (see the module docs).

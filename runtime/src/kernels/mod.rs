@@ -16,7 +16,8 @@
 //!   `2 x 2` dot product is the only part a core-specific variant replaces.
 //! - `dsp` (Armv7E-M and Armv8-M Mainline with the DSP extension): that inner product with `SMLAD`;
 //!   `mla` (Armv7-M without DSP, the Cortex-M3): the 8-bit one with `MLA`; `row_pairs`: the `asm!` loop
-//!   over pairs of output channels that both run their bodies in.
+//!   over pairs of output channels that both run their bodies in; `mve` (Helium, the Cortex-M55): the 8-bit
+//!   one with `VMLADAVA`, sixteen multiply-accumulates an instruction.
 //! - `depthwise`: 3x3 depthwise convolution, one channel at a time with its weights in registers.
 //! - `to_code`: the convolutions' last step, accumulators to codes (`SMULL` and carry tricks in `asm!` on
 //!   Armv7-M and later).
@@ -34,11 +35,15 @@ mod to_code;
 
 #[cfg(all(target_arch = "arm", qfd_dsp, not(qfd_v7m)))]
 compile_error!("`--cfg qfd_dsp` needs `--cfg qfd_v7m` too (every DSP core runs Armv7-M or Armv8-M Mainline)");
+#[cfg(all(target_arch = "arm", qfd_mve, not(qfd_dsp)))]
+compile_error!("`--cfg qfd_mve` needs `--cfg qfd_dsp` too (every Helium core has the DSP extension)");
 
 #[cfg(all(target_arch = "arm", qfd_dsp))]
 mod dsp;
 #[cfg(all(target_arch = "arm", qfd_v7m, not(qfd_dsp)))]
 mod mla;
+#[cfg(all(target_arch = "arm", qfd_mve))]
+mod mve;
 #[cfg(all(target_arch = "arm", qfd_v7m))]
 mod row_pairs;
 

@@ -26,3 +26,10 @@ pub fn halves(words: &[u32]) -> &[u16] {
     // every bit pattern is a valid `u16`; the result borrows `words` immutably for as long as it lives.
     unsafe { core::slice::from_raw_parts(words.as_ptr().cast::<u16>(), 2 * words.len()) }
 }
+
+/// Words seen as their bytes, in memory order.
+pub fn bytes_mut(words: &mut [u32]) -> &mut [u8] {
+    // SAFETY: `[u32; n]` and `[u8; 4n]` have the same size, `u8` needs no alignment, and every bit pattern
+    // is valid in both; the result borrows `words` mutably for as long as it lives.
+    unsafe { core::slice::from_raw_parts_mut(words.as_mut_ptr().cast::<u8>(), 4 * words.len()) }
+}

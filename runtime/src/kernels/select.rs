@@ -20,11 +20,14 @@ use crate::codes::storage_bits;
 pub struct Core {
     /// Armv7E-M / Armv8-M DSP extension (`SMLAD`, `UXTB16`).
     pub dsp: bool,
+    /// Armv8.1-M Helium (M-profile vector extension: `VMLADAVA`, tail-predicated loops).
+    pub mve: bool,
 }
 
 impl Core {
     /// The core this copy of the runtime was compiled for.
-    pub const COMPILED: Core = Core { dsp: cfg!(all(target_arch = "arm", qfd_dsp)) };
+    pub const COMPILED: Core =
+        Core { dsp: cfg!(all(target_arch = "arm", qfd_dsp)), mve: cfg!(all(target_arch = "arm", qfd_mve)) };
 }
 
 /// How a convolution runs.
@@ -47,6 +50,7 @@ impl ConvVariant {
     pub fn name(&self, core: Core) -> &'static str {
         match (self, core.dsp) {
             (ConvVariant::Reference, _) => "reference",
+            (ConvVariant::Gemm(p), _) if p.format.is_bytes() => "im2col-2x2-mve",
             (ConvVariant::Gemm(p), true) if p.format.is_dot2() => "im2col-2x2-smlad-2codes",
             (ConvVariant::Gemm(_), true) => "im2col-2x2-smlad",
             (ConvVariant::Gemm(p), false) if p.format.is_dot2() => "im2col-2x2-2codes",
@@ -116,9 +120,10 @@ impl GemmPlan {
         self.patch * self.format.bits() as usize / 8
     }
 
-    /// Bytes of the gathered patch of one pixel (rounded to whole words); none for a direct im2col.
+    /// Bytes of the gathered patch of one pixel (rounded to whole words); none for a direct im2col, nor
+    /// for codes that stay bytes (gathered straight into the lanes).
     pub const fn patch_bytes(&self) -> usize {
-        if self.direct {
+        if self.direct || self.format.is_bytes() {
             0
         } else {
             self.patch.div_ceil(4) * 4
@@ -167,18 +172,23 @@ pub fn conv_variant(geo: &ConvGeometry, weight_bits: u8) -> ConvVariant {
         return ConvVariant::Reference;
     }
     // Two codes per lane where products cannot outgrow the lane's fields: 2-bit weights and activations.
+    // On Helium, 8-bit weights stay bytes for the vector multiply-accumulate.
     let format = if weight_bits == 2 && geo.input_bits <= 2 {
         LaneFormat::dot2()
+    } else if Core::COMPILED.mve && storage_bits(weight_bits) == 8 {
+        LaneFormat::bytes()
     } else {
         LaneFormat::for_weight_bits(weight_bits)
     };
     let patch = geo.patch_len();
-    let words = patch / format.codes_per_word();
+    // The vector kernel reads a patch of any length (its last word padded); the others take whole words
+    // and do the codes after them (the tail) one at a time.
+    let words = if format.is_bytes() { patch.div_ceil(4) } else { patch / format.codes_per_word() };
     // Each channel's weights must start on a byte, so that its words can be read directly.
     if words == 0 || !(patch * format.bits() as usize).is_multiple_of(8) {
         return ConvVariant::Reference;
     }
-    let tail = patch - words * format.codes_per_word();
+    let tail = patch.saturating_sub(words * format.codes_per_word());
     // Inputs stored a byte per code, or packed like the weights (a 4-bit input against 4-bit weights, a
     // 2-bit one in the two-codes-per-lane format), turn into lanes in place; other packed ones are
     // unpacked into the patch first.
@@ -187,7 +197,8 @@ pub fn conv_variant(geo: &ConvGeometry, weight_bits: u8) -> ConvVariant {
         bits => bits == format.bits(),
     };
     let cin = geo.input.c / geo.groups;
-    let direct = in_place && cin.is_multiple_of(format.codes_per_word());
+    // (The vector kernel gathers whole patches: its patch is read as one run.)
+    let direct = in_place && cin.is_multiple_of(format.codes_per_word()) && !format.is_bytes();
     let taps = patch / cin;
     let mut plan =
         GemmPlan { format, patch, cin, words, tail, channels: geo.output.c, chunk_taps: taps, direct };
