@@ -179,8 +179,8 @@ fn im2col(
         inside.then(|| (iy as usize * inp.w + ix as usize) * cin)
     };
 
-    if plan.format.is_bytes() {
-        return gather_bytes(input, geo, plan, pixel, slot, lanes);
+    if plan.format.is_vector() {
+        return gather_run(input, geo, plan, pixel, slot, lanes);
     }
     let mut sum = LaneSum::default();
     if plan.direct {
@@ -207,7 +207,7 @@ fn im2col(
         return sum.total();
     }
 
-    gather(input, geo, pixel, patch);
+    gather(input, geo, pixel, patch, false);
     let (full, tail) = (plan.full(), plan.tail);
     for t in 0..tail {
         let code = patch[full + t] as u32;
@@ -218,11 +218,12 @@ fn im2col(
     sum.total()
 }
 
-/// [`im2col`] for codes that stay bytes (Helium): the patch is gathered straight into the pixel's run of
-/// lanes, whole words (a patch that ends inside its last word is padded with 0); returns its code sum. Out
-/// of line, so that it leaves the other forms' code as it was.
+/// [`im2col`] for [`LaneFormat::vector`] (Helium): the patch is gathered straight into the pixel's run of
+/// lanes, whole words (a patch that ends inside its last word is padded with 0), as bytes or, at 4 bits, as
+/// the input stores its codes; returns its code sum. Out of line, so that it leaves the other forms' code
+/// as it was.
 #[inline(never)]
-fn gather_bytes(
+fn gather_run(
     input: Codes<'_>,
     geo: &ConvGeometry,
     plan: &GemmPlan,
@@ -231,34 +232,50 @@ fn gather_bytes(
     lanes: &mut [u32],
 ) -> u32 {
     let run = scratch::bytes_mut(&mut lanes[slot * plan.words..(slot + 1) * plan.words]);
-    gather(input, geo, pixel, run);
-    run[plan.patch..].fill(0);
-    byte_sum(&run[..plan.patch])
+    let nibbles = plan.format.bits() == 4;
+    gather(input, geo, pixel, run, nibbles);
+    let used = if nibbles { plan.patch / 2 } else { plan.patch };
+    run[used..].fill(0);
+    #[cfg(all(target_arch = "arm", qfd_mve))]
+    return if nibbles { super::mve::nibble_sum(&run[..used]) } else { super::mve::byte_sum(&run[..used]) };
+    // (Never reached: vector formats are chosen on Helium builds only.)
+    #[cfg(not(all(target_arch = "arm", qfd_mve)))]
+    run[..used].iter().map(|&b| if nibbles { (b & 15) as u32 + (b >> 4) as u32 } else { b as u32 }).sum()
 }
 
-/// Gathers output pixel `pixel`'s patch into `target`, a byte per code: every row of the window as one run
-/// when it lies inside the input, else tap by tap (padding reads code 0).
+/// Gathers output pixel `pixel`'s patch into `target`: every row of the window as one run when it lies
+/// inside the input, else tap by tap (padding reads code 0). A byte per code, or with `nibbles` the 4-bit
+/// codes as the input stores them, two to a byte (`Cin` even, so that every tap starts on a byte).
 #[inline(always)]
-fn gather(input: Codes<'_>, geo: &ConvGeometry, pixel: usize, target: &mut [u8]) {
+fn gather(input: Codes<'_>, geo: &ConvGeometry, pixel: usize, target: &mut [u8], nibbles: bool) {
     let (inp, win) = (geo.input, &geo.window);
     let (oy, ox) = (pixel / geo.output.w, pixel % geo.output.w);
     let [kh, kw] = [win.kernel[0] as usize, win.kernel[1] as usize];
     let y0 = (oy * win.stride[0] as usize) as isize - win.padding.top as isize;
     let x0 = (ox * win.stride[1] as usize) as isize - win.padding.left as isize;
     let cin = inp.c;
+    // Codes `start..start + dst.len()` (or their bytes) into `dst`.
+    let copy = |start: usize, dst: &mut [u8]| {
+        if nibbles {
+            copy_bytes(&input.bytes()[start / 2..start / 2 + dst.len()], dst);
+        } else {
+            copy_codes(input, start, dst);
+        }
+    };
+    let shift = nibbles as usize;
     for ky in 0..kh {
-        let dst = &mut target[ky * kw * cin..(ky + 1) * kw * cin];
+        let dst = &mut target[(ky * kw * cin) >> shift..((ky + 1) * kw * cin) >> shift];
         let iy = y0 + ky as isize;
         let row_in = iy >= 0 && iy < inp.h as isize;
         if row_in && x0 >= 0 && x0 + kw as isize <= inp.w as isize {
             // The window's row lies inside the input: its taps are one contiguous run of `kw * cin` codes.
-            copy_codes(input, (iy as usize * inp.w + x0 as usize) * cin, dst);
+            copy((iy as usize * inp.w + x0 as usize) * cin, dst);
             continue;
         }
-        for (kx, dst) in dst.chunks_exact_mut(cin).enumerate() {
+        for (kx, dst) in dst.chunks_exact_mut(cin >> shift).enumerate() {
             let ix = x0 + kx as isize;
             if row_in && ix >= 0 && ix < inp.w as isize {
-                copy_codes(input, (iy as usize * inp.w + ix as usize) * cin, dst);
+                copy((iy as usize * inp.w + ix as usize) * cin, dst);
             } else {
                 dst.fill(0);
             }
@@ -266,13 +283,14 @@ fn gather(input: Codes<'_>, geo: &ConvGeometry, pixel: usize, target: &mut [u8])
     }
 }
 
-/// The sum of `codes` (a patch of at most a few thousand codes: no overflow).
+/// `dst.copy_from_slice(src)`, with Helium's vector copy where there is one (`memcpy` does short,
+/// misaligned runs a byte or a word at a time).
 #[inline(always)]
-fn byte_sum(codes: &[u8]) -> u32 {
+fn copy_bytes(src: &[u8], dst: &mut [u8]) {
     #[cfg(all(target_arch = "arm", qfd_mve))]
-    return super::mve::byte_sum(codes);
+    super::mve::copy(src, dst);
     #[cfg(not(all(target_arch = "arm", qfd_mve)))]
-    codes.iter().map(|&c| c as u32).sum()
+    dst.copy_from_slice(src);
 }
 
 /// Copies codes `start..start + dst.len()` of `input` into `dst`, one per byte.
@@ -281,8 +299,7 @@ fn copy_codes(input: Codes<'_>, start: usize, dst: &mut [u8]) {
     if input.is_packed() {
         input.unpack(start, dst);
     } else if cfg!(all(target_arch = "arm", qfd_mve)) {
-        #[cfg(all(target_arch = "arm", qfd_mve))]
-        super::mve::copy(&input.bytes()[start..start + dst.len()], dst);
+        copy_bytes(&input.bytes()[start..start + dst.len()], dst);
     } else {
         // A loop, not `copy_from_slice`: runs are a few bytes (the 3-channel stem), too short for memcpy.
         let src = &input.bytes()[start..start + dst.len()];

@@ -50,28 +50,29 @@ impl LaneFormat {
         LaneFormat { bits: 2, dot: true }
     }
 
-    /// 8-bit weights read as bytes by a vector unit (Helium): no lanes; each pixel's patch is a run of
-    /// whole words of codes in the order the weights are stored, pixel A's first, then pixel B's, and the
-    /// kernel reads just the patch's codes of each (no tail codes).
-    pub const fn bytes() -> Self {
-        LaneFormat { bits: 8, dot: true }
+    /// Codes read by a vector unit (Helium): 8-bit weights against activations a byte each, or 4-bit
+    /// weights against 4-bit activations, both packed as stored (`bits` 8 or 4). No lanes: each pixel's
+    /// patch is a run of whole words of codes in the order the weights are stored, pixel A's first, then
+    /// pixel B's, and the kernel reads just the patch's codes of each (no tail codes).
+    pub const fn vector(bits: u32) -> Self {
+        LaneFormat { bits, dot: true }
     }
 
     /// Whether lanes hold two codes each.
     pub const fn is_dot2(self) -> bool {
-        // Only Helium builds have the bytes form to tell apart; the others test the flag alone.
+        // Only Helium builds have the vector forms to tell apart; the others test the flag alone.
         self.dot && (!HELIUM || self.bits == 2)
     }
 
-    /// Whether this is [`LaneFormat::bytes`] (only ever on Helium builds, which lets the others compile
+    /// Whether this is [`LaneFormat::vector`] (only ever on Helium builds, which lets the others compile
     /// the checks away).
-    pub const fn is_bytes(self) -> bool {
-        HELIUM && self.dot && self.bits == 8
+    pub const fn is_vector(self) -> bool {
+        HELIUM && self.dot && self.bits != 2
     }
 
     /// Activation lane entries (`u32`) per weight word, for one pixel.
     pub const fn lanes_per_word(self) -> usize {
-        if self.is_bytes() {
+        if self.is_vector() {
             1
         } else if self.dot {
             5
@@ -113,8 +114,11 @@ pub fn dot_2x2(x: &[u32], row0: &[u8], row1: &[u8], format: LaneFormat, words: u
     if format.is_dot2() {
         return dot_2x2_dot2(x, row0, row1, words);
     }
-    if format.is_bytes() {
-        return dot_2x2_bytes(x, row0, row1, words);
+    if format.is_vector() {
+        return match format.bits() {
+            4 => dot_2x2_vector::<4>(x, row0, row1, words),
+            _ => dot_2x2_vector::<8>(x, row0, row1, words),
+        };
     }
     match format.bits() {
         8 => dot_2x2_bits::<8>(x, row0, row1, words),
@@ -142,10 +146,12 @@ pub fn dot_2xn(
 ) {
     // The format and `accumulate` are decided once, outside the loop over row pairs.
     let job = RowPairs { x, rows, row_bytes, words };
-    if format.is_bytes() {
-        return match accumulate {
-            false => job.run::<false>(acc, dot_2x2_bytes),
-            true => job.run::<true>(acc, dot_2x2_bytes),
+    if format.is_vector() {
+        return match (format.bits(), accumulate) {
+            (4, false) => job.run::<false>(acc, dot_2x2_vector::<4>),
+            (4, true) => job.run::<true>(acc, dot_2x2_vector::<4>),
+            (_, false) => job.run::<false>(acc, dot_2x2_vector::<8>),
+            (_, true) => job.run::<true>(acc, dot_2x2_vector::<8>),
         };
     }
     match (format.is_dot2(), format.bits(), accumulate) {
@@ -268,18 +274,21 @@ fn dot_2x2_dot2(x: &[u32], row0: &[u8], row1: &[u8], words: usize) -> [i32; 4] {
     total.map(|t| t as i32)
 }
 
-/// [`dot_2x2`] for [`LaneFormat::bytes`]: `x` holds pixel A's `words` words of codes, then pixel B's; the
-/// rows may be shorter than `4 * words` bytes (the patch's codes only), the pixels' codes past them are 0.
-fn dot_2x2_bytes(x: &[u32], row0: &[u8], row1: &[u8], words: usize) -> [i32; 4] {
+/// [`dot_2x2`] for [`LaneFormat::vector`] with `BITS`-bit codes: `x` holds pixel A's `words` words of
+/// packed codes, then pixel B's; the rows may end before `words` words (the patch's codes only), and the
+/// pixels' codes past them are 0.
+fn dot_2x2_vector<const BITS: usize>(x: &[u32], row0: &[u8], row1: &[u8], words: usize) -> [i32; 4] {
     let (a, b) = x[..2 * words].split_at(words);
-    let code = |x: &[u32], i: usize| (x[i / 4] >> (8 * (i % 4))) & 0xff;
+    let (per_word, per_byte, mask) = (32 / BITS, 8 / BITS, (1u32 << BITS) - 1);
+    let code = |x: &[u32], i: usize| (x[i / per_word] >> (BITS * (i % per_word))) & mask;
+    let weight = |row: &[u8], i: usize| (row[i / per_byte] as u32 >> (BITS * (i % per_byte))) & mask;
     let mut acc = [0u32; 4];
-    for (i, (&k0, &k1)) in row0.iter().zip(row1).enumerate().take(4 * words) {
-        let (xa, xb) = (code(a, i), code(b, i));
-        acc[0] = acc[0].wrapping_add(xa * k0 as u32);
-        acc[1] = acc[1].wrapping_add(xb * k0 as u32);
-        acc[2] = acc[2].wrapping_add(xa * k1 as u32);
-        acc[3] = acc[3].wrapping_add(xb * k1 as u32);
+    for i in 0..row0.len().min(row1.len()) * per_byte {
+        let (xa, xb, k0, k1) = (code(a, i), code(b, i), weight(row0, i), weight(row1, i));
+        acc[0] = acc[0].wrapping_add(xa * k0);
+        acc[1] = acc[1].wrapping_add(xb * k0);
+        acc[2] = acc[2].wrapping_add(xa * k1);
+        acc[3] = acc[3].wrapping_add(xb * k1);
     }
     acc.map(|a| a as i32)
 }

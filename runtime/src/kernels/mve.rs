@@ -1,18 +1,95 @@
-//! The inner product of [`super::gemm`] with Helium (Armv8.1-M MVE, the Cortex-M55) for 8-bit weights
-//! ([`LaneFormat::bytes`]): each `VMLADAVA.U8` multiplies sixteen pairs of bytes and adds them all to a
-//! scalar, so a row pair against two pixels is four 16-byte loads and four of those per 16 codes, 64
-//! multiply-accumulates in nine instructions. The loop is tail-predicated (`DLSTP`/`LETP`): its last pass
-//! loads and multiplies only the codes that remain, so no row is read past its end. Other formats take the
-//! DSP kernels ([`super::dsp`]).
+//! The inner product of [`super::gemm`] with Helium (Armv8.1-M MVE, the Cortex-M55) for
+//! [`LaneFormat::vector`]: each `VMLADAVA.U8` multiplies sixteen pairs of bytes and adds them all to a
+//! scalar, so at 8 bits a row pair against two pixels is four 16-byte loads and four of those per 16 codes,
+//! 64 multiply-accumulates in nine instructions; at 4 bits each loaded byte splits into two codes in the
+//! registers (`VAND`, `VSHR`), 128 multiply-accumulates in twenty-one. The loop is tail-predicated
+//! (`DLSTP`/`LETP`): its last pass loads and multiplies only the bytes that remain, so no row is read past
+//! its end. Other formats take the DSP kernels ([`super::dsp`]).
 //!
-//! Stable Rust has no MVE intrinsics, hence `asm!`; the vector registers it uses (`q0`-`q3`, which are
-//! `d0`-`d7`) are declared clobbered, and `VMLADAVA` wants even-numbered accumulators, hence the fixed
+//! Stable Rust has no MVE intrinsics, hence `asm!`; the vector registers it uses (`q0`-`q7`, which are
+//! `d0`-`d15`) are declared clobbered, and `VMLADAVA` wants even-numbered accumulators, hence the fixed
 //! registers. Tested against the reference on the Cortex-M55 under QEMU (`qfd-host kernel-test`).
 #![allow(unsafe_code)]
 
 use core::arch::asm;
 
 use super::lanes::LaneFormat;
+
+/// One pass of the 8-bit loop: sixteen codes of each row against both pixels.
+macro_rules! bytes_pass {
+    () => {
+        concat!(
+            "vldrb.u8 q0, [{xa}], #16\n",
+            "vldrb.u8 q1, [{xb}], #16\n",
+            "vldrb.u8 q2, [{p0}], #16\n",
+            "vldrb.u8 q3, [{p1}], #16\n",
+            "vmladava.u8 r0, q0, q2\n",
+            "vmladava.u8 r2, q1, q2\n",
+            "vmladava.u8 r4, q0, q3\n",
+            "vmladava.u8 r8, q1, q3\n",
+        )
+    };
+}
+
+/// One pass of the 4-bit loop: sixteen bytes, thirty-two codes, of each row against both pixels. Each
+/// byte splits into its low code (`VAND` with `q7`, which holds `0x0F` in every byte) and its high code
+/// (`VSHR`); low codes meet low codes and high codes high codes, which pairs each weight with its
+/// activation, as both are stored in the same order.
+macro_rules! nibbles_pass {
+    () => {
+        concat!(
+            "vldrb.u8 q0, [{xa}], #16\n",
+            "vldrb.u8 q1, [{xb}], #16\n",
+            "vldrb.u8 q2, [{p0}], #16\n",
+            "vldrb.u8 q3, [{p1}], #16\n",
+            "vand q4, q0, q7\n",
+            "vshr.u8 q0, q0, #4\n",
+            "vand q5, q1, q7\n",
+            "vshr.u8 q1, q1, #4\n",
+            "vand q6, q2, q7\n",
+            "vshr.u8 q2, q2, #4\n",
+            "vmladava.u8 r0, q4, q6\n",
+            "vmladava.u8 r0, q0, q2\n",
+            "vmladava.u8 r2, q5, q6\n",
+            "vmladava.u8 r2, q1, q2\n",
+            "vand q6, q3, q7\n",
+            "vshr.u8 q3, q3, #4\n",
+            "vmladava.u8 r4, q4, q6\n",
+            "vmladava.u8 r4, q0, q3\n",
+            "vmladava.u8 r8, q5, q6\n",
+            "vmladava.u8 r8, q1, q3\n",
+        )
+    };
+}
+
+/// The tail-predicated loop over `{n}` bytes with `$pass` as its body, after `$setup`; the four sums in
+/// `r0`, `r2`, `r4`, `r8` (`VMLADAVA` accumulates into even registers only). `$($q:literal)*` are the
+/// vector registers the body uses, as the `d` registers they alias: only those are declared clobbered, so
+/// that the compiler saves no more around the block than it must.
+macro_rules! row_pair_block {
+    ($a:expr, $b:expr, $p0:expr, $p1:expr, $n:expr, $sums:expr, $setup:expr, $pass:expr, [$($d:tt),*]) => {{
+        let [a0, b0, a1, b1] = &mut $sums;
+        asm!(
+            $setup,
+            "dlstp.8 lr, {n}",
+            "2:",
+            $pass,
+            "letp lr, 2b",
+            n = in(reg) $n,
+            xa = inout(reg) $a => _,
+            xb = inout(reg) $b => _,
+            p0 = inout(reg) $p0 => _,
+            p1 = inout(reg) $p1 => _,
+            inout("r0") *a0,
+            inout("r2") *b0,
+            inout("r4") *a1,
+            inout("r8") *b1,
+            out("lr") _,
+            $(out($d) _,)*
+            options(readonly, nostack),
+        )
+    }};
+}
 
 /// Same contract as [`super::lanes::dot_2xn`].
 pub fn dot_2xn(
@@ -24,65 +101,96 @@ pub fn dot_2xn(
     acc: &mut [i32],
     accumulate: bool,
 ) {
-    if !format.is_bytes() {
+    if !format.is_vector() {
         return super::dsp::dot_2xn(x, rows, row_bytes, format, words, acc, accumulate);
     }
     let pairs = acc.len() / 4;
     if pairs == 0 {
         return;
     }
-    // Each pixel's run of `words` words; each row's codes (the patch, which may end inside its last word).
-    let codes = (4 * words).min(row_bytes);
-    assert!(codes > 0 && x.len() >= 2 * words);
-    assert!(rows.len() >= (2 * pairs - 1) * row_bytes + codes);
-    let (a, b) = (x.as_ptr(), x[words..].as_ptr());
+    // Each pixel's run of `words` words; each row's bytes (the patch, which may end inside its last word).
+    let bytes = (4 * words).min(row_bytes);
+    assert!(bytes > 0 && x.len() >= 2 * words);
+    assert!(rows.len() >= (2 * pairs - 1) * row_bytes + bytes);
+    let (a, b) = (x.as_ptr().cast::<u8>(), x[words..].as_ptr().cast::<u8>());
+    let nibbles = format.bits() == 4;
     for (q, sums) in acc.chunks_exact_mut(4).enumerate() {
         let (p0, p1) = (rows[2 * q * row_bytes..].as_ptr(), rows[(2 * q + 1) * row_bytes..].as_ptr());
-        let [mut a0, mut b0, mut a1, mut b1] = [0i32; 4];
-        // SAFETY: the asserts bound every access: the tail-predicated loop reads `codes` bytes from each of
+        let mut new = [0i32; 4];
+        // SAFETY: the asserts bound every access: the tail-predicated loop reads `bytes` bytes from each of
         // rows 2q and 2q + 1 and from each pixel's run (`VLDRB`, any alignment), and writes only registers:
-        // the four sums, the pointers it advances (copies), `lr` and `q0`-`q3`, all declared.
+        // the four sums, the pointers it advances (copies), `lr` and `q0`-`q7`, all declared.
         unsafe {
-            asm!(
-                "dlstp.8 lr, {n}",
-                "2:",
-                "vldrb.u8 q0, [{xa}], #16",
-                "vldrb.u8 q1, [{xb}], #16",
-                "vldrb.u8 q2, [{p0}], #16",
-                "vldrb.u8 q3, [{p1}], #16",
-                "vmladava.u8 r0, q0, q2",
-                "vmladava.u8 r2, q1, q2",
-                "vmladava.u8 r4, q0, q3",
-                "vmladava.u8 r8, q1, q3",
-                "letp lr, 2b",
-                n = in(reg) codes,
-                xa = inout(reg) a.cast::<u8>() => _,
-                xb = inout(reg) b.cast::<u8>() => _,
-                p0 = inout(reg) p0 => _,
-                p1 = inout(reg) p1 => _,
-                inout("r0") a0,
-                inout("r2") b0,
-                inout("r4") a1,
-                inout("r8") b1,
-                out("lr") _,
-                out("d0") _,
-                out("d1") _,
-                out("d2") _,
-                out("d3") _,
-                out("d4") _,
-                out("d5") _,
-                out("d6") _,
-                out("d7") _,
-                options(readonly, nostack),
-            );
+            if nibbles {
+                row_pair_block!(
+                    a,
+                    b,
+                    p0,
+                    p1,
+                    bytes,
+                    new,
+                    "vmov.i8 q7, #0x0f",
+                    nibbles_pass!(),
+                    [
+                        "d0", "d1", "d2", "d3", "d4", "d5", "d6", "d7", "d8", "d9", "d10", "d11", "d12",
+                        "d13", "d14", "d15"
+                    ]
+                )
+            } else {
+                row_pair_block!(
+                    a,
+                    b,
+                    p0,
+                    p1,
+                    bytes,
+                    new,
+                    "",
+                    bytes_pass!(),
+                    ["d0", "d1", "d2", "d3", "d4", "d5", "d6", "d7"]
+                )
+            }
         }
-        let new = [a0, b0, a1, b1];
         if accumulate {
             sums.iter_mut().zip(new).for_each(|(s, n)| *s = s.wrapping_add(n));
         } else {
             sums.copy_from_slice(&new);
         }
     }
+}
+
+/// The sum of the 4-bit codes in `packed` (two to a byte), thirty-two codes in five instructions.
+pub fn nibble_sum(packed: &[u8]) -> u32 {
+    if packed.is_empty() {
+        return 0;
+    }
+    let mut sum = 0u32;
+    // SAFETY: the tail-predicated loop reads exactly `packed.len()` bytes (`VLDRB`) and writes only
+    // registers: the sum, the pointer it advances (a copy), `lr` and `q0`-`q2`, all declared.
+    unsafe {
+        asm!(
+            "vmov.i8 q2, #0x0f",
+            "dlstp.8 lr, {n}",
+            "2:",
+            "vldrb.u8 q0, [{p}], #16",
+            "vand q1, q0, q2",
+            "vshr.u8 q0, q0, #4",
+            "vaddva.u8 r0, q1",
+            "vaddva.u8 r0, q0",
+            "letp lr, 2b",
+            n = in(reg) packed.len(),
+            p = inout(reg) packed.as_ptr() => _,
+            inout("r0") sum,
+            out("lr") _,
+            out("d0") _,
+            out("d1") _,
+            out("d2") _,
+            out("d3") _,
+            out("d4") _,
+            out("d5") _,
+            options(readonly, nostack),
+        );
+    }
+    sum
 }
 
 /// The sum of `codes`, sixteen bytes an instruction (`VADDVA.U8`).

@@ -50,7 +50,7 @@ impl ConvVariant {
     pub fn name(&self, core: Core) -> &'static str {
         match (self, core.dsp) {
             (ConvVariant::Reference, _) => "reference",
-            (ConvVariant::Gemm(p), _) if p.format.is_bytes() => "im2col-2x2-mve",
+            (ConvVariant::Gemm(p), _) if p.format.is_vector() => "im2col-2x2-mve",
             (ConvVariant::Gemm(p), true) if p.format.is_dot2() => "im2col-2x2-smlad-2codes",
             (ConvVariant::Gemm(_), true) => "im2col-2x2-smlad",
             (ConvVariant::Gemm(p), false) if p.format.is_dot2() => "im2col-2x2-2codes",
@@ -123,7 +123,7 @@ impl GemmPlan {
     /// Bytes of the gathered patch of one pixel (rounded to whole words); none for a direct im2col, nor
     /// for codes that stay bytes (gathered straight into the lanes).
     pub const fn patch_bytes(&self) -> usize {
-        if self.direct || self.format.is_bytes() {
+        if self.direct || self.format.is_vector() {
             0
         } else {
             self.patch.div_ceil(4) * 4
@@ -172,18 +172,26 @@ pub fn conv_variant(geo: &ConvGeometry, weight_bits: u8) -> ConvVariant {
         return ConvVariant::Reference;
     }
     // Two codes per lane where products cannot outgrow the lane's fields: 2-bit weights and activations.
-    // On Helium, 8-bit weights stay bytes for the vector multiply-accumulate.
-    let format = if weight_bits == 2 && geo.input_bits <= 2 {
+    // On Helium, 8-bit weights, and 4-bit ones against 4-bit activations (whole bytes of codes per input
+    // pixel), stay as stored for the vector multiply-accumulate.
+    let cin = geo.input.c / geo.groups;
+    let format = if Core::COMPILED.mve && storage_bits(weight_bits) == 8 {
+        LaneFormat::vector(8)
+    } else if Core::COMPILED.mve && weight_bits == 4 && geo.input_bits == 4 && cin.is_multiple_of(2) {
+        LaneFormat::vector(4)
+    } else if weight_bits == 2 && geo.input_bits <= 2 {
         LaneFormat::dot2()
-    } else if Core::COMPILED.mve && storage_bits(weight_bits) == 8 {
-        LaneFormat::bytes()
     } else {
         LaneFormat::for_weight_bits(weight_bits)
     };
     let patch = geo.patch_len();
     // The vector kernel reads a patch of any length (its last word padded); the others take whole words
     // and do the codes after them (the tail) one at a time.
-    let words = if format.is_bytes() { patch.div_ceil(4) } else { patch / format.codes_per_word() };
+    let words = if format.is_vector() {
+        patch.div_ceil(format.codes_per_word())
+    } else {
+        patch / format.codes_per_word()
+    };
     // Each channel's weights must start on a byte, so that its words can be read directly.
     if words == 0 || !(patch * format.bits() as usize).is_multiple_of(8) {
         return ConvVariant::Reference;
@@ -196,9 +204,8 @@ pub fn conv_variant(geo: &ConvGeometry, weight_bits: u8) -> ConvVariant {
         8 => true,
         bits => bits == format.bits(),
     };
-    let cin = geo.input.c / geo.groups;
     // (The vector kernel gathers whole patches: its patch is read as one run.)
-    let direct = in_place && cin.is_multiple_of(format.codes_per_word()) && !format.is_bytes();
+    let direct = in_place && cin.is_multiple_of(format.codes_per_word()) && !format.is_vector();
     let taps = patch / cin;
     let mut plan =
         GemmPlan { format, patch, cin, words, tail, channels: geo.output.c, chunk_taps: taps, direct };
