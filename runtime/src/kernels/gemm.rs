@@ -207,7 +207,7 @@ fn im2col(
         return sum.total();
     }
 
-    gather(input, geo, pixel, patch, false);
+    gather::<false>(input, geo, pixel, patch);
     let (full, tail) = (plan.full(), plan.tail);
     for t in 0..tail {
         let code = patch[full + t] as u32;
@@ -233,7 +233,11 @@ fn gather_run(
 ) -> u32 {
     let run = scratch::bytes_mut(&mut lanes[slot * plan.words..(slot + 1) * plan.words]);
     let nibbles = plan.format.bits() == 4;
-    gather(input, geo, pixel, run, nibbles);
+    if nibbles {
+        gather::<true>(input, geo, pixel, run);
+    } else {
+        gather::<false>(input, geo, pixel, run);
+    }
     let used = if nibbles { plan.patch / 2 } else { plan.patch };
     run[used..].fill(0);
     #[cfg(all(target_arch = "arm", qfd_mve))]
@@ -244,10 +248,10 @@ fn gather_run(
 }
 
 /// Gathers output pixel `pixel`'s patch into `target`: every row of the window as one run when it lies
-/// inside the input, else tap by tap (padding reads code 0). A byte per code, or with `nibbles` the 4-bit
+/// inside the input, else tap by tap (padding reads code 0). A byte per code, or with `NIBBLES` the 4-bit
 /// codes as the input stores them, two to a byte (`Cin` even, so that every tap starts on a byte).
 #[inline(always)]
-fn gather(input: Codes<'_>, geo: &ConvGeometry, pixel: usize, target: &mut [u8], nibbles: bool) {
+fn gather<const NIBBLES: bool>(input: Codes<'_>, geo: &ConvGeometry, pixel: usize, target: &mut [u8]) {
     let (inp, win) = (geo.input, &geo.window);
     let (oy, ox) = (pixel / geo.output.w, pixel % geo.output.w);
     let [kh, kw] = [win.kernel[0] as usize, win.kernel[1] as usize];
@@ -256,13 +260,13 @@ fn gather(input: Codes<'_>, geo: &ConvGeometry, pixel: usize, target: &mut [u8],
     let cin = inp.c;
     // Codes `start..start + dst.len()` (or their bytes) into `dst`.
     let copy = |start: usize, dst: &mut [u8]| {
-        if nibbles {
+        if NIBBLES {
             copy_bytes(&input.bytes()[start / 2..start / 2 + dst.len()], dst);
         } else {
             copy_codes(input, start, dst);
         }
     };
-    let shift = nibbles as usize;
+    let shift = NIBBLES as usize;
     for ky in 0..kh {
         let dst = &mut target[(ky * kw * cin) >> shift..((ky + 1) * kw * cin) >> shift];
         let iy = y0 + ky as isize;
