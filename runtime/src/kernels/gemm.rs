@@ -241,7 +241,11 @@ fn gather_run(
     let used = if nibbles { plan.patch / 2 } else { plan.patch };
     run[used..].fill(0);
     #[cfg(all(target_arch = "arm", qfd_mve))]
-    return if nibbles { super::mve::nibble_sum(&run[..used]) } else { super::mve::byte_sum(&run[..used]) };
+    return if nibbles {
+        super::mve::code_sum::<true>(&run[..used])
+    } else {
+        super::mve::code_sum::<false>(&run[..used])
+    };
     // (Never reached: vector formats are chosen on Helium builds only.)
     #[cfg(not(all(target_arch = "arm", qfd_mve)))]
     run[..used].iter().map(|&b| if nibbles { (b & 15) as u32 + (b >> 4) as u32 } else { b as u32 }).sum()

@@ -158,64 +158,48 @@ pub fn dot_2xn(
     }
 }
 
-/// The sum of the 4-bit codes in `packed` (two to a byte), thirty-two codes in five instructions.
-pub fn nibble_sum(packed: &[u8]) -> u32 {
-    if packed.is_empty() {
+/// The sum of the codes in `bytes`: a byte each, sixteen an instruction (`VADDVA.U8`), or with `NIBBLES`
+/// two 4-bit codes a byte, thirty-two in five instructions.
+pub fn code_sum<const NIBBLES: bool>(bytes: &[u8]) -> u32 {
+    if bytes.is_empty() {
         return 0;
     }
     let mut sum = 0u32;
-    // SAFETY: the tail-predicated loop reads exactly `packed.len()` bytes (`VLDRB`) and writes only
+    // The loop over `bytes`, each pass adding sixteen loaded bytes' codes to `r0` with `$pass`.
+    macro_rules! sum_loop {
+        ($setup:literal, $pass:expr) => {
+            asm!(
+                $setup,
+                "dlstp.8 lr, {n}",
+                "2:",
+                "vldrb.u8 q0, [{p}], #16",
+                $pass,
+                "letp lr, 2b",
+                n = in(reg) bytes.len(),
+                p = inout(reg) bytes.as_ptr() => _,
+                inout("r0") sum,
+                out("lr") _,
+                out("d0") _,
+                out("d1") _,
+                out("d2") _,
+                out("d3") _,
+                out("d4") _,
+                out("d5") _,
+                options(readonly, nostack),
+            )
+        };
+    }
+    // SAFETY: the tail-predicated loop reads exactly `bytes.len()` bytes (`VLDRB`) and writes only
     // registers: the sum, the pointer it advances (a copy), `lr` and `q0`-`q2`, all declared.
     unsafe {
-        asm!(
-            "vmov.i8 q2, #0x0f",
-            "dlstp.8 lr, {n}",
-            "2:",
-            "vldrb.u8 q0, [{p}], #16",
-            "vand q1, q0, q2",
-            "vshr.u8 q0, q0, #4",
-            "vaddva.u8 r0, q1",
-            "vaddva.u8 r0, q0",
-            "letp lr, 2b",
-            n = in(reg) packed.len(),
-            p = inout(reg) packed.as_ptr() => _,
-            inout("r0") sum,
-            out("lr") _,
-            out("d0") _,
-            out("d1") _,
-            out("d2") _,
-            out("d3") _,
-            out("d4") _,
-            out("d5") _,
-            options(readonly, nostack),
-        );
-    }
-    sum
-}
-
-/// The sum of `codes`, sixteen bytes an instruction (`VADDVA.U8`).
-pub fn byte_sum(codes: &[u8]) -> u32 {
-    if codes.is_empty() {
-        return 0;
-    }
-    let mut sum = 0u32;
-    // SAFETY: the tail-predicated loop reads exactly `codes.len()` bytes from `codes` (`VLDRB`) and writes
-    // only registers: the sum, the pointer it advances (a copy), `lr` and `q0`, all declared.
-    unsafe {
-        asm!(
-            "dlstp.8 lr, {n}",
-            "2:",
-            "vldrb.u8 q0, [{p}], #16",
-            "vaddva.u8 r0, q0",
-            "letp lr, 2b",
-            n = in(reg) codes.len(),
-            p = inout(reg) codes.as_ptr() => _,
-            inout("r0") sum,
-            out("lr") _,
-            out("d0") _,
-            out("d1") _,
-            options(readonly, nostack),
-        );
+        if NIBBLES {
+            sum_loop!(
+                "vmov.i8 q2, #0x0f",
+                "vand q1, q0, q2\nvshr.u8 q0, q0, #4\nvaddva.u8 r0, q1\nvaddva.u8 r0, q0"
+            )
+        } else {
+            sum_loop!("", "vaddva.u8 r0, q0")
+        }
     }
     sum
 }
