@@ -207,7 +207,7 @@ fn im2col(
         return sum.total();
     }
 
-    gather::<false>(input, geo, pixel, patch);
+    gather::<0>(input, geo, pixel, patch);
     let (full, tail) = (plan.full(), plan.tail);
     for t in 0..tail {
         let code = patch[full + t] as u32;
@@ -232,30 +232,31 @@ fn gather_run(
     lanes: &mut [u32],
 ) -> u32 {
     let run = scratch::bytes_mut(&mut lanes[slot * plan.words..(slot + 1) * plan.words]);
-    let nibbles = plan.format.bits() == 4;
-    if nibbles {
-        gather::<true>(input, geo, pixel, run);
-    } else {
-        gather::<false>(input, geo, pixel, run);
+    // Codes per byte, as a shift: 8-bit codes a byte each, 4 and 2-bit ones packed as the input stores them.
+    match plan.format.bits() {
+        4 => gather::<1>(input, geo, pixel, run),
+        2 => gather::<2>(input, geo, pixel, run),
+        _ => gather::<0>(input, geo, pixel, run),
     }
-    let used = if nibbles { plan.patch / 2 } else { plan.patch };
+    let used = plan.patch >> (3 - plan.format.bits().trailing_zeros());
     run[used..].fill(0);
     #[cfg(all(target_arch = "arm", qfd_mve))]
-    return if nibbles {
-        super::mve::code_sum::<true>(&run[..used])
-    } else {
-        super::mve::code_sum::<false>(&run[..used])
+    return match plan.format.bits() {
+        4 => super::mve::code_sum::<4>(&run[..used]),
+        2 => super::mve::code_sum::<2>(&run[..used]),
+        _ => super::mve::code_sum::<8>(&run[..used]),
     };
     // (Never reached: vector formats are chosen on Helium builds only.)
     #[cfg(not(all(target_arch = "arm", qfd_mve)))]
-    run[..used].iter().map(|&b| if nibbles { (b & 15) as u32 + (b >> 4) as u32 } else { b as u32 }).sum()
+    Codes::new(&run[..used], plan.format.bits() as u8).iter_from(0).take(plan.patch).map(u32::from).sum()
 }
 
 /// Gathers output pixel `pixel`'s patch into `target`: every row of the window as one run when it lies
-/// inside the input, else tap by tap (padding reads code 0). A byte per code, or with `NIBBLES` the 4-bit
-/// codes as the input stores them, two to a byte (`Cin` even, so that every tap starts on a byte).
+/// inside the input, else tap by tap (padding reads code 0). A byte per code (`SHIFT` 0), or the 4-bit or
+/// 2-bit codes as the input stores them, `1 << SHIFT` to a byte (`Cin` a multiple of that, so that every tap
+/// starts on a byte).
 #[inline(always)]
-fn gather<const NIBBLES: bool>(input: Codes<'_>, geo: &ConvGeometry, pixel: usize, target: &mut [u8]) {
+fn gather<const SHIFT: usize>(input: Codes<'_>, geo: &ConvGeometry, pixel: usize, target: &mut [u8]) {
     let (inp, win) = (geo.input, &geo.window);
     let (oy, ox) = (pixel / geo.output.w, pixel % geo.output.w);
     let [kh, kw] = [win.kernel[0] as usize, win.kernel[1] as usize];
@@ -264,13 +265,13 @@ fn gather<const NIBBLES: bool>(input: Codes<'_>, geo: &ConvGeometry, pixel: usiz
     let cin = inp.c;
     // Codes `start..start + dst.len()` (or their bytes) into `dst`.
     let copy = |start: usize, dst: &mut [u8]| {
-        if NIBBLES {
-            copy_bytes(&input.bytes()[start / 2..start / 2 + dst.len()], dst);
+        if SHIFT > 0 {
+            copy_bytes(&input.bytes()[start >> SHIFT..(start >> SHIFT) + dst.len()], dst);
         } else {
             copy_codes(input, start, dst);
         }
     };
-    let shift = NIBBLES as usize;
+    let shift = SHIFT;
     for ky in 0..kh {
         let dst = &mut target[(ky * kw * cin) >> shift..((ky + 1) * kw * cin) >> shift];
         let iy = y0 + ky as isize;

@@ -29,14 +29,17 @@ pub const DOT2_WORDS: usize = 7;
 pub const DOT2_MASK: u32 = 0x0c03_0c03;
 
 /// How weight words unpack into lanes: `bits` per code (1, 2 or 4 for packed weights, 8 for byte-stored
-/// ones), and whether lanes hold two codes each (2-bit only) or, at 8 bits, whether the codes stay bytes
-/// ([`LaneFormat::bytes`], Helium builds only). Two fields, so that it travels in registers.
+/// ones), and whether lanes hold two codes each (2-bit only); on Helium builds also the vector forms
+/// ([`LaneFormat::vector`]), marked by [`VECTOR`] in `bits`. Two fields, so that it travels in registers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct LaneFormat {
     bits: u32,
-    /// Two codes per lane at 2 bits; bytes at 8.
+    /// Two codes per lane (2 bits).
     dot: bool,
 }
+
+/// The mark of the vector forms in [`LaneFormat`]'s `bits`.
+const VECTOR: u32 = 16;
 
 impl LaneFormat {
     /// The format of weights stored with `weight_bits` bits, one code per lane.
@@ -50,24 +53,23 @@ impl LaneFormat {
         LaneFormat { bits: 2, dot: true }
     }
 
-    /// Codes read by a vector unit (Helium): 8-bit weights against activations a byte each, or 4-bit
-    /// weights against 4-bit activations, both packed as stored (`bits` 8 or 4). No lanes: each pixel's
-    /// patch is a run of whole words of codes in the order the weights are stored, pixel A's first, then
-    /// pixel B's, and the kernel reads just the patch's codes of each (no tail codes).
+    /// Codes read by a vector unit (Helium): weights and activations of the same storage width `bits`
+    /// (8, 4 or 2), both packed as stored. No lanes: each pixel's patch is a run of whole words of codes
+    /// in the order the weights are stored, pixel A's first, then pixel B's, and the kernel reads just the
+    /// patch's codes of each (no tail codes).
     pub const fn vector(bits: u32) -> Self {
-        LaneFormat { bits, dot: true }
+        LaneFormat { bits: bits | VECTOR, dot: false }
     }
 
     /// Whether lanes hold two codes each.
     pub const fn is_dot2(self) -> bool {
-        // Only Helium builds have the vector forms to tell apart; the others test the flag alone.
-        self.dot && (!HELIUM || self.bits == 2)
+        self.dot
     }
 
     /// Whether this is [`LaneFormat::vector`] (only ever on Helium builds, which lets the others compile
     /// the checks away).
     pub const fn is_vector(self) -> bool {
-        HELIUM && self.dot && self.bits != 2
+        HELIUM && self.bits & VECTOR != 0
     }
 
     /// Activation lane entries (`u32`) per weight word, for one pixel.
@@ -83,12 +85,16 @@ impl LaneFormat {
 
     /// Storage bits of one code.
     pub const fn bits(self) -> u32 {
-        self.bits
+        if HELIUM {
+            self.bits & !VECTOR
+        } else {
+            self.bits
+        }
     }
 
     /// Codes in one 32-bit word.
     pub const fn codes_per_word(self) -> usize {
-        32 / self.bits as usize
+        32 / self.bits() as usize
     }
 }
 
@@ -117,6 +123,7 @@ pub fn dot_2x2(x: &[u32], row0: &[u8], row1: &[u8], format: LaneFormat, words: u
     if format.is_vector() {
         return match format.bits() {
             4 => dot_2x2_vector::<4>(x, row0, row1, words),
+            2 => dot_2x2_vector::<2>(x, row0, row1, words),
             _ => dot_2x2_vector::<8>(x, row0, row1, words),
         };
     }
@@ -150,6 +157,8 @@ pub fn dot_2xn(
         return match (format.bits(), accumulate) {
             (4, false) => job.run::<false>(acc, dot_2x2_vector::<4>),
             (4, true) => job.run::<true>(acc, dot_2x2_vector::<4>),
+            (2, false) => job.run::<false>(acc, dot_2x2_vector::<2>),
+            (2, true) => job.run::<true>(acc, dot_2x2_vector::<2>),
             (_, false) => job.run::<false>(acc, dot_2x2_vector::<8>),
             (_, true) => job.run::<true>(acc, dot_2x2_vector::<8>),
         };

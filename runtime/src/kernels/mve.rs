@@ -62,6 +62,59 @@ macro_rules! nibbles_pass {
     };
 }
 
+/// One field of the 2-bit loop: the codes at bits `$f`..`$f + 1` of every byte of `q0`-`q3` (shifted to the
+/// top, then down: two `VSHL`/`VSHR` per register, no mask) into `q4`-`q7`, then their four dot products.
+macro_rules! crumbs_field {
+    ($up:literal) => {
+        concat!(
+            "vshl.i8 q4, q0, #",
+            $up,
+            "\n",
+            "vshr.u8 q4, q4, #6\n",
+            "vshl.i8 q5, q1, #",
+            $up,
+            "\n",
+            "vshr.u8 q5, q5, #6\n",
+            "vshl.i8 q6, q2, #",
+            $up,
+            "\n",
+            "vshr.u8 q6, q6, #6\n",
+            "vshl.i8 q7, q3, #",
+            $up,
+            "\n",
+            "vshr.u8 q7, q7, #6\n",
+            "vmladava.u8 r0, q4, q6\n",
+            "vmladava.u8 r2, q5, q6\n",
+            "vmladava.u8 r4, q4, q7\n",
+            "vmladava.u8 r8, q5, q7\n",
+        )
+    };
+}
+
+/// One pass of the 2-bit loop: sixteen bytes, sixty-four codes, of each row against both pixels; the
+/// codes at the same place in a byte meet, as weights and activations are stored in the same order.
+macro_rules! crumbs_pass {
+    () => {
+        concat!(
+            "vldrb.u8 q0, [{xa}], #16\n",
+            "vldrb.u8 q1, [{xb}], #16\n",
+            "vldrb.u8 q2, [{p0}], #16\n",
+            "vldrb.u8 q3, [{p1}], #16\n",
+            crumbs_field!("6"),
+            crumbs_field!("4"),
+            crumbs_field!("2"),
+            "vshr.u8 q0, q0, #6\n",
+            "vshr.u8 q1, q1, #6\n",
+            "vshr.u8 q2, q2, #6\n",
+            "vshr.u8 q3, q3, #6\n",
+            "vmladava.u8 r0, q0, q2\n",
+            "vmladava.u8 r2, q1, q2\n",
+            "vmladava.u8 r4, q0, q3\n",
+            "vmladava.u8 r8, q1, q3\n",
+        )
+    };
+}
+
 /// The tail-predicated loop over `{n}` bytes with `$pass` as its body, after `$setup`; the four sums in
 /// `r0`, `r2`, `r4`, `r8` (`VMLADAVA` accumulates into even registers only). `$($q:literal)*` are the
 /// vector registers the body uses, as the `d` registers they alias: only those are declared clobbered, so
@@ -113,7 +166,7 @@ pub fn dot_2xn(
     assert!(bytes > 0 && x.len() >= 2 * words);
     assert!(rows.len() >= (2 * pairs - 1) * row_bytes + bytes);
     let (a, b) = (x.as_ptr().cast::<u8>(), x[words..].as_ptr().cast::<u8>());
-    let nibbles = format.bits() == 4;
+    let bits = format.bits();
     for (q, sums) in acc.chunks_exact_mut(4).enumerate() {
         let (p0, p1) = (rows[2 * q * row_bytes..].as_ptr(), rows[(2 * q + 1) * row_bytes..].as_ptr());
         let mut new = [0i32; 4];
@@ -121,8 +174,8 @@ pub fn dot_2xn(
         // rows 2q and 2q + 1 and from each pixel's run (`VLDRB`, any alignment), and writes only registers:
         // the four sums, the pointers it advances (copies), `lr` and `q0`-`q7`, all declared.
         unsafe {
-            if nibbles {
-                row_pair_block!(
+            match bits {
+                4 => row_pair_block!(
                     a,
                     b,
                     p0,
@@ -135,9 +188,22 @@ pub fn dot_2xn(
                         "d0", "d1", "d2", "d3", "d4", "d5", "d6", "d7", "d8", "d9", "d10", "d11", "d12",
                         "d13", "d14", "d15"
                     ]
-                )
-            } else {
-                row_pair_block!(
+                ),
+                2 => row_pair_block!(
+                    a,
+                    b,
+                    p0,
+                    p1,
+                    bytes,
+                    new,
+                    "",
+                    crumbs_pass!(),
+                    [
+                        "d0", "d1", "d2", "d3", "d4", "d5", "d6", "d7", "d8", "d9", "d10", "d11", "d12",
+                        "d13", "d14", "d15"
+                    ]
+                ),
+                _ => row_pair_block!(
                     a,
                     b,
                     p0,
@@ -147,7 +213,7 @@ pub fn dot_2xn(
                     "",
                     bytes_pass!(),
                     ["d0", "d1", "d2", "d3", "d4", "d5", "d6", "d7"]
-                )
+                ),
             }
         }
         if accumulate {
@@ -158,18 +224,17 @@ pub fn dot_2xn(
     }
 }
 
-/// The sum of the codes in `bytes`: a byte each, sixteen an instruction (`VADDVA.U8`), or with `NIBBLES`
-/// two 4-bit codes a byte, thirty-two in five instructions.
-pub fn code_sum<const NIBBLES: bool>(bytes: &[u8]) -> u32 {
+/// The sum of the codes in `bytes`, stored `BITS` (8, 4 or 2) to a field of each byte: sixteen bytes an
+/// instruction (`VADDVA.U8`) at 8 bits, each field shifted out first below that.
+pub fn code_sum<const BITS: u32>(bytes: &[u8]) -> u32 {
     if bytes.is_empty() {
         return 0;
     }
     let mut sum = 0u32;
     // The loop over `bytes`, each pass adding sixteen loaded bytes' codes to `r0` with `$pass`.
     macro_rules! sum_loop {
-        ($setup:literal, $pass:expr) => {
+        ($pass:expr) => {
             asm!(
-                $setup,
                 "dlstp.8 lr, {n}",
                 "2:",
                 "vldrb.u8 q0, [{p}], #16",
@@ -183,22 +248,22 @@ pub fn code_sum<const NIBBLES: bool>(bytes: &[u8]) -> u32 {
                 out("d1") _,
                 out("d2") _,
                 out("d3") _,
-                out("d4") _,
-                out("d5") _,
                 options(readonly, nostack),
             )
         };
     }
     // SAFETY: the tail-predicated loop reads exactly `bytes.len()` bytes (`VLDRB`) and writes only
-    // registers: the sum, the pointer it advances (a copy), `lr` and `q0`-`q2`, all declared.
+    // registers: the sum, the pointer it advances (a copy), `lr` and `q0`-`q1`, all declared.
     unsafe {
-        if NIBBLES {
-            sum_loop!(
-                "vmov.i8 q2, #0x0f",
-                "vand q1, q0, q2\nvshr.u8 q0, q0, #4\nvaddva.u8 r0, q1\nvaddva.u8 r0, q0"
-            )
-        } else {
-            sum_loop!("", "vaddva.u8 r0, q0")
+        match BITS {
+            4 => sum_loop!("vshl.i8 q1, q0, #4\nvshr.u8 q1, q1, #4\nvshr.u8 q0, q0, #4\nvaddva.u8 r0, q1\nvaddva.u8 r0, q0"),
+            2 => sum_loop!(concat!(
+                "vshl.i8 q1, q0, #6\nvshr.u8 q1, q1, #6\nvaddva.u8 r0, q1\n",
+                "vshl.i8 q1, q0, #4\nvshr.u8 q1, q1, #6\nvaddva.u8 r0, q1\n",
+                "vshl.i8 q1, q0, #2\nvshr.u8 q1, q1, #6\nvaddva.u8 r0, q1\n",
+                "vshr.u8 q0, q0, #6\nvaddva.u8 r0, q0"
+            )),
+            _ => sum_loop!("vaddva.u8 r0, q0"),
         }
     }
     sum

@@ -172,13 +172,15 @@ pub fn conv_variant(geo: &ConvGeometry, weight_bits: u8) -> ConvVariant {
         return ConvVariant::Reference;
     }
     // Two codes per lane where products cannot outgrow the lane's fields: 2-bit weights and activations.
-    // On Helium, 8-bit weights, and 4-bit ones against 4-bit activations (whole bytes of codes per input
-    // pixel), stay as stored for the vector multiply-accumulate.
+    // On Helium, 8-bit weights, and 4 or 2-bit ones against activations of the same width (whole bytes of
+    // codes per input pixel), stay as stored for the vector multiply-accumulate.
     let cin = geo.input.c / geo.groups;
     let format = if Core::COMPILED.mve && storage_bits(weight_bits) == 8 {
         LaneFormat::vector(8)
     } else if Core::COMPILED.mve && weight_bits == 4 && geo.input_bits == 4 && cin.is_multiple_of(2) {
         LaneFormat::vector(4)
+    } else if Core::COMPILED.mve && weight_bits == 2 && geo.input_bits == 2 && cin.is_multiple_of(4) {
+        LaneFormat::vector(2)
     } else if weight_bits == 2 && geo.input_bits <= 2 {
         LaneFormat::dot2()
     } else {
