@@ -167,8 +167,10 @@ pub fn dot_2xn(
     assert!(rows.len() >= (2 * pairs - 1) * row_bytes + bytes);
     let (a, b) = (x.as_ptr().cast::<u8>(), x[words..].as_ptr().cast::<u8>());
     let bits = format.bits();
-    for (q, sums) in acc.chunks_exact_mut(4).enumerate() {
-        let (p0, p1) = (rows[2 * q * row_bytes..].as_ptr(), rows[(2 * q + 1) * row_bytes..].as_ptr());
+    // Rows 2q and 2q + 1 start `2 * row_bytes` further on for each pair (the asserts bound them).
+    let mut p0 = rows.as_ptr();
+    for sums in acc.chunks_exact_mut(4) {
+        let p1 = p0.wrapping_add(row_bytes);
         let mut new = [0i32; 4];
         // SAFETY: the asserts bound every access: the tail-predicated loop reads `bytes` bytes from each of
         // rows 2q and 2q + 1 and from each pixel's run (`VLDRB`, any alignment), and writes only registers:
@@ -221,6 +223,7 @@ pub fn dot_2xn(
         } else {
             sums.copy_from_slice(&new);
         }
+        p0 = p0.wrapping_add(2 * row_bytes);
     }
 }
 
