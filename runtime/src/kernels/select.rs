@@ -3,9 +3,9 @@
 //!
 //! The decision depends on two things only:
 //! - the core's features, fixed when the runtime is compiled for a board ([`Core::COMPILED`]): a board
-//!   file's `dsp = true` becomes `--cfg qfd_dsp` beside `-C target-cpu` (`qfd_boards::Board::rustflags`;
-//!   Rust's own `target_feature = "dsp"` is not available on stable); the host can ask what a board would
-//!   run by passing that board's [`Core`];
+//!   file's `dsp = true` becomes `--cfg qfd_dsp` and `mve = true` `--cfg qfd_mve` beside `-C target-cpu`
+//!   (`qfd_boards::Board::rustflags`; Rust's own `target_feature = "dsp"` is not available on stable); the
+//!   host can ask what a board would run by passing that board's [`Core`];
 //! - the layer's shape and bit-widths.
 //!
 //! A variant never changes a result: every variant is tested against [`super::reference`] bit for bit.
