@@ -4,7 +4,9 @@
 //! lanes in the order the weights unpack to ([`super::lanes`]), together with each patch's code sum. Then
 //! output channels are taken two at a time: each pair's four dot products, so every weight word read serves
 //! two pixels and every activation lane two channels. One `dot_2xn` call does every pair of a pixel pair;
-//! it is the only core-specific part: `SMLAD` in `asm!` on DSP cores, portable Rust elsewhere.
+//! it is the core-specific part: `MLA` in `asm!` on the Cortex-M3 (8-bit), `SMLAD` on DSP cores,
+//! `VMLADAVA` on Helium, portable Rust elsewhere. On Helium the patches stay as stored
+//! ([`LaneFormat::vector`], gathered by `gather_run`) instead of becoming lanes.
 
 use super::lanes::{le_word, LaneFormat};
 use super::select::GemmPlan;
@@ -219,8 +221,8 @@ fn im2col(
 }
 
 /// [`im2col`] for [`LaneFormat::vector`] (Helium): the patch is gathered straight into the pixel's run of
-/// lanes, whole words (a patch that ends inside its last word is padded with 0), as bytes or, at 4 bits, as
-/// the input stores its codes; returns its code sum. Out of line, so that it leaves the other forms' code
+/// lanes, whole words (a patch that ends inside its last word is padded with 0), as bytes or, at 4 and 2
+/// bits, as the input stores its codes; returns its code sum. Out of line, so that it leaves the other forms' code
 /// as it was.
 #[inline(never)]
 fn gather_run(
