@@ -10,7 +10,7 @@
 //! uses wrapping arithmetic, which is exact whenever the true result fits `i32`, as validation proves.
 //!
 //! How the module is laid out:
-//! - [`reference`]: the plain loops that define each op, bit for bit. Every faster variant is tested against
+//! - [`reference`](mod@reference): the plain loops that define each op, bit for bit. Every faster variant is tested against
 //!   them, on the host and on each board.
 //! - `gemm`: convolution as a blocked matrix product over an im2col buffer (portable Rust), whose inner
 //!   `2 x 2` dot product is the only part a core-specific variant replaces.

@@ -1,7 +1,8 @@
 //! The reference kernels: plain loops written straight from the arithmetic contract (`docs/arithmetic.md`).
 //!
-//! They define what every op computes. Faster variants ([`super::gemm`], [`super::dsp`]) must give the same
-//! bytes for every input, and the randomized tests check them against these, on the host and on the boards.
+//! They define what every op computes. Faster variants (`gemm`, `dsp`, `mla`, `mve`, `depthwise`) must give
+//! the same bytes for every input, and the randomized tests check them against these, on the host and on
+//! the boards.
 //! They also stay the production kernels for shapes no fast variant handles.
 
 mod conv;
