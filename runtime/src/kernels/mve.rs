@@ -15,19 +15,39 @@ use core::arch::asm;
 
 use super::lanes::LaneFormat;
 
+/// The four dot products of a pass: pixels A and B (`$xa`, `$xb`) against rows 0 and 1 (`$w0`, `$w1`),
+/// added to `r0` (A, row 0), `r2` (B, row 0), `r4` (A, row 1) and `r8` (B, row 1).
+macro_rules! dots {
+    ($xa:literal, $xb:literal, $w0:literal, $w1:literal) => {
+        concat!(
+            "vmladava.u8 r0, ",
+            $xa,
+            ", ",
+            $w0,
+            "\n",
+            "vmladava.u8 r2, ",
+            $xb,
+            ", ",
+            $w0,
+            "\n",
+            "vmladava.u8 r4, ",
+            $xa,
+            ", ",
+            $w1,
+            "\n",
+            "vmladava.u8 r8, ",
+            $xb,
+            ", ",
+            $w1,
+            "\n",
+        )
+    };
+}
+
 /// One pass of the 8-bit loop: sixteen codes of each row against both pixels.
 macro_rules! bytes_pass {
     () => {
-        concat!(
-            "vldrb.u8 q0, [{xa}], #16\n",
-            "vldrb.u8 q1, [{xb}], #16\n",
-            "vldrb.u8 q2, [{p0}], #16\n",
-            "vldrb.u8 q3, [{p1}], #16\n",
-            "vmladava.u8 r0, q0, q2\n",
-            "vmladava.u8 r2, q1, q2\n",
-            "vmladava.u8 r4, q0, q3\n",
-            "vmladava.u8 r8, q1, q3\n",
-        )
+        dots!("q0", "q1", "q2", "q3")
     };
 }
 
@@ -38,10 +58,6 @@ macro_rules! bytes_pass {
 macro_rules! nibbles_pass {
     () => {
         concat!(
-            "vldrb.u8 q0, [{xa}], #16\n",
-            "vldrb.u8 q1, [{xb}], #16\n",
-            "vldrb.u8 q2, [{p0}], #16\n",
-            "vldrb.u8 q3, [{p1}], #16\n",
             "vand q4, q0, q7\n",
             "vshr.u8 q0, q0, #4\n",
             "vand q5, q1, q7\n",
@@ -83,10 +99,7 @@ macro_rules! crumbs_field {
             $up,
             "\n",
             "vshr.u8 q7, q7, #6\n",
-            "vmladava.u8 r0, q4, q6\n",
-            "vmladava.u8 r2, q5, q6\n",
-            "vmladava.u8 r4, q4, q7\n",
-            "vmladava.u8 r8, q5, q7\n",
+            dots!("q4", "q5", "q6", "q7"),
         )
     };
 }
@@ -96,10 +109,6 @@ macro_rules! crumbs_field {
 macro_rules! crumbs_pass {
     () => {
         concat!(
-            "vldrb.u8 q0, [{xa}], #16\n",
-            "vldrb.u8 q1, [{xb}], #16\n",
-            "vldrb.u8 q2, [{p0}], #16\n",
-            "vldrb.u8 q3, [{p1}], #16\n",
             crumbs_field!("6"),
             crumbs_field!("4"),
             crumbs_field!("2"),
@@ -107,15 +116,12 @@ macro_rules! crumbs_pass {
             "vshr.u8 q1, q1, #6\n",
             "vshr.u8 q2, q2, #6\n",
             "vshr.u8 q3, q3, #6\n",
-            "vmladava.u8 r0, q0, q2\n",
-            "vmladava.u8 r2, q1, q2\n",
-            "vmladava.u8 r4, q0, q3\n",
-            "vmladava.u8 r8, q1, q3\n",
+            dots!("q0", "q1", "q2", "q3"),
         )
     };
 }
 
-/// The tail-predicated loop over `{n}` bytes with `$pass` as its body, after `$setup`; the four sums in
+/// The tail-predicated loop over `{n}` bytes: the pass's loads, then `$pass`, after `$setup`; the four sums in
 /// `r0`, `r2`, `r4`, `r8` (`VMLADAVA` accumulates into even registers only). `$($q:literal)*` are the
 /// vector registers the body uses, as the `d` registers they alias: only those are declared clobbered, so
 /// that the compiler saves no more around the block than it must.
@@ -126,6 +132,11 @@ macro_rules! row_pair_block {
             $setup,
             "dlstp.8 lr, {n}",
             "2:",
+            // Sixteen bytes of each pixel's run (`q0`, `q1`) and of each row (`q2`, `q3`).
+            "vldrb.u8 q0, [{xa}], #16",
+            "vldrb.u8 q1, [{xb}], #16",
+            "vldrb.u8 q2, [{p0}], #16",
+            "vldrb.u8 q3, [{p1}], #16",
             $pass,
             "letp lr, 2b",
             n = in(reg) $n,

@@ -44,6 +44,9 @@ pub struct OpValues<'v> {
     pub index: usize,
 }
 
+// The indexing below cannot go out of bounds for any model file: validation checks that there is one
+// value per op plus the input (so `index + 1` exists) and that every input of op `index` is an earlier
+// value, before it calls any op's `check`; nothing else runs on an unvalidated model.
 impl<'v> OpValues<'v> {
     /// Value `v`.
     pub fn get(&self, v: u16) -> &'v ValueDesc {
