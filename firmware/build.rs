@@ -44,7 +44,9 @@ fn main() {
     println!("cargo:rerun-if-changed={model_path}");
     let bytes = fs::read(&model_path).unwrap_or_else(|e| panic!("{model_path}: {e}"));
     let model = qfd_runtime::Model::load(&bytes).unwrap_or_else(|e| panic!("{model_path}: {e}"));
-    let code = qfd_codegen::emit_rust(&bytes).unwrap_or_else(|e| panic!("{model_path}: {e}"));
+    // The arena is sized for the kernels this board's core runs (their working memory differs).
+    let core = qfd_runtime::kernels::select::Core { dsp: board.dsp, mve: board.mve };
+    let code = qfd_codegen::emit_rust_on(&bytes, &[core]).unwrap_or_else(|e| panic!("{model_path}: {e}"));
     fs::write(out.join("model.rs"), code).unwrap();
     fs::write(out.join("model.qfdm"), &bytes).unwrap();
     let crc = qfd_codegen::emit::model_crc(&bytes).unwrap_or_else(|e| panic!("{model_path}: {e}"));
@@ -60,7 +62,7 @@ fn main() {
         model.input_len(),
         model.num_classes(),
         model.desc().ops.len(),
-        model.arena_size(),
+        model.arena_size_on(core),
         qfd_link::max_request_frame(model.input_len()),
     );
     let config = if env::var_os("CARGO_FEATURE_KERNEL_TEST").is_some() {

@@ -18,6 +18,6 @@ pub mod plan;
 pub mod stats;
 pub mod synth;
 
-pub use emit::{emit_rust, EmitError};
+pub use emit::{emit_rust, emit_rust_on, EmitError};
 pub use encode::{encode_model, encode_model_as, EncodeError};
 pub use graph::{Graph, ValueId};

@@ -4,6 +4,7 @@ use crate::arena::{read_logits, split};
 use crate::codes::{clear_unused, pack_codes, Codes};
 use crate::error::{LoadError, RunError};
 use crate::format::{ElemType, FileHeader, ModelDesc, OpDesc, FORMAT_MAJOR, FORMAT_MINOR, MAGIC};
+use crate::kernels::select::Core;
 use crate::kernels::ConvGeometry;
 use crate::ops::{code_bits, OpValues};
 use crate::validate::validate;
@@ -99,10 +100,7 @@ impl<'a> Model<'a> {
         }
         let work = validate(&desc, max_work)?;
         let format_version = (header.format_major, header.format_minor);
-        let values = &desc.values;
-        let scratch =
-            desc.ops.iter().enumerate().map(|(i, op)| op.scratch_bytes(OpValues { values, index: i })).max();
-        let scratch = scratch.unwrap_or(0);
+        let scratch = scratch_on(&desc, Core::COMPILED);
         Ok(Model { desc, producer: header.producer, format_version, work, scratch })
     }
 
@@ -143,6 +141,12 @@ impl<'a> Model<'a> {
         self.scratch
     }
 
+    /// [`arena_size`](Self::arena_size) for a runtime compiled for `core` (kernel variants differ in their
+    /// working memory): what the host sizes a board's static arena with.
+    pub fn arena_size_on(&self, core: Core) -> usize {
+        self.values_size() + scratch_on(&self.desc, core)
+    }
+
     /// The shapes of op `index` when it is a convolution, as its kernel sees them.
     pub fn conv_geometry(&self, index: usize) -> Option<ConvGeometry> {
         match self.desc.ops.get(index)? {
@@ -153,7 +157,7 @@ impl<'a> Model<'a> {
 
     /// Bytes of working memory op `index` needs (0 for ops that need none or do not exist).
     pub fn op_scratch_size(&self, index: usize) -> usize {
-        self.desc.ops.get(index).map_or(0, |op| op.scratch_bytes(self.op_values(index)))
+        self.desc.ops.get(index).map_or(0, |op| op.scratch_bytes(self.op_values(index), Core::COMPILED))
     }
 
     /// The values around op `index` (which must exist).
@@ -253,4 +257,12 @@ impl<'a> Model<'a> {
         };
         op.accumulators(self.op_values(index), &read, out)
     }
+}
+
+/// The most working memory any op of `desc` needs on `core`.
+fn scratch_on(desc: &ModelDesc<'_>, core: Core) -> usize {
+    let values = &desc.values;
+    let each =
+        desc.ops.iter().enumerate().map(|(i, op)| op.scratch_bytes(OpValues { values, index: i }, core));
+    each.max().unwrap_or(0)
 }

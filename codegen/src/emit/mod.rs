@@ -25,6 +25,7 @@ mod ops;
 use std::fmt::Write as _;
 
 use qfd_runtime::format::{ElemType, FileHeader};
+use qfd_runtime::kernels::select::Core;
 use qfd_runtime::ops::emit::range;
 use qfd_runtime::{LoadError, Model};
 
@@ -40,8 +41,18 @@ pub enum EmitError {
 
 /// The Rust module for the model in `model_bytes` (a `.qfdm` file). Deterministic: the same file gives the
 /// same text.
+///
+/// The arena is sized for a runtime compiled for any core ([`Core::ALL`]); [`emit_rust_on`] sizes it for
+/// the given ones only.
 pub fn emit_rust(model_bytes: &[u8]) -> Result<String, EmitError> {
+    emit_rust_on(model_bytes, &Core::ALL)
+}
+
+/// [`emit_rust`] with an arena sized for the kernels that a runtime compiled for any of `cores` runs
+/// (their working memory differs): the firmware's build script passes its board's core.
+pub fn emit_rust_on(model_bytes: &[u8], cores: &[Core]) -> Result<String, EmitError> {
     let model = Model::load(model_bytes).map_err(EmitError::Invalid)?;
+    let arena_size = cores.iter().map(|&core| model.arena_size_on(core)).max().unwrap_or(model.arena_size());
     let crc = model_crc(model_bytes)?;
     let desc = model.desc();
     let values = &desc.values;
@@ -71,7 +82,7 @@ pub fn emit_rust(model_bytes: &[u8]) -> Result<String, EmitError> {
         w,
         "// {} layers, {macs} MACs, {} bytes of arena. Do not edit: regenerate with `qfd-host codegen`.\n// Plain comments, not `//!`: the module is meant to be pulled in with `include!`.\n",
         desc.ops.len(),
-        model.arena_size()
+        arena_size
     );
     let [h, wd, c] = model.input_shape();
     let consts = [
@@ -79,12 +90,7 @@ pub fn emit_rust(model_bytes: &[u8]) -> Result<String, EmitError> {
         ("INPUT_LEN", "usize", model.input_len().to_string(), "Bytes of one input (`H * W * C` codes)."),
         ("INPUT_BITS", "u8", input_bits.to_string(), "Bit-width of the input codes (8: raw pixels)."),
         ("NUM_CLASSES", "usize", model.num_classes().to_string(), "Logits per inference."),
-        (
-            "ARENA_SIZE",
-            "usize",
-            model.arena_size().to_string(),
-            "Bytes of the arena: tensors, then kernel scratch.",
-        ),
+        ("ARENA_SIZE", "usize", arena_size.to_string(), "Bytes of the arena: tensors, then kernel scratch."),
         ("VALUES_SIZE", "usize", model.values_size().to_string(), "Bytes of the arena that hold tensors."),
         ("NUM_LAYERS", "usize", desc.ops.len().to_string(), "Layers (ops), in execution order."),
         ("MACS", "u64", macs.to_string(), "Multiply-accumulates per inference."),

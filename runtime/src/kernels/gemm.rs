@@ -42,12 +42,26 @@ pub(super) fn conv2d(
     let (patch, rest) = rest.split_at_mut(plan.patch_bytes());
     let words = scratch::words(rest, plan.scratch_words());
     let (lanes, rest) = words.split_at_mut(plan.lane_entries());
-    let (tails, sums) = rest.split_at_mut(2 * plan.tail);
+    let (tails, rest) = rest.split_at_mut(2 * plan.tail);
+    let (sums, params) = rest.split_at_mut(rest.len() - plan.param_words());
     let (pixels, channels) = (geo.output.h * geo.output.w, geo.output.c);
     let pairs = channels / 2;
     // Four `i32` sums per pair of channels; the words are only storage for them.
     let sums = scratch::as_i32(&mut sums[..4 * pairs]);
     let row_bytes = plan.row_bytes();
+    // Helium requantizes four channels an instruction where the layer allows (`None`: the scalar form).
+    #[cfg(all(target_arch = "arm", qfd_mve))]
+    let vector_clamp = match super::mve::to_code::whole_range_bits(clamp) {
+        Some(bits)
+            if plan.format.is_vector()
+                && super::mve::to_code::channel_vectors(requant, 2 * pairs, params) =>
+        {
+            Some(bits)
+        }
+        _ => None,
+    };
+    #[cfg(not(all(target_arch = "arm", qfd_mve)))]
+    let _ = params;
 
     let odd_row = (channels % 2 == 1).then(|| row(weights, row_bytes, channels - 1));
     for a in (0..pixels).step_by(2) {
@@ -87,11 +101,21 @@ pub(super) fn conv2d(
             (&mut output.bytes_mut()[a * channels..(a + 1) * channels], &mut staging[..channels])
         };
         let bits = weights.bits;
+        // Vector formats (chosen on Helium only) keep each pixel's sums in one run and requantize here;
+        // the loop below then has no pairs left.
+        #[cfg(all(target_arch = "arm", qfd_mve))]
+        let pairs = if plan.format.is_vector() {
+            let (out_a, out_b) = (&mut out_a[..2 * pairs], &mut out_b[..2 * pairs]);
+            helium_codes(sums, params, vector_clamp, requant, clamp, sum_x, bits, out_a, out_b);
+            0
+        } else {
+            pairs
+        };
         let pairs_of_rows = weights.data.chunks_exact(2 * row_bytes);
         let pairs_of_records = requant.records.chunks_exact(2 * CHANNEL_RECORD_BYTES);
         let pairs_of_outputs = out_a.chunks_exact_mut(2).zip(out_b.chunks_exact_mut(2));
         for (((s, rows), records), (oa, ob)) in
-            sums.chunks_exact(4).zip(pairs_of_rows).zip(pairs_of_records).zip(pairs_of_outputs)
+            sums[..4 * pairs].chunks_exact(4).zip(pairs_of_rows).zip(pairs_of_records).zip(pairs_of_outputs)
         {
             let mut acc = [s[0], s[1], s[2], s[3]];
             let (row0, row1) = rows.split_at(row_bytes);
@@ -112,6 +136,32 @@ pub(super) fn conv2d(
                 output.set_run(b * channels, &staging[channels..2 * channels]);
             }
         }
+    }
+}
+
+/// The codes of a pixel pair's even channels from their sums as [`super::mve::dot_2xn`] lays them out
+/// (each channel's at pixel A, then each at pixel B): four channels an instruction when the layer allows
+/// (`vector_clamp`, with `params` laid out), else one at a time.
+#[cfg(all(target_arch = "arm", qfd_mve))]
+#[allow(clippy::too_many_arguments)]
+fn helium_codes(
+    sums: &[i32],
+    params: &[u32],
+    vector_clamp: Option<u32>,
+    requant: ChannelRequant<'_>,
+    clamp: Clamp,
+    sum_x: [i32; 2],
+    bits: u8,
+    out_a: &mut [u8],
+    out_b: &mut [u8],
+) {
+    if let Some(clamp_bits) = vector_clamp {
+        let grid = sum_x.map(|x| crate::weights::max_code(bits).wrapping_mul(x));
+        return super::mve::to_code::codes_2px(sums, params, grid, clamp_bits, out_a, out_b);
+    }
+    let (at_a, at_b) = sums.split_at(out_a.len());
+    for (c, (oa, ob)) in out_a.iter_mut().zip(out_b).enumerate() {
+        [*oa, *ob] = channel_codes(requant.get(c), clamp, [at_a[c], at_b[c]], sum_x, bits);
     }
 }
 

@@ -19,8 +19,9 @@
 //! (at most 144 per word) stay below `2^10` for [`DOT2_WORDS`] words, after which the dot field is read
 //! out (`(sum >> 10) & 0x3ff`).
 
-/// Whether this build runs the Helium kernels (the only ones that use [`LaneFormat::bytes`]).
-const HELIUM: bool = cfg!(all(target_arch = "arm", qfd_mve));
+/// Whether this build knows [`LaneFormat::vector`]: Helium builds, which run it, and the host, which sizes
+/// the working memory of Helium boards with it. Other Cortex-M builds compile its checks away.
+const VECTOR_FORMS: bool = cfg!(any(not(target_arch = "arm"), qfd_mve));
 
 /// Words of two-codes-per-lane products one sum may hold before its dot field must be read out.
 pub const DOT2_WORDS: usize = 7;
@@ -66,10 +67,10 @@ impl LaneFormat {
         self.dot
     }
 
-    /// Whether this is [`LaneFormat::vector`] (only ever on Helium builds, which lets the others compile
-    /// the checks away).
+    /// Whether this is [`LaneFormat::vector`] (never on Cortex-M builds without Helium, which lets them
+    /// compile the checks away).
     pub const fn is_vector(self) -> bool {
-        HELIUM && self.bits & VECTOR != 0
+        VECTOR_FORMS && self.bits & VECTOR != 0
     }
 
     /// Activation lane entries (`u32`) per weight word, for one pixel.
@@ -85,7 +86,7 @@ impl LaneFormat {
 
     /// Storage bits of one code.
     pub const fn bits(self) -> u32 {
-        if HELIUM {
+        if VECTOR_FORMS {
             self.bits & !VECTOR
         } else {
             self.bits

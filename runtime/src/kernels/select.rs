@@ -28,6 +28,10 @@ impl Core {
     /// The core this copy of the runtime was compiled for.
     pub const COMPILED: Core =
         Core { dsp: cfg!(all(target_arch = "arm", qfd_dsp)), mve: cfg!(all(target_arch = "arm", qfd_mve)) };
+
+    /// Every combination the kernels tell apart: no extension (Cortex-M0+/M3 and the host), DSP, Helium.
+    pub const ALL: [Core; 3] =
+        [Core { dsp: false, mve: false }, Core { dsp: true, mve: false }, Core { dsp: true, mve: true }];
 }
 
 /// How a convolution runs.
@@ -130,10 +134,20 @@ impl GemmPlan {
         }
     }
 
-    /// Words of scratch after the patch: the lanes and tails of two pixels, then four sums per pair of
-    /// output channels.
+    /// Words of scratch after the patch: the lanes and tails of two pixels, four sums per pair of output
+    /// channels, then (on Helium) [`param_words`](Self::param_words).
     pub const fn scratch_words(&self) -> usize {
-        self.lane_entries() + 2 * self.tail + 2 * self.channels
+        self.lane_entries() + 2 * self.tail + 2 * self.channels + self.param_words()
+    }
+
+    /// Words of the layer's requantization laid out for vector lanes, four per channel in blocks of four
+    /// channels (the vector formats only, which requantize four channels an instruction).
+    pub const fn param_words(&self) -> usize {
+        if self.format.is_vector() {
+            16 * self.channels.div_ceil(4)
+        } else {
+            0
+        }
     }
 
     /// Bytes of scratch the kernel needs: the staged outputs, the patch, then
@@ -157,15 +171,20 @@ pub const PACKED_LANE_BUDGET: usize = 768;
 /// models are gathered whole; their tensors are twice or more the size of the lanes anyway.
 pub const BYTE_LANE_BUDGET: usize = 2304;
 
-/// The variant that runs a convolution of this shape with `weight_bits`-bit weights.
+/// The variant that runs a convolution of this shape with `weight_bits`-bit weights on this core.
 pub fn conv_variant(geo: &ConvGeometry, weight_bits: u8) -> ConvVariant {
+    conv_variant_on(geo, weight_bits, Core::COMPILED)
+}
+
+/// The variant that runs a convolution of this shape with `weight_bits`-bit weights on `core`.
+pub fn conv_variant_on(geo: &ConvGeometry, weight_bits: u8, core: Core) -> ConvVariant {
     let depthwise = geo.groups == geo.input.c && geo.groups == geo.output.c && geo.groups > 1;
     // The depthwise kernel moves border windows inside the input, by at most 2 columns: inputs at least 3
     // columns wide, padding at most 2.
     let pad = geo.window.padding;
     let small_pad = pad.top <= 2 && pad.left <= 2 && pad.bottom <= 2 && pad.right <= 2;
     if depthwise && geo.window.kernel == [3, 3] && geo.input.w >= 3 && small_pad {
-        let four_channels = Core::COMPILED.dsp && geo.input.c.is_multiple_of(4);
+        let four_channels = core.dsp && geo.input.c.is_multiple_of(4);
         return ConvVariant::Depthwise3x3 { four_channels };
     }
     if geo.groups != 1 {
@@ -175,11 +194,11 @@ pub fn conv_variant(geo: &ConvGeometry, weight_bits: u8) -> ConvVariant {
     // On Helium, 8-bit weights, and 4 or 2-bit ones against activations of the same width (whole bytes of
     // codes per input pixel), stay as stored for the vector multiply-accumulate.
     let cin = geo.input.c / geo.groups;
-    let format = if Core::COMPILED.mve && storage_bits(weight_bits) == 8 {
+    let format = if core.mve && storage_bits(weight_bits) == 8 {
         LaneFormat::vector(8)
-    } else if Core::COMPILED.mve && weight_bits == 4 && geo.input_bits == 4 && cin.is_multiple_of(2) {
+    } else if core.mve && weight_bits == 4 && geo.input_bits == 4 && cin.is_multiple_of(2) {
         LaneFormat::vector(4)
-    } else if Core::COMPILED.mve && weight_bits == 2 && geo.input_bits == 2 && cin.is_multiple_of(4) {
+    } else if core.mve && weight_bits == 2 && geo.input_bits == 2 && cin.is_multiple_of(4) {
         LaneFormat::vector(2)
     } else if weight_bits == 2 && geo.input_bits <= 2 {
         LaneFormat::dot2()
@@ -221,9 +240,15 @@ pub fn conv_variant(geo: &ConvGeometry, weight_bits: u8) -> ConvVariant {
     ConvVariant::Gemm(plan)
 }
 
-/// Bytes of scratch [`super::conv2d`] needs for this shape (0 when it needs none).
+/// Bytes of scratch [`super::conv2d`] needs for this shape on this core (0 when it needs none).
 pub fn conv_scratch_bytes(geo: &ConvGeometry, weight_bits: u8) -> usize {
-    match conv_variant(geo, weight_bits) {
+    conv_scratch_bytes_on(geo, weight_bits, Core::COMPILED)
+}
+
+/// Bytes of scratch [`super::conv2d`] needs for this shape on `core`: what the host sizes a board's arena
+/// with.
+pub fn conv_scratch_bytes_on(geo: &ConvGeometry, weight_bits: u8, core: Core) -> usize {
+    match conv_variant_on(geo, weight_bits, core) {
         ConvVariant::Reference => 0,
         // The same for both forms, so that the host, which sizes generated code's arena, agrees with the board.
         ConvVariant::Depthwise3x3 { .. } => super::depthwise::scratch_bytes(geo),

@@ -8,6 +8,7 @@ use super::{code_bits, hwc, one_input, room, Inputs, Op, OpInputs, OpValues, Tab
 use crate::codes::{Codes, CodesMut};
 use crate::error::{LoadError, RunError};
 use crate::format::{Clamp, Window};
+use crate::kernels::select::Core;
 use crate::kernels::{self, select, ConvGeometry};
 use crate::requant::ChannelRequant;
 use crate::weights::{max_code, PackedWeights};
@@ -109,8 +110,8 @@ impl<'a> Op<'a> for Conv2dDesc<'a> {
         Some(&self.window)
     }
 
-    fn scratch_bytes(&self, values: OpValues<'_>) -> usize {
-        kernels::conv_scratch_bytes(&self.geometry(values), self.weights.bits)
+    fn scratch_bytes(&self, values: OpValues<'_>, core: Core) -> usize {
+        select::conv_scratch_bytes_on(&self.geometry(values), self.weights.bits, core)
     }
 
     fn variant(&self, values: OpValues<'_>) -> &'static str {

@@ -28,6 +28,7 @@ use crate::arena::ArenaReader;
 use crate::codes::Codes;
 use crate::error::{LoadError, RunError};
 use crate::format::{ElemType, OpDesc, ValueDesc, Window};
+use crate::kernels::select::Core;
 use crate::kernels::Hwc;
 use crate::requant::ChannelRequant;
 use crate::weights::PackedWeights;
@@ -123,8 +124,8 @@ pub trait Op<'a> {
         None
     }
 
-    /// Bytes of kernel working memory (scratch) one run needs.
-    fn scratch_bytes(&self, _values: OpValues<'_>) -> usize {
+    /// Bytes of kernel working memory (scratch) one run needs on `core`.
+    fn scratch_bytes(&self, _values: OpValues<'_>, _core: Core) -> usize {
         0
     }
 
@@ -217,8 +218,8 @@ impl<'a> OpDesc<'a> {
     }
 
     /// See [`Op::scratch_bytes`].
-    pub fn scratch_bytes(&self, values: OpValues<'_>) -> usize {
-        each_op!(self, op => op.scratch_bytes(values))
+    pub fn scratch_bytes(&self, values: OpValues<'_>, core: Core) -> usize {
+        each_op!(self, op => op.scratch_bytes(values, core))
     }
 
     /// See [`Op::variant`].

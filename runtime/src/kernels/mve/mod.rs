@@ -11,6 +11,8 @@
 //! registers. Tested against the reference on the Cortex-M55 under QEMU (`qfd-host kernel-test`).
 #![allow(unsafe_code)]
 
+pub mod to_code;
+
 use core::arch::asm;
 
 use super::lanes::LaneFormat;
@@ -155,7 +157,9 @@ macro_rules! row_pair_block {
     }};
 }
 
-/// Same contract as [`super::lanes::dot_2xn`].
+/// Same contract as [`super::lanes::dot_2xn`], except that for the vector formats the sums of `acc`
+/// (four per pair of rows, `pairs` pairs) are laid out as [`codes_2px`] reads them: each row's sum at
+/// pixel A (`acc[r]`), then each at pixel B (`acc[2 * pairs + r]`).
 pub fn dot_2xn(
     x: &[u32],
     rows: &[u8],
@@ -180,7 +184,9 @@ pub fn dot_2xn(
     let bits = format.bits();
     // Rows 2q and 2q + 1 start `2 * row_bytes` further on for each pair (the asserts bound them).
     let mut p0 = rows.as_ptr();
-    for sums in acc.chunks_exact_mut(4) {
+    // The sums at pixel A, channel by channel, then those at pixel B, as [`codes_2px`] reads them.
+    let (at_a, at_b) = acc[..4 * pairs].split_at_mut(2 * pairs);
+    for (sums_a, sums_b) in at_a.chunks_exact_mut(2).zip(at_b.chunks_exact_mut(2)) {
         let p1 = p0.wrapping_add(row_bytes);
         let mut new = [0i32; 4];
         // SAFETY: the asserts bound every access: the tail-predicated loop reads `bytes` bytes from each of
@@ -229,10 +235,14 @@ pub fn dot_2xn(
                 ),
             }
         }
+        let [a0, b0, a1, b1] = new;
         if accumulate {
-            sums.iter_mut().zip(new).for_each(|(s, n)| *s = s.wrapping_add(n));
+            for (sum, n) in sums_a.iter_mut().zip([a0, a1]).chain(sums_b.iter_mut().zip([b0, b1])) {
+                *sum = sum.wrapping_add(n);
+            }
         } else {
-            sums.copy_from_slice(&new);
+            sums_a.copy_from_slice(&[a0, a1]);
+            sums_b.copy_from_slice(&[b0, b1]);
         }
         p0 = p0.wrapping_add(2 * row_bytes);
     }
