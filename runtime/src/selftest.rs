@@ -13,7 +13,8 @@
 //! output code (some channels take coarse steps and negative multipliers, some cases a narrowed clamp, so
 //! that every rounding path runs). Inputs and outputs are stored as the arena stores them (packed at 1, 2
 //! and 4 bits). [`check_conv`] runs it through [`kernels::conv2d`] (what models run) and
-//! [`kernels::reference::conv2d`], with the scratch starting at every alignment.
+//! [`kernels::reference::conv2d`], with the scratch starting at every alignment. One case in eight is a
+//! residual add instead ([`kernels::add`] against [`kernels::reference::add`]).
 
 use crate::codes::{Codes, CodesMut};
 use crate::format::{Clamp, Padding, Window};
@@ -84,7 +85,12 @@ fn run(seed: u32, cases: u32, selected: bool) -> Summary {
     let mut summary = Summary::default();
     let mut digest = crate::PAYLOAD_CRC.digest();
     for case in 0..cases {
-        let (same, fast) = conv_case(&mut rng, case, selected, &mut digest);
+        // One case in eight is a residual add.
+        let (same, fast) = if rng.next().is_multiple_of(8) {
+            add_case(&mut rng, selected, &mut digest)
+        } else {
+            conv_case(&mut rng, case, selected, &mut digest)
+        };
         summary.cases += 1;
         summary.fast_cases += fast as u32;
         if !same {
@@ -166,27 +172,10 @@ fn conv_case(rng: &mut Rng, case: u32, selected: bool, digest: &mut crc::Digest<
     let records = &mut records[..cout * CHANNEL_RECORD_BYTES];
     let bound = (geo.patch_len() as i64) * max_code(abits) as i64 * max_code(wbits) as i64;
     for r in records.chunks_exact_mut(CHANNEL_RECORD_BYTES) {
-        let s = if rng.next().is_multiple_of(4) { rng.range(4, 28) } else { rng.range(0, 3) };
-        let shift = -(s as i8);
-        let centre = (rng.next() as i64 % (bound + 1)) - bound / 2;
-        let n = 31 - shift as i32;
-        let magnitude = (1 << 30) + (rng.next() >> 2) as i32;
-        let multiplier = if rng.next().is_multiple_of(4) { -magnitude } else { magnitude };
-        // acc * multiplier + offset over 2^n: offset = -centre * multiplier, plus half the code range in
-        // product units where that stays within the offset's range.
-        let half = if n <= 52 { (max_code(obits) as i64 / 2) << n } else { 0 };
-        let offset = -centre * multiplier as i64 + half;
-        r.copy_from_slice(&RequantParams { offset, multiplier, shift }.to_record());
+        r.copy_from_slice(&random_requant(rng, bound, obits).to_record());
     }
     let requant = ChannelRequant { records };
-    // The whole code range, or one case in four a narrower one.
-    let top = max_code(obits) as u32;
-    let clamp = if rng.next().is_multiple_of(4) {
-        let min = rng.range(0, top / 2);
-        Clamp { min: min as u8, max: rng.range(min, top) as u8 }
-    } else {
-        Clamp { min: 0, max: top as u8 }
-    };
+    let clamp = random_clamp(rng, obits);
     let weights = PackedWeights { bits: wbits, data: packed };
 
     let mut stored = [0u8; MAX_HW * MAX_HW * MAX_CIN];
@@ -218,6 +207,71 @@ fn conv_case(rng: &mut Rng, case: u32, selected: bool, digest: &mut crc::Digest<
     unpack(got_stored, &mut got);
     digest.update(&got[..n]);
     (got[..n] == want[..n], fast)
+}
+
+/// A requantization for accumulators within `±bound`: a step of about `2^s` accumulator units per output
+/// code, centred at a random accumulator; usually `s` in 0-3, one in four a coarse step (`s` up to 28, so
+/// that every rounding shift is tried), with multipliers of either sign and magnitude. One in eight has a
+/// multiplier of `±2^30` and an offset of whole `2^32`s, so that the sum's low word is often 0 (for
+/// accumulators that are multiples of 4), which is where rounding ties away from zero borrows from the high
+/// word.
+fn random_requant(rng: &mut Rng, bound: i64, obits: u8) -> RequantParams {
+    let s = if rng.next().is_multiple_of(4) { rng.range(4, 28) } else { rng.range(0, 3) };
+    let shift = -(s as i8);
+    let centre = (rng.next() as i64 % (bound + 1)) - bound / 2;
+    let n = 31 - shift as i32;
+    let round_low_word = rng.next().is_multiple_of(8);
+    let magnitude = if round_low_word { 1 << 30 } else { (1 << 30) + (rng.next() >> 2) as i32 };
+    let multiplier = if rng.next().is_multiple_of(4) { -magnitude } else { magnitude };
+    // acc * multiplier + offset over 2^n: offset = -centre * multiplier, plus half the code range in
+    // product units where that stays within the offset's range.
+    let half = if n <= 52 { (max_code(obits) as i64 / 2) << n } else { 0 };
+    let offset = -centre * multiplier as i64 + half;
+    let offset = if round_low_word { offset & !0xffff_ffff } else { offset };
+    RequantParams { offset, multiplier, shift }
+}
+
+/// The whole code range of `obits` bits, or one time in four a narrower one.
+fn random_clamp(rng: &mut Rng, obits: u8) -> Clamp {
+    let top = max_code(obits) as u32;
+    if rng.next().is_multiple_of(4) {
+        let min = rng.range(0, top / 2);
+        Clamp { min: min as u8, max: rng.range(min, top) as u8 }
+    } else {
+        Clamp { min: 0, max: top as u8 }
+    }
+}
+
+/// One residual add case: `(outputs equal, ran a fast variant)`, as [`conv_case`]. Half of the cases
+/// store all three tensors a byte per code (the form with a kernel of its own on Helium), the others draw
+/// any widths; branch weights of either sign, up to `2^20`.
+fn add_case(rng: &mut Rng, selected: bool, digest: &mut crc::Digest<'_, u32>) -> (bool, bool) {
+    let widths = if rng.next().is_multiple_of(2) { [8; 3] } else { [0; 3].map(|_| rng.range(1, 8) as u8) };
+    let [abits, bbits, obits] = widths;
+    let len = rng.range(1, MAX_OUT as u32) as usize;
+    let mut weight = || rng.range(0, 1 << 21) as i32 - (1 << 20);
+    let weights = [weight(), weight()];
+    let bound = 255 * (1 << 21);
+    let (requant, clamp) = (random_requant(rng, bound, obits), random_clamp(rng, obits));
+    let mut tensors = [[0u8; MAX_OUT]; 2];
+    for (t, bits) in tensors.iter_mut().zip([abits, bbits]) {
+        let mut codes = [0u8; MAX_OUT];
+        codes[..len].iter_mut().for_each(|c| *c = (rng.next() & max_code(bits) as u32) as u8);
+        pack_codes(&codes[..len], bits, &mut t[..packed_len(len, bits)]);
+    }
+    let a = Codes::new(&tensors[0][..packed_len(len, abits)], abits);
+    let b = Codes::new(&tensors[1][..packed_len(len, bbits)], bbits);
+    let stored = packed_len(len, obits);
+    let mut want = [0u8; MAX_OUT];
+    kernels::reference::add(a, b, len, weights, requant, clamp, CodesMut::new(&mut want[..stored], obits));
+    if !selected {
+        digest.update(&want[..stored]);
+        return (true, false);
+    }
+    let mut got = [0u8; MAX_OUT];
+    kernels::add(a, b, len, weights, requant, clamp, CodesMut::new(&mut got[..stored], obits));
+    digest.update(&got[..stored]);
+    (got[..stored] == want[..stored], cfg!(all(target_arch = "arm", qfd_mve)) && widths == [8; 3])
 }
 
 #[cfg(test)]

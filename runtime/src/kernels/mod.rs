@@ -192,6 +192,12 @@ pub fn add(
     clamp: Clamp,
     out: CodesMut<'_>,
 ) {
+    #[cfg(all(target_arch = "arm", qfd_mve))]
+    let mut out = out;
+    #[cfg(all(target_arch = "arm", qfd_mve))]
+    if mve::to_code::add(a, b, len, weights, requant, clamp, &mut out) {
+        return;
+    }
     reference::add(a, b, len, weights, requant, clamp, out)
 }
 

@@ -11,6 +11,8 @@
 //! instructions per four outputs, where the scalar form takes about twice as many per output with its
 //! loads and loop.
 //!
+//! The residual add ([`add`]) requantizes the same way, with one set of parameters for the tensor.
+//!
 //! The usual case only: every channel's divisor above `2^32` (scales below `2^-1`) and a clamp that is a
 //! whole code range. [`channel_vectors`] says when a layer is not, and the caller then takes the scalar
 //! form.
@@ -18,8 +20,9 @@
 
 use core::arch::asm;
 
+use crate::codes::{Codes, CodesMut};
 use crate::format::Clamp;
-use crate::requant::ChannelRequant;
+use crate::requant::{ChannelRequant, RequantParams};
 
 /// Lays out the requantization of channels `0..channels` for [`codes_2px`] in `params` (at least
 /// `16 * channels.div_ceil(4)` words): per block of four channels, their multipliers, the low and the high
@@ -165,17 +168,105 @@ fn codes_loop<const SAT: u32>(
             "vsub.i32 q0, q0, {ga}",
             "vshl.i32 q1, q1, #1",
             "vsub.i32 q1, q1, {gb}",
-            requant_vector!("q0", "{oa}"),
-            requant_vector!("q1", "{ob}"),
+            requant_vector!("q0", "r0"),
+            requant_vector!("q1", "r1"),
             "letp lr, 2b",
             n = in(reg) n,
             sa = inout(reg) sums.as_ptr() => _,
             sb = inout(reg) sums[n..].as_ptr() => _,
             p = inout(reg) params.as_ptr() => _,
-            oa = inout(reg) out_a.as_mut_ptr() => _,
-            ob = inout(reg) out_b.as_mut_ptr() => _,
+            // (Narrowing stores take a low register as their base.)
+            inout("r0") out_a.as_mut_ptr() => _,
+            inout("r1") out_b.as_mut_ptr() => _,
             ga = in(reg) grid[0],
             gb = in(reg) grid[1],
+            one = in(reg) 1u32,
+            sat = const SAT,
+            out("lr") _,
+            out("d0") _,
+            out("d1") _,
+            out("d2") _,
+            out("d3") _,
+            out("d4") _,
+            out("d5") _,
+            out("d6") _,
+            out("d7") _,
+            out("d8") _,
+            out("d9") _,
+            out("d10") _,
+            out("d11") _,
+            out("d12") _,
+            out("d13") _,
+            out("d14") _,
+            out("d15") _,
+            options(nostack),
+        );
+    }
+}
+
+/// [`crate::kernels::add`] on Helium for three tensors stored a byte per code: per four codes, two
+/// widening loads, `VMUL` and `VMLA` by the branch weights, then the requantization above. Returns `false`,
+/// having written nothing, for other tensors and for requantizations of the scalar form only.
+pub fn add(
+    a: Codes<'_>,
+    b: Codes<'_>,
+    len: usize,
+    weights: [i32; 2],
+    requant: RequantParams,
+    clamp: Clamp,
+    out: &mut CodesMut<'_>,
+) -> bool {
+    let shift1 = -1 - requant.shift as i32;
+    let bytes = [a.bits(), b.bits(), out.bits()].iter().all(|&b| crate::codes::storage_bits(b) == 8);
+    let Some(bits) = whole_range_bits(clamp).filter(|_| bytes && shift1 >= 1) else {
+        return false;
+    };
+    let (a, b, out) = (&a.bytes()[..len], &b.bytes()[..len], &mut out.bytes_mut()[..len]);
+    let params =
+        [requant.multiplier as u32, requant.offset as u32, (requant.offset >> 32) as u32, -shift1 as u32];
+    match bits {
+        1 => add_loop::<31>(a, b, weights, params, out),
+        2 => add_loop::<30>(a, b, weights, params, out),
+        4 => add_loop::<28>(a, b, weights, params, out),
+        _ => add_loop::<24>(a, b, weights, params, out),
+    }
+    true
+}
+
+/// [`add`] with the clamp as `SAT = 32 - b`; `params` as one channel's in [`channel_vectors`].
+fn add_loop<const SAT: u32>(a: &[u8], b: &[u8], weights: [i32; 2], params: [u32; 4], out: &mut [u8]) {
+    assert!(a.len() == out.len() && b.len() == out.len());
+    if out.is_empty() {
+        return;
+    }
+    // Each parameter in all four lanes, loaded as four vectors.
+    let lanes: [u32; 16] = core::array::from_fn(|i| params[i / 4]);
+    // SAFETY: reads the 64 bytes of `lanes`, then the tail-predicated loop runs over `out.len()` lanes: it
+    // reads that many bytes from each of `a` and `b` (`VLDRB.U32`, any alignment; the assert makes them as
+    // long) and writes as many to `out` (`VSTRB.32`); it also writes the pointers it advances (copies),
+    // `lr` and `q0`-`q7`, all declared.
+    unsafe {
+        asm!(
+            "vldrw.u32 q2, [{p}]",
+            "vldrw.u32 q3, [{p}, #16]",
+            "vldrw.u32 q4, [{p}, #32]",
+            "vldrw.u32 q5, [{p}, #48]",
+            "dlstp.32 lr, {n}",
+            "2:",
+            "vldrb.u32 q0, [r0], #4",
+            "vldrb.u32 q1, [r1], #4",
+            "vmul.i32 q0, q0, {wa}",
+            "vmla.i32 q0, q1, {wb}",
+            requant_vector!("q0", "r2"),
+            "letp lr, 2b",
+            n = in(reg) out.len(),
+            // (Widening loads and narrowing stores take a low register as their base.)
+            inout("r0") a.as_ptr() => _,
+            inout("r1") b.as_ptr() => _,
+            inout("r2") out.as_mut_ptr() => _,
+            wa = in(reg) weights[0],
+            wb = in(reg) weights[1],
+            p = in(reg) lanes.as_ptr(),
             one = in(reg) 1u32,
             sat = const SAT,
             out("lr") _,
