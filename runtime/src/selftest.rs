@@ -171,8 +171,10 @@ fn conv_case(rng: &mut Rng, case: u32, selected: bool, digest: &mut crc::Digest<
     let mut records = [0u8; MAX_COUT * CHANNEL_RECORD_BYTES];
     let records = &mut records[..cout * CHANNEL_RECORD_BYTES];
     let bound = (geo.patch_len() as i64) * max_code(abits) as i64 * max_code(wbits) as i64;
+    // One case in three with wide divisors in every channel.
+    let wide_divisor = rng.next().is_multiple_of(3);
     for r in records.chunks_exact_mut(CHANNEL_RECORD_BYTES) {
-        r.copy_from_slice(&random_requant(rng, bound, obits).to_record());
+        r.copy_from_slice(&random_requant(rng, bound, obits, wide_divisor).to_record());
     }
     let requant = ChannelRequant { records };
     let clamp = random_clamp(rng, obits);
@@ -210,13 +212,16 @@ fn conv_case(rng: &mut Rng, case: u32, selected: bool, digest: &mut crc::Digest<
 }
 
 /// A requantization for accumulators within `±bound`: a step of about `2^s` accumulator units per output
-/// code, centred at a random accumulator; usually `s` in 0-3, one in four a coarse step (`s` up to 28, so
-/// that every rounding shift is tried), with multipliers of either sign and magnitude. One in eight has a
+/// code, centred at a random accumulator; usually `s` in 0-3 (2-5 with `wide_divisor`: divisors above
+/// `2^32`, the case that Helium requantizes four channels at a time when a whole layer has it), one in
+/// four a coarse step (`s` up to 28, so that every rounding shift is tried), with multipliers of either
+/// sign and magnitude. One in eight has a
 /// multiplier of `±2^30` and an offset of whole `2^32`s, so that the sum's low word is often 0 (for
 /// accumulators that are multiples of 4), which is where rounding ties away from zero borrows from the high
 /// word.
-fn random_requant(rng: &mut Rng, bound: i64, obits: u8) -> RequantParams {
-    let s = if rng.next().is_multiple_of(4) { rng.range(4, 28) } else { rng.range(0, 3) };
+fn random_requant(rng: &mut Rng, bound: i64, obits: u8, wide_divisor: bool) -> RequantParams {
+    let low = if wide_divisor { 2 } else { 0 };
+    let s = if rng.next().is_multiple_of(4) { rng.range(4, 28) } else { rng.range(low, low + 3) };
     let shift = -(s as i8);
     let centre = (rng.next() as i64 % (bound + 1)) - bound / 2;
     let n = 31 - shift as i32;
@@ -252,7 +257,8 @@ fn add_case(rng: &mut Rng, selected: bool, digest: &mut crc::Digest<'_, u32>) ->
     let mut weight = || rng.range(0, 1 << 21) as i32 - (1 << 20);
     let weights = [weight(), weight()];
     let bound = 255 * (1 << 21);
-    let (requant, clamp) = (random_requant(rng, bound, obits), random_clamp(rng, obits));
+    let wide_divisor = rng.next().is_multiple_of(2);
+    let (requant, clamp) = (random_requant(rng, bound, obits, wide_divisor), random_clamp(rng, obits));
     let mut tensors = [[0u8; MAX_OUT]; 2];
     for (t, bits) in tensors.iter_mut().zip([abits, bbits]) {
         let mut codes = [0u8; MAX_OUT];

@@ -4,12 +4,11 @@
 //! Per four channels of one pixel: the odd-grid combine `2 * sum(x * k) - c * sum(x)` (`VSHL`, `VSUB`);
 //! the 64-bit `acc * multiplier + offset` as two words, the low one from `VMUL` plus the offset's low word,
 //! the high one from `VMULH` plus the offset's high word and the carry out of the low one (a predicated
-//! `VADD`); the ties-away bias (1 off the high word where the sum is negative and its low word 0, which is
-//! when subtracting 1 borrows); the rounding shift (`VRSHL` by the channel's negated shift, which rounds
-//! half up exactly as the scalar form's "last bit shifted out" does); the clamp to `0..2^b` as a
-//! saturating shift up by `32 - b` and a plain shift back down; a narrowing byte store. Fourteen
-//! instructions per four outputs, where the scalar form takes about twice as many per output with its
-//! loads and loop.
+//! `VADD`); the rounding shift (`VRSHL` by the channel's negated shift, which rounds half up exactly as
+//! the scalar form's "last bit shifted out" does); the clamp to `0..2^b` as a saturating shift up by
+//! `32 - b` and a plain shift back down; a narrowing byte store. Ten instructions per four outputs, where
+//! the scalar form takes about twice as many per output with its loads and loop. There is no ties-away
+//! bias: it only moves negative sums, which round to 0 or below and so clamp to code 0 either way.
 //!
 //! The residual add ([`add`]) requantizes the same way, with one set of parameters for the tensor.
 //!
@@ -80,8 +79,8 @@ pub fn codes_2px(
 }
 
 /// The requantization of the accumulators in `$q` (with `q2`-`q5` holding the block's multipliers, offset
-/// words and shifts, `q6`, `q7` free) to codes stored at `$out`: see the module documentation. `$sat` is
-/// `32 - b`.
+/// words and shifts, `q6`, `q7` free, `{one}` holding 1) to codes stored at `$out`: see the module
+/// documentation. `{sat}` is `32 - b`.
 macro_rules! requant_vector {
     ($q:literal, $out:literal) => {
         concat!(
@@ -106,17 +105,6 @@ macro_rules! requant_vector {
             ", ",
             $q,
             ", q4\n",
-            // The ties-away bias: minus 1 borrows from the high word where the low word is 0.
-            "vpt.i32 eq, q7, zr\n",
-            "vcmpt.s32 lt, ",
-            $q,
-            ", zr\n",
-            "vpst\n",
-            "vsubt.i32 ",
-            $q,
-            ", ",
-            $q,
-            ", {one}\n",
             "vrshl.s32 ",
             $q,
             ", ",
