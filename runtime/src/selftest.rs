@@ -6,10 +6,9 @@
 //! output channels, kernels 1x1 to 3x3, strides 1-2, any padding up to the kernel, weight and activation
 //! bits 1-8, with one case in four at 2-bit weights against 1-2-bit activations and one in four at equal
 //! packed widths (1, 2 or 4 bits) over whole words of channels, the forms that have kernels of their own;
-//! one case in four a 3x3 depthwise convolution of 2-9 channels; one in sixteen a 3x3 convolution of
-//! 68-72 channels at 8-bit weights, whose lanes are gathered in two chunks of taps) and a requantization
-//! per channel whose
-//! step is usually one or a few accumulator units, so that an accumulator that is off by one changes the
+//! one case in four a 3x3 depthwise convolution of 2-9 channels, half of them byte-stored throughout; one
+//! in sixteen a 3x3 convolution of 68-72 channels at 8-bit weights, whose lanes are gathered in two chunks
+//! of taps) and a requantization per channel whose step is usually one or a few accumulator units, so that an accumulator that is off by one changes the
 //! output code (some channels take coarse steps and negative multipliers, some cases a narrowed clamp, so
 //! that every rounding path runs). Inputs and outputs are stored as the arena stores them (packed at 1, 2
 //! and 4 bits). [`check_conv`] runs it through [`kernels::conv2d`] (what models run) and
@@ -117,12 +116,20 @@ fn conv_case(rng: &mut Rng, case: u32, selected: bool, digest: &mut crc::Digest<
     let window = Window { kernel: k, stride, padding };
     // The bit-widths: 2-bit weights against activations of at most 2 bits (two codes per lane), equal
     // packed widths (activations read in place), or any.
-    let form = if wide { 4 } else { rng.next() % 4 };
+    // Half the depthwise cases store every tensor a byte per code (the form Helium runs with vectors).
+    let form = if wide {
+        4
+    } else if depthwise && rng.next().is_multiple_of(2) {
+        5
+    } else {
+        rng.next() % 4
+    };
     let packed = [1u8, 2, 4][rng.range(0, 2) as usize];
     let (wbits, abits, obits) = match form {
         0 => (2, rng.range(1, 2) as u8, rng.range(1, 8) as u8),
         1 => (packed, packed, rng.range(1, 8) as u8),
         4 => (8, rng.range(5, 8) as u8, rng.range(1, 8) as u8),
+        5 => (rng.range(5, 8) as u8, rng.range(5, 8) as u8, rng.range(5, 8) as u8),
         _ => (rng.range(1, 8) as u8, rng.range(1, 8) as u8, rng.range(1, 8) as u8),
     };
     let cin = if form == 1 {

@@ -30,6 +30,15 @@ pub(super) const fn scratch_bytes(geo: &ConvGeometry) -> usize {
     geo.input.w * geo.input.c + unpacked
 }
 
+/// Bytes of scratch the Helium form ([`super::mve::depthwise`]) needs besides [`scratch_bytes`], for
+/// blocks of four channels: the requantization laid out for vector lanes (16 words a block), the gather
+/// offsets of the three window columns (12 words), the signed weights (nine taps of four 16-bit lanes a
+/// block), then one zero-padded window (`9 * Cin` bytes) for pixels at the border.
+pub(super) const fn helium_scratch_bytes(geo: &ConvGeometry) -> usize {
+    let blocks = geo.input.c.div_ceil(4);
+    super::scratch::ALIGN_SLACK + 4 * (16 * blocks + 12 + 18 * blocks) + 9 * geo.input.c
+}
+
 /// [`super::conv2d`] for a 3x3 depthwise convolution of an input at least 3 columns wide; four channels at
 /// a time when `four_channels` (which `select` sets only on DSP cores).
 #[allow(clippy::too_many_arguments)]

@@ -163,6 +163,12 @@ pub fn conv2d(
         ConvVariant::Reference => reference::conv2d(input, geo, weights, requant, clamp, output),
         ConvVariant::Gemm(plan) => gemm::conv2d(input, geo, &plan, weights, requant, clamp, output, scratch),
         ConvVariant::Depthwise3x3 { four_channels } => {
+            #[cfg(all(target_arch = "arm", qfd_mve))]
+            let mut output = output;
+            #[cfg(all(target_arch = "arm", qfd_mve))]
+            if mve::depthwise::depthwise3x3(input, geo, weights, requant, clamp, &mut output, scratch) {
+                return;
+            }
             depthwise::depthwise3x3(input, geo, four_channels, weights, requant, clamp, output, scratch)
         }
     }

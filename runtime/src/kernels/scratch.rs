@@ -33,3 +33,12 @@ pub fn bytes_mut(words: &mut [u32]) -> &mut [u8] {
     // is valid in both; the result borrows `words` mutably for as long as it lives.
     unsafe { core::slice::from_raw_parts_mut(words.as_mut_ptr().cast::<u8>(), 4 * words.len()) }
 }
+
+/// Words seen as their 16-bit halves, low half first, to write.
+#[cfg_attr(not(all(target_arch = "arm", qfd_mve)), allow(dead_code))]
+pub fn halves_mut(words: &mut [u32]) -> &mut [u16] {
+    const { assert!(cfg!(target_endian = "little"), "lane words are read as little-endian halves") };
+    // SAFETY: `[u32; n]` and `[u16; 2n]` have the same size, `u16` needs less alignment than `u32`, and
+    // every bit pattern is valid in both; the result borrows `words` mutably for as long as it lives.
+    unsafe { core::slice::from_raw_parts_mut(words.as_mut_ptr().cast::<u16>(), 2 * words.len()) }
+}

@@ -59,6 +59,8 @@ impl ConvVariant {
             (ConvVariant::Gemm(_), true) => "im2col-2x2-smlad",
             (ConvVariant::Gemm(p), false) if p.format.is_dot2() => "im2col-2x2-2codes",
             (ConvVariant::Gemm(_), false) => "im2col-2x2",
+            // (Helium runs byte-stored codes and outputs with vectors, the rest as the DSP cores do.)
+            (ConvVariant::Depthwise3x3 { .. }, _) if core.mve => "depthwise-3x3-mve",
             (ConvVariant::Depthwise3x3 { four_channels: true }, _) => "depthwise-3x3-smlaxy",
             (ConvVariant::Depthwise3x3 { .. }, _) => "depthwise-3x3",
         }
@@ -251,6 +253,16 @@ pub fn conv_scratch_bytes_on(geo: &ConvGeometry, weight_bits: u8, core: Core) ->
     match conv_variant_on(geo, weight_bits, core) {
         ConvVariant::Reference => 0,
         // The same for both forms, so that the host, which sizes generated code's arena, agrees with the board.
+        ConvVariant::Depthwise3x3 { .. } if core.mve => {
+            // The Helium form, or the other where the layer does not allow it.
+            let helium = super::depthwise::helium_scratch_bytes(geo);
+            let other = super::depthwise::scratch_bytes(geo);
+            if helium > other {
+                helium
+            } else {
+                other
+            }
+        }
         ConvVariant::Depthwise3x3 { .. } => super::depthwise::scratch_bytes(geo),
         ConvVariant::Gemm(plan) => plan.scratch_bytes(),
     }

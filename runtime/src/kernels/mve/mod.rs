@@ -11,7 +11,9 @@
 //! registers. Tested against the reference on the Cortex-M55 under QEMU (`qfd-host kernel-test`).
 #![allow(unsafe_code)]
 
+#[macro_use]
 pub mod to_code;
+pub mod depthwise;
 
 use core::arch::asm;
 
