@@ -25,6 +25,7 @@
 //!   the runtime is compiled for a board) and the layer's shape. The interpreter and generated code both
 //!   call the functions below, so they always run the same variant.
 
+mod add_table;
 mod depthwise;
 mod gemm;
 mod lanes;
@@ -198,8 +199,10 @@ pub fn add(
     clamp: Clamp,
     out: CodesMut<'_>,
 ) {
-    #[cfg(all(target_arch = "arm", qfd_mve))]
     let mut out = out;
+    if add_table::add(a, b, len, weights, requant, clamp, &mut out) {
+        return;
+    }
     #[cfg(all(target_arch = "arm", qfd_mve))]
     if mve::to_code::add(a, b, len, weights, requant, clamp, &mut out) {
         return;

@@ -13,6 +13,7 @@
 
 #[macro_use]
 pub mod to_code;
+pub mod add_table;
 pub mod depthwise;
 
 use core::arch::asm;
