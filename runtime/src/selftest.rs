@@ -13,11 +13,12 @@
 //! that every rounding path runs). Inputs and outputs are stored as the arena stores them (packed at 1, 2
 //! and 4 bits). [`check_conv`] runs it through [`kernels::conv2d`] (what models run) and
 //! [`kernels::reference::conv2d`], with the scratch starting at every alignment. One case in eight is a
-//! residual add instead ([`kernels::add`] against [`kernels::reference::add`]).
+//! residual add instead ([`kernels::add`] against [`kernels::reference::add`]), one in sixteen a global
+//! sum pool and a fully connected layer over its sums.
 
 use crate::codes::{Codes, CodesMut};
-use crate::format::{Clamp, Padding, Window};
-use crate::kernels::{self, select, ConvGeometry, Hwc};
+use crate::format::{Clamp, FcOutput, Padding, Window};
+use crate::kernels::{self, select, ConvGeometry, FcInput, Hwc};
 use crate::requant::{ChannelRequant, RequantParams, CHANNEL_RECORD_BYTES};
 use crate::weights::{max_code, pack_codes, packed_len, PackedWeights};
 
@@ -84,11 +85,11 @@ fn run(seed: u32, cases: u32, selected: bool) -> Summary {
     let mut summary = Summary::default();
     let mut digest = crate::PAYLOAD_CRC.digest();
     for case in 0..cases {
-        // One case in eight is a residual add.
-        let (same, fast) = if rng.next().is_multiple_of(8) {
-            add_case(&mut rng, selected, &mut digest)
-        } else {
-            conv_case(&mut rng, case, selected, &mut digest)
+        // One case in eight is a residual add, one in sixteen a network's head.
+        let (same, fast) = match rng.next() % 16 {
+            0 | 1 => add_case(&mut rng, selected, &mut digest),
+            2 => head_case(&mut rng, selected, &mut digest),
+            _ => conv_case(&mut rng, case, selected, &mut digest),
         };
         summary.cases += 1;
         summary.fast_cases += fast as u32;
@@ -295,6 +296,80 @@ fn add_case(rng: &mut Rng, selected: bool, digest: &mut crc::Digest<'_, u32>) ->
         packed_alike || cfg!(all(target_arch = "arm", qfd_mve)) && widths == [8; 3],
     )
 }
+
+/// One case of a network's head, `(outputs equal, ran a fast variant)` as [`conv_case`]: a global sum pool
+/// (1-8 x 1-8 pixels, 1-72 channels, codes of 1-8 bits) and a fully connected layer over its sums (1-9
+/// outputs, codes or logits, weights of 1-8 bits); half of the cases byte-stored throughout.
+fn head_case(rng: &mut Rng, selected: bool, digest: &mut crc::Digest<'_, u32>) -> (bool, bool) {
+    let bytes = rng.next().is_multiple_of(2);
+    let mut bits = || if bytes { rng.range(5, 8) as u8 } else { rng.range(1, 8) as u8 };
+    let (abits, wbits, obits) = (bits(), bits(), bits());
+    let shape =
+        Hwc::new(rng.range(1, 8) as usize, rng.range(1, 8) as usize, rng.range(1, MAX_CIN as u32) as usize);
+    let mut codes = [0u8; MAX_HW * MAX_HW * MAX_CIN];
+    let codes = &mut codes[..shape.elems()];
+    codes.iter_mut().for_each(|c| *c = (rng.next() & max_code(abits) as u32) as u8);
+    let mut stored = [0u8; MAX_HW * MAX_HW * MAX_CIN];
+    let stored = &mut stored[..packed_len(codes.len(), abits)];
+    pack_codes(codes, abits, stored);
+    let input = Codes::new(stored, abits);
+    let outputs = rng.range(1, MAX_COUT as u32) as usize;
+    let mut weight_codes = [0u8; MAX_COUT * MAX_CIN];
+    let weight_codes = &mut weight_codes[..outputs * shape.c];
+    weight_codes.iter_mut().for_each(|c| *c = (rng.next() & max_code(wbits) as u32) as u8);
+    let mut packed = [0u8; MAX_COUT * MAX_CIN];
+    let packed = &mut packed[..packed_len(weight_codes.len(), wbits)];
+    pack_codes(weight_codes, wbits, packed);
+    let weights = PackedWeights { bits: wbits, data: packed };
+    let bound = (shape.elems() as i64) * max_code(abits) as i64 * max_code(wbits) as i64;
+    let mut records = [0u8; MAX_COUT * CHANNEL_RECORD_BYTES];
+    let records = &mut records[..outputs * CHANNEL_RECORD_BYTES];
+    let wide_divisor = rng.next().is_multiple_of(2);
+    for r in records.chunks_exact_mut(CHANNEL_RECORD_BYTES) {
+        r.copy_from_slice(&random_requant(rng, bound, obits, wide_divisor).to_record());
+    }
+    let requant = ChannelRequant { records };
+    let kind = if rng.next().is_multiple_of(2) {
+        FcOutput::Logits
+    } else {
+        FcOutput::Codes(random_clamp(rng, obits))
+    };
+    let out_len = match kind {
+        FcOutput::Logits => 4 * outputs,
+        FcOutput::Codes(_) => packed_len(outputs, obits),
+    };
+
+    // The pool's sums, then the layer's outputs, by the reference kernels and (with `selected`) by the
+    // selected ones.
+    let head = |pool: fn(Codes<'_>, Hwc, &mut [u8]), fc: FcFn, out: &mut [u8; MAX_HEAD]| {
+        let (sums, logits) = out.split_at_mut(4 * MAX_CIN);
+        pool(input, shape, &mut sums[..4 * shape.c]);
+        let input = FcInput::SumsLe(&sums[..4 * shape.c]);
+        fc(input, weights, requant, kind, outputs, obits, &mut logits[..out_len]);
+    };
+    let mut want = [0u8; MAX_HEAD];
+    head(kernels::reference::global_sum_pool, kernels::reference::fully_connected, &mut want);
+    let compared = 4 * MAX_CIN + out_len;
+    let want = &want[..];
+    if !selected {
+        digest.update(&want[..4 * shape.c]);
+        digest.update(&want[4 * MAX_CIN..compared]);
+        return (true, false);
+    }
+    let mut got = [0u8; MAX_HEAD];
+    head(kernels::global_sum_pool, kernels::fully_connected, &mut got);
+    digest.update(&got[..4 * shape.c]);
+    digest.update(&got[4 * MAX_CIN..compared]);
+    let same = got[..4 * shape.c] == want[..4 * shape.c]
+        && got[4 * MAX_CIN..compared] == want[4 * MAX_CIN..compared];
+    (same, cfg!(all(target_arch = "arm", qfd_mve)) && bytes)
+}
+
+/// Bytes of a head case's outputs: the pool's sums, then the layer's logits.
+const MAX_HEAD: usize = 4 * MAX_CIN + 4 * MAX_COUT;
+
+/// The signature of [`kernels::fully_connected`].
+type FcFn = fn(FcInput<'_>, PackedWeights<'_>, ChannelRequant<'_>, FcOutput, usize, u8, &mut [u8]);
 
 #[cfg(test)]
 mod tests {

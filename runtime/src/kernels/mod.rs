@@ -54,8 +54,7 @@ use crate::requant::{ChannelRequant, RequantParams};
 use crate::weights::PackedWeights;
 
 pub use reference::{
-    add_accumulate, avg_pool_accumulate, conv2d_accumulate, fully_connected_accumulate, global_sum_pool,
-    max_pool,
+    add_accumulate, avg_pool_accumulate, conv2d_accumulate, fully_connected_accumulate, max_pool,
 };
 pub use select::{conv_scratch_bytes, ConvVariant};
 
@@ -186,7 +185,26 @@ pub fn fully_connected(
     output_bits: u8,
     output: &mut [u8],
 ) {
+    #[cfg(all(target_arch = "arm", qfd_mve))]
+    if let FcInput::SumsLe(sums) = input {
+        let emit = |o, sum_xk, sum_x| {
+            let acc = odd_grid_acc(sum_xk, sum_x, weights.bits);
+            reference::fully_connected_output(o, acc, requant, kind, output_bits, output)
+        };
+        if mve::sums::fully_connected_sums(sums, weights.data, weights.bits, outputs, emit) {
+            return;
+        }
+    }
     reference::fully_connected(input, weights, requant, kind, outputs, output_bits, output)
+}
+
+/// Global sum pool: the `i32` sum of each channel's codes over all pixels, little-endian, into `output`.
+pub fn global_sum_pool(input: Codes<'_>, shape: Hwc, output: &mut [u8]) {
+    #[cfg(all(target_arch = "arm", qfd_mve))]
+    if mve::sums::global_sum_pool(input, shape, output) {
+        return;
+    }
+    reference::global_sum_pool(input, shape, output)
 }
 
 /// Residual add of `len` codes: `out[i] = clamp(requant(a[i] * weights[0] + b[i] * weights[1]))`.

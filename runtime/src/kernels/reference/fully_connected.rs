@@ -22,16 +22,29 @@ pub fn fully_connected(
     output: &mut [u8],
 ) {
     fully_connected_accumulate(input, weights, outputs, |o, acc| {
-        let p = requant.get(o);
-        match kind {
-            FcOutput::Codes(clamp) => {
-                CodesMut::new(output, output_bits).set(o, requantize_to_code(acc, p, clamp.min, clamp.max))
-            }
-            FcOutput::Logits => {
-                output[4 * o..4 * o + 4].copy_from_slice(&logit(acc, p).to_le_bytes());
-            }
-        }
+        fully_connected_output(o, acc, requant, kind, output_bits, output)
     });
+}
+
+/// Writes output `o` of a fully connected layer from its accumulator: a code, or a logit.
+#[inline]
+pub(crate) fn fully_connected_output(
+    o: usize,
+    acc: i32,
+    requant: ChannelRequant<'_>,
+    kind: FcOutput,
+    output_bits: u8,
+    output: &mut [u8],
+) {
+    let p = requant.get(o);
+    match kind {
+        FcOutput::Codes(clamp) => {
+            CodesMut::new(output, output_bits).set(o, requantize_to_code(acc, p, clamp.min, clamp.max))
+        }
+        FcOutput::Logits => {
+            output[4 * o..4 * o + 4].copy_from_slice(&logit(acc, p).to_le_bytes());
+        }
+    }
 }
 
 /// The accumulators of [`fully_connected`] before requantization: calls `emit(o, acc)` for each output.

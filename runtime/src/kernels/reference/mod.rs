@@ -12,5 +12,7 @@ mod pool;
 
 pub use conv::{conv2d, conv2d_accumulate};
 pub use elementwise::{add, add_accumulate};
+#[cfg(all(target_arch = "arm", qfd_mve))]
+pub(crate) use fully_connected::fully_connected_output;
 pub use fully_connected::{fully_connected, fully_connected_accumulate};
 pub use pool::{avg_pool, avg_pool_accumulate, global_sum_pool, max_pool};
