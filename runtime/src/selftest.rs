@@ -2,19 +2,20 @@
 //! the host's tests call it, and the `kernel-test` firmware runs it on each board (`qfd-host kernel-test`),
 //! which is where the `asm!` variants execute. No allocation: every case fits fixed buffers.
 //!
-//! Each case draws a convolution (1-8 x 1-8 pixels, 1-32 input channels, multiples of 4 favoured, 1-9
-//! output channels, kernels 1x1 to 3x3, strides 1-2, any padding up to the kernel, weight and activation
-//! bits 1-8, with one case in four at 2-bit weights against 1-2-bit activations and one in four at equal
-//! packed widths (1, 2 or 4 bits) over whole words of channels, the forms that have kernels of their own;
-//! one case in four a 3x3 depthwise convolution of 2-9 channels, half of them byte-stored throughout; one
-//! in sixteen a 3x3 convolution of 68-72 channels at 8-bit weights, whose lanes are gathered in two chunks
-//! of taps) and a requantization per channel whose step is usually one or a few accumulator units, so that an accumulator that is off by one changes the
-//! output code (some channels take coarse steps and negative multipliers, some cases a narrowed clamp, so
-//! that every rounding path runs). Inputs and outputs are stored as the arena stores them (packed at 1, 2
-//! and 4 bits). [`check_conv`] runs it through [`kernels::conv2d`] (what models run) and
-//! [`kernels::reference::conv2d`], with the scratch starting at every alignment. One case in eight is a
-//! residual add instead ([`kernels::add`] against [`kernels::reference::add`]), one in sixteen a global
-//! sum pool and a fully connected layer over its sums.
+//! Each case draws a convolution (1-8 x 1-8 pixels, 1-32 input channels, multiples of 4 favoured, 1-9 output
+//! channels, kernels 1x1 to 3x3, strides 1-2, any padding up to the kernel, weight and activation bits 1-8,
+//! with one case in four at 2-bit weights against 1-2-bit activations and one in four at equal packed widths
+//! (1, 2 or 4 bits) over whole words of channels, the forms that have kernels of their own; one case in four
+//! a 3x3 depthwise convolution of 2-9 channels, a quarter of them byte-stored throughout and a quarter at
+//! 4-bit codes against packed weights; one in sixteen a 3x3 convolution of 68-72 channels at 8-bit weights,
+//! whose lanes are gathered in two chunks of taps) and a requantization per channel whose step is usually one
+//! or a few accumulator units, so that an accumulator that is off by one changes the output code (some
+//! channels take coarse steps and negative multipliers, some cases a narrowed clamp, so that every rounding
+//! path runs). Inputs and outputs are stored as the arena stores them (packed at 1, 2 and 4 bits).
+//! [`check_conv`] runs it through [`kernels::conv2d`] (what models run) and [`kernels::reference::conv2d`],
+//! with the scratch starting at every alignment. One case in eight is a residual add instead
+//! ([`kernels::add`] against [`kernels::reference::add`]), one in sixteen a global sum pool and a fully
+//! connected layer over its sums.
 
 use crate::codes::{Codes, CodesMut};
 use crate::format::{Clamp, FcOutput, Padding, Window};
@@ -117,11 +118,12 @@ fn conv_case(rng: &mut Rng, case: u32, selected: bool, digest: &mut crc::Digest<
     let window = Window { kernel: k, stride, padding };
     // The bit-widths: 2-bit weights against activations of at most 2 bits (two codes per lane), equal
     // packed widths (activations read in place), or any.
-    // Half the depthwise cases store every tensor a byte per code (the form Helium runs with vectors).
+    // A quarter of the depthwise cases store every tensor a byte per code, a quarter 4-bit codes
+    // against packed weights (the forms Helium runs with vectors).
     let form = if wide {
         4
     } else if depthwise && rng.next().is_multiple_of(2) {
-        5
+        5 + rng.next() % 2
     } else {
         rng.next() % 4
     };
@@ -131,6 +133,7 @@ fn conv_case(rng: &mut Rng, case: u32, selected: bool, digest: &mut crc::Digest<
         1 => (packed, packed, rng.range(1, 8) as u8),
         4 => (8, rng.range(5, 8) as u8, rng.range(1, 8) as u8),
         5 => (rng.range(5, 8) as u8, rng.range(5, 8) as u8, rng.range(5, 8) as u8),
+        6 => ([1, 2, 4][rng.range(0, 2) as usize], 4, 4),
         _ => (rng.range(1, 8) as u8, rng.range(1, 8) as u8, rng.range(1, 8) as u8),
     };
     let cin = if form == 1 {
@@ -145,7 +148,9 @@ fn conv_case(rng: &mut Rng, case: u32, selected: bool, digest: &mut crc::Digest<
     } else {
         rng.range(1, NARROW_CIN as u32) as usize
     };
+    // (4-bit depthwise cases take an even number of channels, whole bytes per pixel.)
     let cin = if depthwise { cin.clamp(2, MAX_COUT) } else { cin };
+    let cin = if form == 6 { cin & !1 } else { cin };
     let cout = if depthwise { cin } else { rng.range(1, MAX_COUT as u32) as usize };
     let groups = if depthwise { cin } else { 1 };
     let (h, w) =

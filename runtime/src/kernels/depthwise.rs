@@ -30,13 +30,19 @@ pub(super) const fn scratch_bytes(geo: &ConvGeometry) -> usize {
     geo.input.w * geo.input.c + unpacked
 }
 
-/// Bytes of scratch the Helium form ([`super::mve::depthwise`]) needs besides [`scratch_bytes`], for
-/// blocks of four channels: the requantization laid out for vector lanes (16 words a block), the gather
-/// offsets of the three window columns (12 words), the signed weights (nine taps of four 16-bit lanes a
-/// block), then one zero-padded window (`9 * Cin` bytes) for pixels at the border.
+/// Bytes of scratch the Helium form ([`super::mve::depthwise`]) needs instead of [`scratch_bytes`], in
+/// blocks of eight channels (two vectors of four 32-bit lanes, or one of eight 16-bit lanes): the
+/// requantization laid out for vector lanes (32 words a block), the gather offsets of the three window
+/// columns and a mask (16 words), the signed weights (nine taps of eight 16-bit lanes a block), then one
+/// zero-padded window (at most `9 * Cin` bytes) for pixels at the border.
 pub(super) const fn helium_scratch_bytes(geo: &ConvGeometry) -> usize {
-    let blocks = geo.input.c.div_ceil(4);
-    super::scratch::ALIGN_SLACK + 4 * (16 * blocks + 12 + 18 * blocks) + 9 * geo.input.c
+    super::scratch::ALIGN_SLACK + 4 * helium_scratch_words(geo) + 9 * geo.input.c
+}
+
+/// Words at the start of [`helium_scratch_bytes`]: the requantization, offsets and mask, and weights.
+pub(super) const fn helium_scratch_words(geo: &ConvGeometry) -> usize {
+    let blocks = geo.input.c.div_ceil(8);
+    32 * blocks + 16 + 36 * blocks
 }
 
 /// [`super::conv2d`] for a 3x3 depthwise convolution of an input at least 3 columns wide; four channels at

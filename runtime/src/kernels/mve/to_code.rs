@@ -29,14 +29,31 @@ use crate::requant::{ChannelRequant, RequantParams};
 /// each. Returns whether every channel is the usual case (a divisor above `2^32`); when not, `params`
 /// means nothing.
 pub fn channel_vectors(requant: ChannelRequant<'_>, channels: usize, params: &mut [u32]) -> bool {
-    for c in 0..channels {
+    channel_vectors_by(requant, channels, 4 * channels.div_ceil(4), params, |slot| slot)
+}
+
+/// [`channel_vectors`] with the channels in another order: lane `j` of block `v` holds channel
+/// `channel_of(4 * v + j)`, for `slots` lanes in all (those whose channel is `channels` or more are left
+/// as they are).
+pub fn channel_vectors_by(
+    requant: ChannelRequant<'_>,
+    channels: usize,
+    slots: usize,
+    params: &mut [u32],
+    channel_of: impl Fn(usize) -> usize,
+) -> bool {
+    for slot in 0..slots {
+        let c = channel_of(slot);
+        if c >= channels {
+            continue;
+        }
         let p = requant.get(c);
         // `n - 32` for the divisor `2^n = 2^(31 - shift)`: at least 1 in the usual case, at most 30.
         let shift1 = -1 - p.shift as i32;
         if shift1 < 1 {
             return false;
         }
-        let (block, lane) = (16 * (c / 4), c % 4);
+        let (block, lane) = (16 * (slot / 4), slot % 4);
         params[block + lane] = p.multiplier as u32;
         params[block + 4 + lane] = p.offset as u32;
         params[block + 8 + lane] = (p.offset >> 32) as u32;
@@ -79,10 +96,13 @@ pub fn codes_2px(
 }
 
 /// The requantization of the accumulators in `$q` (with `q2`-`q5` holding the block's multipliers, offset
-/// words and shifts, `q6`, `q7` free, `{one}` holding 1) to codes stored at `$out`: see the module
-/// documentation. `{sat}` is `32 - b`.
+/// words and shifts, `q6`, `q7` free, `{one}` holding 1) to codes in `$q`, then, given `$out`, stored
+/// there a byte each: see the module documentation. `{sat}` is `32 - b`.
 macro_rules! requant_vector {
     ($q:literal, $out:literal) => {
+        concat!(requant_vector!($q), "vstrb.32 ", $q, ", [", $out, "], #4\n")
+    };
+    ($q:literal) => {
         concat!(
             "vmul.i32 q6, ",
             $q,
@@ -120,11 +140,6 @@ macro_rules! requant_vector {
             ", ",
             $q,
             ", #{sat}\n",
-            "vstrb.32 ",
-            $q,
-            ", [",
-            $out,
-            "], #4\n",
         )
     };
 }
