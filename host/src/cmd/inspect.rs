@@ -27,7 +27,8 @@ impl Cmd {
         let fit = match &self.board {
             Some(name) => {
                 let board = Board::load(&qfd_boards::boards_dir(), name)?;
-                Some(Fit::estimate(&board, file.len() as u64, report.arena_bytes))
+                let arena = qfd_host::device::firmware::arena_bytes(&board, &file.model()?);
+                Some(Fit::estimate(&board, file.len() as u64, arena))
             }
             None => None,
         };

@@ -4,6 +4,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use qfd_boards::Board;
+use qfd_runtime::kernels::select::Core;
 use qfd_runtime::Model;
 use serde::Serialize;
 
@@ -179,9 +180,19 @@ impl Fit {
     }
 }
 
+/// The instruction-set features of the board's core that decide which kernels its runtime runs.
+pub fn core(board: &Board) -> Core {
+    Core { dsp: board.dsp, mve: board.mve }
+}
+
+/// Bytes of arena the model needs on the board: its kernels' working memory depends on the core.
+pub fn arena_bytes(board: &Board, model: &Model) -> u64 {
+    model.arena_size_on(core(board)) as u64
+}
+
 /// Refuses a model that cannot fit the board, before anything is built.
 pub fn check_fits(board: &Board, file: &ModelFile, model: &Model) -> Result<(), DeviceError> {
-    let fit = Fit::estimate(board, file.len() as u64, model.arena_size() as u64);
+    let fit = Fit::estimate(board, file.len() as u64, arena_bytes(board, model));
     if fit.fits() {
         return Ok(());
     }

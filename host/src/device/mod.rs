@@ -175,7 +175,8 @@ pub fn run(opts: &RunOptions, mut on_answer: impl FnMut(usize, usize)) -> Result
     let model_path = work.join("model.qfdm");
     fsutil::write_atomic(&model_path, file.bytes())?;
     let elf = work.join("qfd-firmware.elf");
-    let built = firmware::build(&board, &model_path, model.arena_size() as u64, opts.engine, &elf)?;
+    let arena = firmware::arena_bytes(&board, &model);
+    let built = firmware::build(&board, &model_path, arena, opts.engine, &elf)?;
     let report = run_built(opts, &board, &file, &model, &built, &work, &mut on_answer);
     // Keep the work directory of a failed run for a look at the link files; a good run leaves nothing.
     if report.is_ok() {
