@@ -16,11 +16,14 @@
 //!   `2 x 2` dot product is the only part a core-specific variant replaces.
 //! - `dsp` (Armv7E-M and Armv8-M Mainline with the DSP extension): that inner product with `SMLAD`;
 //!   `mla` (Armv7-M without DSP, the Cortex-M3): the 8-bit one with `MLA`; `row_pairs`: the `asm!` loop
-//!   over pairs of output channels that both run their bodies in; `mve` (Helium, the Cortex-M55): the 8-bit
-//!   one with `VMLADAVA`, sixteen multiply-accumulates an instruction.
+//!   over pairs of output channels that both run their bodies in; `mve` (Helium, the Cortex-M55): the
+//!   inner product with `VMLADAVA`, sixteen multiply-accumulates an instruction, and Helium forms of the
+//!   requantization, the depthwise convolution, the residual add, the global sum pool and the fully
+//!   connected layer.
 //! - `depthwise`: 3x3 depthwise convolution, one channel at a time with its weights in registers.
 //! - `to_code`: the convolutions' last step, accumulators to codes (`SMULL` and carry tricks in `asm!` on
 //!   Armv7-M and later).
+//! - `add_table`: the residual add of packed codes by table, every pair of input codes requantized once.
 //! - [`select`]: the one place that decides which variant runs an op, from the core's features (fixed when
 //!   the runtime is compiled for a board) and the layer's shape. The interpreter and generated code both
 //!   call the functions below, so they always run the same variant.
