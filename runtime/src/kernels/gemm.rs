@@ -291,7 +291,8 @@ fn gather_run(
         _ => gather::<0>(input, geo, pixel, run),
     }
     let used = plan.patch >> (3 - plan.format.bits().trailing_zeros());
-    run[used..].fill(0);
+    // At most three bytes: a loop, not `fill` (a `memset` call costs dozens of instructions).
+    run[used..].iter_mut().for_each(|b| *b = 0);
     #[cfg(all(target_arch = "arm", qfd_mve))]
     return match plan.format.bits() {
         4 => super::mve::code_sum::<4>(&run[..used]),
