@@ -15,11 +15,11 @@
 //! [`check_conv`] runs it through [`kernels::conv2d`] (what models run) and [`kernels::reference::conv2d`],
 //! with the scratch starting at every alignment. One case in eight is a residual add instead
 //! ([`kernels::add`] against [`kernels::reference::add`]), one in sixteen a global sum pool and a fully
-//! connected layer over its sums.
+//! connected layer over its sums, one in thirty-two a max pool.
 
 use crate::codes::{Codes, CodesMut};
 use crate::format::{Clamp, FcOutput, Padding, Window};
-use crate::kernels::{self, select, ConvGeometry, FcInput, Hwc};
+use crate::kernels::{self, select, ConvGeometry, FcInput, Hwc, PoolGeometry};
 use crate::requant::{ChannelRequant, RequantParams, CHANNEL_RECORD_BYTES};
 use crate::weights::{max_code, pack_codes, packed_len, PackedWeights};
 
@@ -90,6 +90,7 @@ fn run(seed: u32, cases: u32, selected: bool) -> Summary {
         let (same, fast) = match rng.next() % 16 {
             0 | 1 => add_case(&mut rng, selected, &mut digest),
             2 => head_case(&mut rng, selected, &mut digest),
+            3 if rng.next().is_multiple_of(2) => max_pool_case(&mut rng, selected, &mut digest),
             _ => conv_case(&mut rng, case, selected, &mut digest),
         };
         summary.cases += 1;
@@ -369,6 +370,43 @@ fn head_case(rng: &mut Rng, selected: bool, digest: &mut crc::Digest<'_, u32>) -
         && got[4 * MAX_CIN..compared] == want[4 * MAX_CIN..compared];
     (same, cfg!(all(target_arch = "arm", qfd_mve)) && bytes)
 }
+
+/// One max pool case, `(outputs equal, ran a fast variant)` as [`conv_case`]: 1-8 x 1-8 pixels, 1-32
+/// channels, windows 1x1 to 3x3, strides 1-2, any padding up to the window; half of the cases byte-stored.
+fn max_pool_case(rng: &mut Rng, selected: bool, digest: &mut crc::Digest<'_, u32>) -> (bool, bool) {
+    let bytes = rng.next().is_multiple_of(2);
+    let bits = if bytes { rng.range(5, 8) as u8 } else { rng.range(1, 8) as u8 };
+    let k = [rng.range(1, 3) as u8, rng.range(1, 3) as u8];
+    let stride = [rng.range(1, 2) as u8, rng.range(1, 2) as u8];
+    let mut pad = || rng.range(0, k[0].max(k[1]) as u32 - 1) as u8;
+    let padding = Padding { top: pad(), left: pad(), bottom: pad(), right: pad() };
+    let window = Window { kernel: k, stride, padding };
+    let (h, w, c) =
+        (rng.range(1, 8) as usize, rng.range(1, 8) as usize, rng.range(1, NARROW_CIN as u32) as usize);
+    let Some([ho, wo]) = window.output_hw(h, w) else { return (true, false) };
+    let geo = PoolGeometry { input: Hwc::new(h, w, c), output: Hwc::new(ho, wo, c), window };
+    let mut codes = [0u8; MAX_HW * MAX_HW * MAX_CIN];
+    let codes = &mut codes[..h * w * c];
+    codes.iter_mut().for_each(|x| *x = (rng.next() & max_code(bits) as u32) as u8);
+    let mut stored = [0u8; MAX_HW * MAX_HW * MAX_CIN];
+    let stored = &mut stored[..packed_len(codes.len(), bits)];
+    pack_codes(codes, bits, stored);
+    let input = Codes::new(stored, bits);
+    let n = packed_len(ho * wo * c, bits);
+    let mut want = [0u8; MAX_POOL_OUT];
+    kernels::reference::max_pool(input, &geo, CodesMut::new(&mut want[..n], bits));
+    if !selected {
+        digest.update(&want[..n]);
+        return (true, false);
+    }
+    let mut got = [0u8; MAX_POOL_OUT];
+    kernels::max_pool(input, &geo, CodesMut::new(&mut got[..n], bits));
+    digest.update(&got[..n]);
+    (got[..n] == want[..n], cfg!(all(target_arch = "arm", qfd_mve)) && bytes)
+}
+
+/// Codes of a max pool case's output: padding can make it larger than the input (11 x 11 at most).
+const MAX_POOL_OUT: usize = 11 * 11 * NARROW_CIN;
 
 /// Bytes of a head case's outputs: the pool's sums, then the layer's logits.
 const MAX_HEAD: usize = 4 * MAX_CIN + 4 * MAX_COUT;

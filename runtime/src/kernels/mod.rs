@@ -56,9 +56,7 @@ use crate::format::{Clamp, FcOutput, Window};
 use crate::requant::{ChannelRequant, RequantParams};
 use crate::weights::PackedWeights;
 
-pub use reference::{
-    add_accumulate, avg_pool_accumulate, conv2d_accumulate, fully_connected_accumulate, max_pool,
-};
+pub use reference::{add_accumulate, avg_pool_accumulate, conv2d_accumulate, fully_connected_accumulate};
 pub use select::{conv_scratch_bytes, ConvVariant};
 
 /// A tensor shape: height, width, channels.
@@ -199,6 +197,17 @@ pub fn fully_connected(
         }
     }
     reference::fully_connected(input, weights, requant, kind, outputs, output_bits, output)
+}
+
+/// Max pool: the largest code of each window (padding never wins; a window wholly in the padding gives 0).
+pub fn max_pool(input: Codes<'_>, geo: &PoolGeometry, output: CodesMut<'_>) {
+    #[cfg(all(target_arch = "arm", qfd_mve))]
+    let mut output = output;
+    #[cfg(all(target_arch = "arm", qfd_mve))]
+    if mve::max_pool::max_pool(input, geo, &mut output) {
+        return;
+    }
+    reference::max_pool(input, geo, output)
 }
 
 /// Global sum pool: the `i32` sum of each channel's codes over all pixels, little-endian, into `output`.

@@ -15,6 +15,7 @@
 pub mod to_code;
 pub mod add_table;
 pub mod depthwise;
+pub mod max_pool;
 pub mod sums;
 
 use core::arch::asm;
