@@ -4,8 +4,6 @@
 //! place.
 #![allow(unsafe_code)]
 
-use core::arch::asm;
-
 /// Looks up the codes of `a.len()` whole bytes of `a` and `b` (`sb` = 4 or 2 bits a code; the same
 /// length as `out`) in `table` (indexed by `x | y << sb`) into `out`; returns the bytes done (0 for other
 /// widths).
@@ -20,7 +18,7 @@ pub fn bytes(a: &[u8], b: &[u8], table: &[u8; 256], sb: u32, out: &mut [u8]) -> 
     // pointers it advances (copies), `lr` and `q0`-`q7`, all declared.
     unsafe {
         if sb == 4 {
-            asm!(
+            asm_all_q!({
                 "vmov.i8 q7, #0x0f",
                 "vmov.i8 q6, #0xf0",
                 "dlstp.8 lr, {n}",
@@ -46,11 +44,7 @@ pub fn bytes(a: &[u8], b: &[u8], table: &[u8; 256], sb: u32, out: &mut [u8]) -> 
                 o = inout(reg) out.as_mut_ptr() => _,
                 t = in(reg) table.as_ptr(),
                 out("lr") _,
-                out("d0") _, out("d1") _, out("d2") _, out("d3") _, out("d4") _, out("d5") _,
-                out("d6") _, out("d7") _, out("d8") _, out("d9") _, out("d10") _, out("d11") _,
-                out("d12") _, out("d13") _, out("d14") _, out("d15") _,
-                options(nostack),
-            );
+            } options(nostack));
         } else {
             // Field `f` (bits `2f`, `2f + 1`): `(x >> 2f) & 3 | ((y >> 2f) & 3) << 2`, its code shifted
             // back by `2f` and added to `q2`.
@@ -72,7 +66,7 @@ pub fn bytes(a: &[u8], b: &[u8], table: &[u8; 256], sb: u32, out: &mut [u8]) -> 
                     )
                 };
             }
-            asm!(
+            asm_all_q!({
                 "vmov.i8 q7, #0x03",
                 "vmov.i8 q6, #0x0c",
                 "dlstp.8 lr, {n}",
@@ -95,11 +89,7 @@ pub fn bytes(a: &[u8], b: &[u8], table: &[u8; 256], sb: u32, out: &mut [u8]) -> 
                 o = inout(reg) out.as_mut_ptr() => _,
                 t = in(reg) table.as_ptr(),
                 out("lr") _,
-                out("d0") _, out("d1") _, out("d2") _, out("d3") _, out("d4") _, out("d5") _,
-                out("d6") _, out("d7") _, out("d8") _, out("d9") _, out("d10") _, out("d11") _,
-                out("d12") _, out("d13") _, out("d14") _, out("d15") _,
-                options(nostack),
-            );
+            } options(nostack));
         }
     }
     n

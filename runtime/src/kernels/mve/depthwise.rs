@@ -14,8 +14,6 @@
 //! layers, which take the DSP form.
 #![allow(unsafe_code)]
 
-use core::arch::asm;
-
 use super::to_code::{channel_vectors, channel_vectors_by, whole_range_bits};
 use crate::codes::{storage_bits, Codes, CodesMut};
 use crate::format::Clamp;
@@ -196,7 +194,7 @@ fn pixel_bytes_loop<const SAT: u32>(
     // whole; the store writes `ch` bytes of `pixel`. It also writes the pointers it advances (copies),
     // `lr` and `q0`-`q7`, all declared.
     unsafe {
-        asm!(
+        asm_all_q!({
             "dlstp.32 lr, {n}",
             "2:",
             "vldrw.u32 q5, [{off}]",
@@ -223,24 +221,7 @@ fn pixel_bytes_loop<const SAT: u32>(
             one = in(reg) 1u32,
             sat = const SAT,
             out("lr") _,
-            out("d0") _,
-            out("d1") _,
-            out("d2") _,
-            out("d3") _,
-            out("d4") _,
-            out("d5") _,
-            out("d6") _,
-            out("d7") _,
-            out("d8") _,
-            out("d9") _,
-            out("d10") _,
-            out("d11") _,
-            out("d12") _,
-            out("d13") _,
-            out("d14") _,
-            out("d15") _,
-            options(nostack),
-        );
+        } options(nostack));
     }
 }
 
@@ -293,7 +274,7 @@ fn pixel_nibbles(rows: [&[u8]; 3], signed: &[u16], params: &[u32], offsets: &[u3
     // and `params`); `offsets` is read whole; the store writes `ch / 2` bytes of `pixel`. It also writes
     // the pointers it advances (copies), `lr` and `q0`-`q7`, all declared.
     unsafe {
-        asm!(
+        asm_all_q!({
             "dlstp.16 lr, {n}",
             "2:",
             "vldrw.u32 q3, [{off}, #48]",
@@ -332,23 +313,6 @@ fn pixel_nibbles(rows: [&[u8]; 3], signed: &[u16], params: &[u32], offsets: &[u3
             one = in(reg) 1u32,
             sat = const 28,
             out("lr") _,
-            out("d0") _,
-            out("d1") _,
-            out("d2") _,
-            out("d3") _,
-            out("d4") _,
-            out("d5") _,
-            out("d6") _,
-            out("d7") _,
-            out("d8") _,
-            out("d9") _,
-            out("d10") _,
-            out("d11") _,
-            out("d12") _,
-            out("d13") _,
-            out("d14") _,
-            out("d15") _,
-            options(nostack),
-        );
+        } options(nostack));
     }
 }

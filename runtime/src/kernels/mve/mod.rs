@@ -11,6 +11,20 @@
 //! registers. Tested against the reference on the Cortex-M55 under QEMU (`qfd-host kernel-test`).
 #![allow(unsafe_code)]
 
+/// `asm!` with every vector register declared clobbered (`q0`-`q7`, as the `d0`-`d15` they alias, which is
+/// how `asm!` names them): `asm_all_q!({ templates and operands, } options(...))`.
+macro_rules! asm_all_q {
+    ({ $($arg:tt)* } $($options:tt)*) => {
+        core::arch::asm!(
+            $($arg)*
+            out("d0") _, out("d1") _, out("d2") _, out("d3") _, out("d4") _, out("d5") _, out("d6") _,
+            out("d7") _, out("d8") _, out("d9") _, out("d10") _, out("d11") _, out("d12") _, out("d13") _,
+            out("d14") _, out("d15") _,
+            $($options)*
+        )
+    };
+}
+
 #[macro_use]
 pub mod to_code;
 pub mod add_table;

@@ -17,8 +17,6 @@
 //! form.
 #![allow(unsafe_code)]
 
-use core::arch::asm;
-
 use crate::codes::{Codes, CodesMut};
 use crate::format::Clamp;
 use crate::requant::{ChannelRequant, RequantParams};
@@ -158,7 +156,7 @@ fn codes_loop<const SAT: u32>(
     // caller's assert bounds both), and writes `n` bytes to each of `out_a` and `out_b` (`VSTRB.32`); it
     // also writes the pointers it advances (copies), `lr` and `q0`-`q7`, all declared.
     unsafe {
-        asm!(
+        asm_all_q!({
             "dlstp.32 lr, {n}",
             "2:",
             "vldrw.u32 q0, [{sa}], #16",
@@ -186,24 +184,7 @@ fn codes_loop<const SAT: u32>(
             one = in(reg) 1u32,
             sat = const SAT,
             out("lr") _,
-            out("d0") _,
-            out("d1") _,
-            out("d2") _,
-            out("d3") _,
-            out("d4") _,
-            out("d5") _,
-            out("d6") _,
-            out("d7") _,
-            out("d8") _,
-            out("d9") _,
-            out("d10") _,
-            out("d11") _,
-            out("d12") _,
-            out("d13") _,
-            out("d14") _,
-            out("d15") _,
-            options(nostack),
-        );
+        } options(nostack));
     }
 }
 
@@ -249,7 +230,7 @@ fn add_loop<const SAT: u32>(a: &[u8], b: &[u8], weights: [i32; 2], params: [u32;
     // long) and writes as many to `out` (`VSTRB.32`); it also writes the pointers it advances (copies),
     // `lr` and `q0`-`q7`, all declared.
     unsafe {
-        asm!(
+        asm_all_q!({
             "vldrw.u32 q2, [{p}]",
             "vldrw.u32 q3, [{p}, #16]",
             "vldrw.u32 q4, [{p}, #32]",
@@ -273,23 +254,6 @@ fn add_loop<const SAT: u32>(a: &[u8], b: &[u8], weights: [i32; 2], params: [u32;
             one = in(reg) 1u32,
             sat = const SAT,
             out("lr") _,
-            out("d0") _,
-            out("d1") _,
-            out("d2") _,
-            out("d3") _,
-            out("d4") _,
-            out("d5") _,
-            out("d6") _,
-            out("d7") _,
-            out("d8") _,
-            out("d9") _,
-            out("d10") _,
-            out("d11") _,
-            out("d12") _,
-            out("d13") _,
-            out("d14") _,
-            out("d15") _,
-            options(nostack),
-        );
+        } options(nostack));
     }
 }
