@@ -95,8 +95,11 @@ pub fn measure(
         let path = write_model(m, work)?;
         let bytes = fsutil::read(&path)?;
         let model = Model::load(&bytes).map_err(|e| DeviceError::Mismatch(format!("{}: {e}", m.name)))?;
-        let arena = (model.values_size(), model.scratch_size());
         for board in boards {
+            // The kernels' scratch depends on the board's core.
+            let loaded = qfd_boards::Board::load(&qfd_boards::boards_dir(), board)?;
+            let values = model.values_size();
+            let arena = (values, super::firmware::arena_bytes(&loaded, &model) as usize - values);
             let opts = RunOptions {
                 board: board.clone(),
                 model: path.clone(),
