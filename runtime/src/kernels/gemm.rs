@@ -62,6 +62,8 @@ pub(super) fn conv2d(
     };
     #[cfg(not(all(target_arch = "arm", qfd_mve)))]
     let _ = params;
+    #[cfg(all(target_arch = "arm", qfd_mve))]
+    let nibbles_out = vector_clamp == Some(4) && storage_bits(output.bits()) == 4 && channels % 2 == 0;
 
     let odd_row = (channels % 2 == 1).then(|| row(weights, row_bytes, channels - 1));
     for a in (0..pixels).step_by(2) {
@@ -89,6 +91,17 @@ pub(super) fn conv2d(
                 odd.iter_mut().zip(acc).for_each(|(o, a)| *o = o.wrapping_add(a));
             }
             first_tap += plan.chunk_taps;
+        }
+        // On Helium, 4-bit codes of a whole-range clamp are packed by the vector loop, straight into the
+        // output (an odd last pixel's second result into `staging`).
+        #[cfg(all(target_arch = "arm", qfd_mve))]
+        if nibbles_out {
+            let grid = sum_x.map(|x| crate::weights::max_code(weights.bits).wrapping_mul(x));
+            let half = channels / 2;
+            let (out_a, rest) = output.bytes_mut()[a * half..].split_at_mut(half);
+            let out_b = if b != a { &mut rest[..half] } else { &mut staging[..half] };
+            super::mve::to_code::codes_2px_nibbles(sums, params, grid, out_a, out_b);
+            continue;
         }
         // Codes stored a byte each go straight to the output; packed ones wait in `staging` and are packed
         // a pixel at a time below. An odd last pixel's second result goes to `staging` and is dropped.

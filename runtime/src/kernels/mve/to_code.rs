@@ -188,6 +188,66 @@ fn codes_loop<const SAT: u32>(
     }
 }
 
+/// [`codes_2px`] at 4 bits into packed outputs: `out_a` and `out_b` hold `n / 2` bytes each, channel `2j`'s
+/// code low in byte `j`, channel `2j + 1`'s high (`n` even). Each vector's four codes are shifted into
+/// place (`VSHL` by 0, 4, 0, 4), or-ed with their neighbours (`VREV64`), and stored two bytes by a scatter
+/// that writes each byte twice.
+pub fn codes_2px_nibbles(sums: &[i32], params: &[u32], grid: [i32; 2], out_a: &mut [u8], out_b: &mut [u8]) {
+    let n = sums.len() / 2;
+    assert!(n % 2 == 0 && out_a.len() == n / 2 && out_b.len() == n / 2 && params.len() >= 16 * n.div_ceil(4));
+    if n == 0 {
+        return;
+    }
+    // The shifts, then the scatter's byte offsets.
+    static PACKING: [u32; 8] = [0, 4, 0, 4, 0, 0, 1, 1];
+    // SAFETY: as in `codes_loop`, except the stores: per pass a scatter to bytes 0 and 1 after each output
+    // pointer (a predicated lane writes only where its channel `< n`, so only the `n / 2` bytes of each
+    // output), which then advances by 2; `PACKING` is read whole.
+    unsafe {
+        asm_all_q!({
+            "dlstp.32 lr, {n}",
+            "2:",
+            "vldrw.u32 q0, [{sa}], #16",
+            "vldrw.u32 q1, [{sb}], #16",
+            "vldrw.u32 q2, [{p}], #16",
+            "vldrw.u32 q3, [{p}], #16",
+            "vldrw.u32 q4, [{p}], #16",
+            "vldrw.u32 q5, [{p}], #16",
+            "vshl.i32 q0, q0, #1",
+            "vsub.i32 q0, q0, {ga}",
+            "vshl.i32 q1, q1, #1",
+            "vsub.i32 q1, q1, {gb}",
+            requant_vector!("q0"),
+            requant_vector!("q1"),
+            "vldrw.u32 q6, [{k}]",
+            "vshl.u32 q0, q0, q6",
+            "vshl.u32 q1, q1, q6",
+            "vrev64.32 q6, q0",
+            "vorr q0, q0, q6",
+            "vrev64.32 q6, q1",
+            "vorr q1, q1, q6",
+            "vldrw.u32 q7, [{k}, #16]",
+            "vstrb.32 q0, [{oa}, q7]",
+            "vstrb.32 q1, [{ob}, q7]",
+            "adds {oa}, #2",
+            "adds {ob}, #2",
+            "letp lr, 2b",
+            n = in(reg) n,
+            sa = inout(reg) sums.as_ptr() => _,
+            sb = inout(reg) sums[n..].as_ptr() => _,
+            p = inout(reg) params.as_ptr() => _,
+            oa = inout(reg) out_a.as_mut_ptr() => _,
+            ob = inout(reg) out_b.as_mut_ptr() => _,
+            ga = in(reg) grid[0],
+            gb = in(reg) grid[1],
+            one = in(reg) 1u32,
+            k = in(reg) PACKING.as_ptr(),
+            sat = const 28,
+            out("lr") _,
+        } options(nostack));
+    }
+}
+
 /// [`crate::kernels::add`] on Helium for three tensors stored a byte per code: per four codes, two
 /// widening loads, `VMUL` and `VMLA` by the branch weights, then the requantization above. Returns `false`,
 /// having written nothing, for other tensors and for requantizations of the scalar form only.
