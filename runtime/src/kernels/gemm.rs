@@ -62,8 +62,14 @@ pub(super) fn conv2d(
     };
     #[cfg(not(all(target_arch = "arm", qfd_mve)))]
     let _ = params;
+    // (Codes per output byte when the vector loop packs them: 4-bit codes of an even number of channels,
+    // 2-bit ones of a multiple of four, so that every pixel starts on a byte.)
     #[cfg(all(target_arch = "arm", qfd_mve))]
-    let nibbles_out = vector_clamp == Some(4) && storage_bits(output.bits()) == 4 && channels % 2 == 0;
+    let packed_out = match (vector_clamp, storage_bits(output.bits())) {
+        (Some(4), 4) if channels % 2 == 0 => Some(2),
+        (Some(2), 2) if channels % 4 == 0 => Some(4),
+        _ => None,
+    };
 
     let odd_row = (channels % 2 == 1).then(|| row(weights, row_bytes, channels - 1));
     for a in (0..pixels).step_by(2) {
@@ -92,15 +98,19 @@ pub(super) fn conv2d(
             }
             first_tap += plan.chunk_taps;
         }
-        // On Helium, 4-bit codes of a whole-range clamp are packed by the vector loop, straight into the
-        // output (an odd last pixel's second result into `staging`).
+        // On Helium, 4 and 2-bit codes of a whole-range clamp are packed by the vector loop, straight into
+        // the output (an odd last pixel's second result into `staging`).
         #[cfg(all(target_arch = "arm", qfd_mve))]
-        if nibbles_out {
+        if let Some(per) = packed_out {
             let grid = sum_x.map(|x| crate::weights::max_code(weights.bits).wrapping_mul(x));
-            let half = channels / 2;
-            let (out_a, rest) = output.bytes_mut()[a * half..].split_at_mut(half);
-            let out_b = if b != a { &mut rest[..half] } else { &mut staging[..half] };
-            super::mve::to_code::codes_2px_nibbles(sums, params, grid, out_a, out_b);
+            let bytes = channels / per;
+            let (out_a, rest) = output.bytes_mut()[a * bytes..].split_at_mut(bytes);
+            let out_b = if b != a { &mut rest[..bytes] } else { &mut staging[..bytes] };
+            if per == 2 {
+                super::mve::to_code::codes_2px_nibbles(sums, params, grid, out_a, out_b);
+            } else {
+                super::mve::to_code::codes_2px_crumbs(sums, params, grid, out_a, out_b);
+            }
             continue;
         }
         // Codes stored a byte each go straight to the output; packed ones wait in `staging` and are packed

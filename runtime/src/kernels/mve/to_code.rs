@@ -248,6 +248,60 @@ pub fn codes_2px_nibbles(sums: &[i32], params: &[u32], grid: [i32; 2], out_a: &m
     }
 }
 
+/// [`codes_2px`] at 2 bits into packed outputs: `out_a` and `out_b` hold `n / 4` bytes each, channel `4j +
+/// i`'s code at bits `2i` of byte `j` (`n` a multiple of 4). Each vector's four codes are shifted into place
+/// (`VSHL` by 0, 2, 4, 6) and added across the vector (`VADDV`: the fields do not overlap) into one byte.
+pub fn codes_2px_crumbs(sums: &[i32], params: &[u32], grid: [i32; 2], out_a: &mut [u8], out_b: &mut [u8]) {
+    let n = sums.len() / 2;
+    assert!(n % 4 == 0 && out_a.len() == n / 4 && out_b.len() == n / 4 && params.len() >= 16 * n.div_ceil(4));
+    if n == 0 {
+        return;
+    }
+    static SHIFTS: [u32; 4] = [0, 2, 4, 6];
+    // SAFETY: as in `codes_loop`, except the stores: one byte a pass after each output pointer (`n / 4`
+    // passes, so `n / 4` bytes of each output); `SHIFTS` is read whole.
+    unsafe {
+        asm_all_q!({
+            "dlstp.32 lr, {n}",
+            "2:",
+            "vldrw.u32 q0, [{sa}], #16",
+            "vldrw.u32 q1, [{sb}], #16",
+            "vldrw.u32 q2, [{p}], #16",
+            "vldrw.u32 q3, [{p}], #16",
+            "vldrw.u32 q4, [{p}], #16",
+            "vldrw.u32 q5, [{p}], #16",
+            "vshl.i32 q0, q0, #1",
+            "vsub.i32 q0, q0, {ga}",
+            "vshl.i32 q1, q1, #1",
+            "vsub.i32 q1, q1, {gb}",
+            requant_vector!("q0"),
+            requant_vector!("q1"),
+            "vldrw.u32 q6, [{k}]",
+            "vshl.u32 q0, q0, q6",
+            "vshl.u32 q1, q1, q6",
+            "vaddv.u32 r0, q0",
+            "strb r0, [{oa}], #1",
+            "vaddv.u32 r0, q1",
+            "strb r0, [{ob}], #1",
+            "letp lr, 2b",
+            n = in(reg) n,
+            sa = inout(reg) sums.as_ptr() => _,
+            sb = inout(reg) sums[n..].as_ptr() => _,
+            p = inout(reg) params.as_ptr() => _,
+            oa = inout(reg) out_a.as_mut_ptr() => _,
+            ob = inout(reg) out_b.as_mut_ptr() => _,
+            ga = in(reg) grid[0],
+            gb = in(reg) grid[1],
+            one = in(reg) 1u32,
+            k = in(reg) SHIFTS.as_ptr(),
+            sat = const 30,
+            // (Across-vector sums go to even registers.)
+            out("r0") _,
+            out("lr") _,
+        } options(nostack));
+    }
+}
+
 /// [`crate::kernels::add`] on Helium for three tensors stored a byte per code: per four codes, two
 /// widening loads, `VMUL` and `VMLA` by the branch weights, then the requantization above. Returns `false`,
 /// having written nothing, for other tensors and for requantizations of the scalar form only.
