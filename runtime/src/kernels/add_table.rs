@@ -66,10 +66,10 @@ fn lookup<const SB: u32>(a: &[u8], b: &[u8], table: &[u8; 256], len: usize, out:
     for ((o, &x), &y) in out[..whole].iter_mut().zip(&a[..whole]).zip(&b[..whole]) {
         *o = (0..per).fold(0, |v, j| v | code(x, y, j));
     }
+    // The last, partly used byte, if any (the slices end there).
     let used = len - whole * per;
-    if used > 0 {
+    if let (true, Some(&x), Some(&y), Some(o)) = (used > 0, a.get(whole), b.get(whole), out.get_mut(whole)) {
         let keep = !((1u16 << (used as u32 * SB)) - 1) as u8;
-        let (x, y) = (a[whole], b[whole]);
-        out[whole] = (0..used).fold(out[whole] & keep, |v, j| v | code(x, y, j));
+        *o = (0..used).fold(*o & keep, |v, j| v | code(x, y, j));
     }
 }

@@ -142,20 +142,13 @@ macro_rules! requant_vector {
     };
 }
 
-/// [`codes_2px`] with the clamp as `SAT = 32 - b`.
-fn codes_loop<const SAT: u32>(
-    sums: &[i32],
-    params: &[u32],
-    grid: [i32; 2],
-    out_a: &mut [u8],
-    out_b: &mut [u8],
-) {
-    let n = out_a.len();
-    // SAFETY: the tail-predicated loop runs over `n` lanes: it reads `n` sums from each half of `sums`
-    // (`VLDRW`, word-aligned as `i32`s are) and four words of `params` per block of four channels (the
-    // caller's assert bounds both), and writes `n` bytes to each of `out_a` and `out_b` (`VSTRB.32`); it
-    // also writes the pointers it advances (copies), `lr` and `q0`-`q7`, all declared.
-    unsafe {
+/// The loop of [`codes_2px`] and its packing forms: per four channels, both pixels' sums (`{sa}`,
+/// `{sb}`) and the block's parameters (`{p}`) loaded, the odd-grid combine, both vectors requantized into
+/// `q0` (pixel A) and `q1` (pixel B), then `$store` (templates) writes them through `r0` (pixel A's output)
+/// and `r1` (pixel B's). `$sat` is `32 - b`; `$($extra)*` adds the operands `$store` uses.
+macro_rules! pixel_pair_codes {
+    ($sums:expr, $params:expr, $grid:expr, $out_a:expr, $out_b:expr, $sat:expr, [$($store:expr),*] $($extra:tt)*) => {{
+        let n = $sums.len() / 2;
         asm_all_q!({
             "dlstp.32 lr, {n}",
             "2:",
@@ -169,22 +162,49 @@ fn codes_loop<const SAT: u32>(
             "vsub.i32 q0, q0, {ga}",
             "vshl.i32 q1, q1, #1",
             "vsub.i32 q1, q1, {gb}",
-            requant_vector!("q0", "r0"),
-            requant_vector!("q1", "r1"),
+            requant_vector!("q0"),
+            requant_vector!("q1"),
+            $($store,)*
             "letp lr, 2b",
             n = in(reg) n,
-            sa = inout(reg) sums.as_ptr() => _,
-            sb = inout(reg) sums[n..].as_ptr() => _,
-            p = inout(reg) params.as_ptr() => _,
+            sa = inout(reg) $sums.as_ptr() => _,
+            sb = inout(reg) $sums[n..].as_ptr() => _,
+            p = inout(reg) $params.as_ptr() => _,
             // (Narrowing stores take a low register as their base.)
-            inout("r0") out_a.as_mut_ptr() => _,
-            inout("r1") out_b.as_mut_ptr() => _,
-            ga = in(reg) grid[0],
-            gb = in(reg) grid[1],
+            inout("r0") $out_a.as_mut_ptr() => _,
+            inout("r1") $out_b.as_mut_ptr() => _,
+            ga = in(reg) $grid[0],
+            gb = in(reg) $grid[1],
             one = in(reg) 1u32,
-            sat = const SAT,
+            sat = const $sat,
+            $($extra)*
             out("lr") _,
-        } options(nostack));
+        } options(nostack))
+    }};
+}
+
+/// [`codes_2px`] with the clamp as `SAT = 32 - b`.
+fn codes_loop<const SAT: u32>(
+    sums: &[i32],
+    params: &[u32],
+    grid: [i32; 2],
+    out_a: &mut [u8],
+    out_b: &mut [u8],
+) {
+    // SAFETY: the tail-predicated loop runs over `n = out_a.len()` lanes: it reads `n` sums from each half
+    // of `sums` (`VLDRW`, word-aligned as `i32`s are) and four words of `params` per block of four channels
+    // (the caller's assert bounds both), and writes `n` bytes to each of `out_a` and `out_b` (`VSTRB.32`);
+    // it also writes the pointers it advances (copies), `lr` and `q0`-`q7`, all declared.
+    unsafe {
+        pixel_pair_codes!(
+            sums,
+            params,
+            grid,
+            out_a,
+            out_b,
+            SAT,
+            ["vstrb.32 q0, [r0], #4", "vstrb.32 q1, [r1], #4"]
+        )
     }
 }
 
@@ -204,47 +224,29 @@ pub fn codes_2px_nibbles(sums: &[i32], params: &[u32], grid: [i32; 2], out_a: &m
     // pointer (a predicated lane writes only where its channel `< n`, so only the `n / 2` bytes of each
     // output), which then advances by 2; `PACKING` is read whole.
     unsafe {
-        asm_all_q!({
-            "dlstp.32 lr, {n}",
-            "2:",
-            "vldrw.u32 q0, [{sa}], #16",
-            "vldrw.u32 q1, [{sb}], #16",
-            "vldrw.u32 q2, [{p}], #16",
-            "vldrw.u32 q3, [{p}], #16",
-            "vldrw.u32 q4, [{p}], #16",
-            "vldrw.u32 q5, [{p}], #16",
-            "vshl.i32 q0, q0, #1",
-            "vsub.i32 q0, q0, {ga}",
-            "vshl.i32 q1, q1, #1",
-            "vsub.i32 q1, q1, {gb}",
-            requant_vector!("q0"),
-            requant_vector!("q1"),
-            "vldrw.u32 q6, [{k}]",
-            "vshl.u32 q0, q0, q6",
-            "vshl.u32 q1, q1, q6",
-            "vrev64.32 q6, q0",
-            "vorr q0, q0, q6",
-            "vrev64.32 q6, q1",
-            "vorr q1, q1, q6",
-            "vldrw.u32 q7, [{k}, #16]",
-            "vstrb.32 q0, [{oa}, q7]",
-            "vstrb.32 q1, [{ob}, q7]",
-            "adds {oa}, #2",
-            "adds {ob}, #2",
-            "letp lr, 2b",
-            n = in(reg) n,
-            sa = inout(reg) sums.as_ptr() => _,
-            sb = inout(reg) sums[n..].as_ptr() => _,
-            p = inout(reg) params.as_ptr() => _,
-            oa = inout(reg) out_a.as_mut_ptr() => _,
-            ob = inout(reg) out_b.as_mut_ptr() => _,
-            ga = in(reg) grid[0],
-            gb = in(reg) grid[1],
-            one = in(reg) 1u32,
+        pixel_pair_codes!(
+            sums,
+            params,
+            grid,
+            out_a,
+            out_b,
+            28,
+            [
+                "vldrw.u32 q6, [{k}]",
+                "vshl.u32 q0, q0, q6",
+                "vshl.u32 q1, q1, q6",
+                "vrev64.32 q6, q0",
+                "vorr q0, q0, q6",
+                "vrev64.32 q6, q1",
+                "vorr q1, q1, q6",
+                "vldrw.u32 q7, [{k}, #16]",
+                "vstrb.32 q0, [r0, q7]",
+                "vstrb.32 q1, [r1, q7]",
+                "adds r0, #2",
+                "adds r1, #2"
+            ]
             k = in(reg) PACKING.as_ptr(),
-            sat = const 28,
-            out("lr") _,
-        } options(nostack));
+        )
     }
 }
 
@@ -261,44 +263,26 @@ pub fn codes_2px_crumbs(sums: &[i32], params: &[u32], grid: [i32; 2], out_a: &mu
     // SAFETY: as in `codes_loop`, except the stores: one byte a pass after each output pointer (`n / 4`
     // passes, so `n / 4` bytes of each output); `SHIFTS` is read whole.
     unsafe {
-        asm_all_q!({
-            "dlstp.32 lr, {n}",
-            "2:",
-            "vldrw.u32 q0, [{sa}], #16",
-            "vldrw.u32 q1, [{sb}], #16",
-            "vldrw.u32 q2, [{p}], #16",
-            "vldrw.u32 q3, [{p}], #16",
-            "vldrw.u32 q4, [{p}], #16",
-            "vldrw.u32 q5, [{p}], #16",
-            "vshl.i32 q0, q0, #1",
-            "vsub.i32 q0, q0, {ga}",
-            "vshl.i32 q1, q1, #1",
-            "vsub.i32 q1, q1, {gb}",
-            requant_vector!("q0"),
-            requant_vector!("q1"),
-            "vldrw.u32 q6, [{k}]",
-            "vshl.u32 q0, q0, q6",
-            "vshl.u32 q1, q1, q6",
-            "vaddv.u32 r0, q0",
-            "strb r0, [{oa}], #1",
-            "vaddv.u32 r0, q1",
-            "strb r0, [{ob}], #1",
-            "letp lr, 2b",
-            n = in(reg) n,
-            sa = inout(reg) sums.as_ptr() => _,
-            sb = inout(reg) sums[n..].as_ptr() => _,
-            p = inout(reg) params.as_ptr() => _,
-            oa = inout(reg) out_a.as_mut_ptr() => _,
-            ob = inout(reg) out_b.as_mut_ptr() => _,
-            ga = in(reg) grid[0],
-            gb = in(reg) grid[1],
-            one = in(reg) 1u32,
+        pixel_pair_codes!(
+            sums,
+            params,
+            grid,
+            out_a,
+            out_b,
+            30,
+            [
+                "vldrw.u32 q6, [{k}]",
+                "vshl.u32 q0, q0, q6",
+                "vshl.u32 q1, q1, q6",
+                "vaddv.u32 r2, q0",
+                "strb r2, [r0], #1",
+                "vaddv.u32 r2, q1",
+                "strb r2, [r1], #1"
+            ]
             k = in(reg) SHIFTS.as_ptr(),
-            sat = const 30,
             // (Across-vector sums go to even registers.)
-            out("r0") _,
-            out("lr") _,
-        } options(nostack));
+            out("r2") _,
+        )
     }
 }
 
