@@ -110,10 +110,20 @@ fn run(seed: u32, cases: u32, selected: bool) -> Summary {
 fn conv_case(rng: &mut Rng, case: u32, selected: bool, digest: &mut crc::Digest<'_, u32>) -> (bool, bool) {
     // One case in four is a 3x3 depthwise convolution; one in sixteen a 3x3 one over a wide 8-bit input,
     // whose lanes take two chunks of taps (the sums of the second added to the first's).
+    // One in six of the others is Helium's usual case (see `form` 7), half of those pointwise (1x1, stride 1:
+    // read in place).
     let depthwise = rng.next().is_multiple_of(4);
     let wide = !depthwise && rng.next().is_multiple_of(12);
-    let k = if depthwise || wide { [3, 3] } else { [rng.range(1, 3) as u8, rng.range(1, 3) as u8] };
-    let stride = [rng.range(1, 2) as u8, rng.range(1, 2) as u8];
+    let helium = !depthwise && !wide && rng.next().is_multiple_of(6);
+    let pointwise = helium && rng.next().is_multiple_of(2);
+    let k = if depthwise || wide {
+        [3, 3]
+    } else if pointwise {
+        [1, 1]
+    } else {
+        [rng.range(1, 3) as u8, rng.range(1, 3) as u8]
+    };
+    let stride = if pointwise { [1, 1] } else { [rng.range(1, 2) as u8, rng.range(1, 2) as u8] };
     let mut pad = || rng.range(0, k[0].max(k[1]) as u32 - 1) as u8;
     let padding = Padding { top: pad(), left: pad(), bottom: pad(), right: pad() };
     let window = Window { kernel: k, stride, padding };
@@ -121,8 +131,12 @@ fn conv_case(rng: &mut Rng, case: u32, selected: bool, digest: &mut crc::Digest<
     // packed widths (activations read in place), or any.
     // A quarter of the depthwise cases store every tensor a byte per code, a quarter 4-bit codes
     // against packed weights (the forms Helium runs with vectors).
+    // Helium's usual case (7): 8-bit weights and inputs, or equal packed widths, a whole-range clamp of
+    // 1, 2, 4 or 8 bits and divisors above `2^32`.
     let form = if wide {
         4
+    } else if helium {
+        7
     } else if depthwise && rng.next().is_multiple_of(2) {
         5 + rng.next() % 2
     } else {
@@ -135,9 +149,14 @@ fn conv_case(rng: &mut Rng, case: u32, selected: bool, digest: &mut crc::Digest<
         4 => (8, rng.range(5, 8) as u8, rng.range(1, 8) as u8),
         5 => (rng.range(5, 8) as u8, rng.range(5, 8) as u8, rng.range(5, 8) as u8),
         6 => ([1, 2, 4][rng.range(0, 2) as usize], 4, 4),
+        7 => match rng.next() % 4 {
+            0 => (4, 4, 4),
+            1 => (2, 2, 2),
+            _ => (8, 8, [1, 2, 4, 8][rng.range(0, 3) as usize]),
+        },
         _ => (rng.range(1, 8) as u8, rng.range(1, 8) as u8, rng.range(1, 8) as u8),
     };
-    let cin = if form == 1 {
+    let cin = if form == 1 || (form == 7 && wbits < 8) {
         // Whole 32-bit words of codes per pixel.
         let per_word = 32 / packed as u32;
         (per_word * rng.range(1, NARROW_CIN as u32 / per_word)) as usize
@@ -153,6 +172,8 @@ fn conv_case(rng: &mut Rng, case: u32, selected: bool, digest: &mut crc::Digest<
     let cin = if depthwise { cin.clamp(2, MAX_COUT) } else { cin };
     let cin = if form == 6 { cin & !1 } else { cin };
     let cout = if depthwise { cin } else { rng.range(1, MAX_COUT as u32) as usize };
+    // (Helium's vector loop takes output channels in pairs.)
+    let cout = if helium { (cout & !1).max(2) } else { cout };
     let groups = if depthwise { cin } else { 1 };
     let (h, w) =
         (rng.range(k[0] as u32, MAX_HW as u32) as usize, rng.range(k[1] as u32, MAX_HW as u32) as usize);
@@ -186,12 +207,12 @@ fn conv_case(rng: &mut Rng, case: u32, selected: bool, digest: &mut crc::Digest<
     let records = &mut records[..cout * CHANNEL_RECORD_BYTES];
     let bound = (geo.patch_len() as i64) * max_code(abits) as i64 * max_code(wbits) as i64;
     // One case in three with wide divisors in every channel.
-    let wide_divisor = rng.next().is_multiple_of(3);
+    let wide_divisor = helium || rng.next().is_multiple_of(3);
     for r in records.chunks_exact_mut(CHANNEL_RECORD_BYTES) {
         r.copy_from_slice(&random_requant(rng, bound, obits, wide_divisor).to_record());
     }
     let requant = ChannelRequant { records };
-    let clamp = random_clamp(rng, obits);
+    let clamp = if helium { Clamp { min: 0, max: max_code(obits) as u8 } } else { random_clamp(rng, obits) };
     let weights = PackedWeights { bits: wbits, data: packed };
 
     let mut stored = [0u8; MAX_HW * MAX_HW * MAX_CIN];

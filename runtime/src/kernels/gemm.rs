@@ -38,16 +38,13 @@ pub(super) fn conv2d(
     mut output: CodesMut<'_>,
     scratch: &mut [u8],
 ) {
-    let (staging, rest) = scratch.split_at_mut(plan.staging_bytes());
-    let (patch, rest) = rest.split_at_mut(plan.patch_bytes());
-    let words = scratch::words(rest, plan.scratch_words());
-    let (lanes, rest) = words.split_at_mut(plan.lane_entries());
-    let (tails, rest) = rest.split_at_mut(2 * plan.tail);
-    let (sums, params) = rest.split_at_mut(rest.len() - plan.param_words());
+    #[cfg(all(target_arch = "arm", qfd_mve))]
+    if super::mve::conv::conv2d(input, geo, plan, weights, requant, clamp, &mut output, scratch) {
+        return;
+    }
+    let Scratch { staging, patch, lanes, tails, sums, params } = Scratch::split(plan, scratch);
     let (pixels, channels) = (geo.output.h * geo.output.w, geo.output.c);
     let pairs = channels / 2;
-    // Four `i32` sums per pair of channels; the words are only storage for them.
-    let sums = scratch::as_i32(&mut sums[..4 * pairs]);
     let row_bytes = plan.row_bytes();
     // Helium requantizes four channels an instruction where the layer allows (`None`: the scalar form).
     #[cfg(all(target_arch = "arm", qfd_mve))]
@@ -62,14 +59,9 @@ pub(super) fn conv2d(
     };
     #[cfg(not(all(target_arch = "arm", qfd_mve)))]
     let _ = params;
-    // (Codes per output byte when the vector loop packs them: 4-bit codes of an even number of channels,
-    // 2-bit ones of a multiple of four, so that every pixel starts on a byte.)
     #[cfg(all(target_arch = "arm", qfd_mve))]
-    let packed_out = match (vector_clamp, storage_bits(output.bits())) {
-        (Some(4), 4) if channels % 2 == 0 => Some(2),
-        (Some(2), 2) if channels % 4 == 0 => Some(4),
-        _ => None,
-    };
+    let packed_out =
+        vector_clamp.and_then(|bits| super::mve::to_code::packing(bits, output.bits(), channels));
 
     let odd_row = (channels % 2 == 1).then(|| row(weights, row_bytes, channels - 1));
     for a in (0..pixels).step_by(2) {
@@ -106,11 +98,7 @@ pub(super) fn conv2d(
             let bytes = channels / per;
             let (out_a, rest) = output.bytes_mut()[a * bytes..].split_at_mut(bytes);
             let out_b = if b != a { &mut rest[..bytes] } else { &mut staging[..bytes] };
-            if per == 2 {
-                super::mve::to_code::codes_2px_nibbles(sums, params, grid, out_a, out_b);
-            } else {
-                super::mve::to_code::codes_2px_crumbs(sums, params, grid, out_a, out_b);
-            }
+            super::mve::to_code::codes_2px_stored(per, sums, params, grid, 8 / per as u32, out_a, out_b);
             continue;
         }
         // Codes stored a byte each go straight to the output; packed ones wait in `staging` and are packed
@@ -159,6 +147,37 @@ pub(super) fn conv2d(
                 output.set_run(b * channels, &staging[channels..2 * channels]);
             }
         }
+    }
+}
+
+/// The parts of a [`conv2d`]'s scratch.
+pub(super) struct Scratch<'s> {
+    /// A pixel pair's output codes, a byte each, waiting to be packed ([`GemmPlan::staging_bytes`]).
+    pub staging: &'s mut [u8],
+    /// One pixel's gathered patch, for formats that unpack it ([`GemmPlan::patch_bytes`]).
+    pub patch: &'s mut [u8],
+    /// The im2col lanes of two pixels ([`GemmPlan::lane_entries`]).
+    pub lanes: &'s mut [u32],
+    /// The two pixels' tail codes.
+    pub tails: &'s mut [u32],
+    /// The four sums of each pair of output channels (two per channel).
+    pub sums: &'s mut [i32],
+    /// The requantization laid out for vector lanes ([`GemmPlan::param_words`]).
+    pub params: &'s mut [u32],
+}
+
+impl<'s> Scratch<'s> {
+    /// `scratch` (at least [`GemmPlan::scratch_bytes`]) split for `plan`.
+    pub fn split(plan: &GemmPlan, scratch: &'s mut [u8]) -> Self {
+        let (staging, rest) = scratch.split_at_mut(plan.staging_bytes());
+        let (patch, rest) = rest.split_at_mut(plan.patch_bytes());
+        let words = scratch::words(rest, plan.scratch_words());
+        let (lanes, rest) = words.split_at_mut(plan.lane_entries());
+        let (tails, rest) = rest.split_at_mut(2 * plan.tail);
+        let (sums, params) = rest.split_at_mut(rest.len() - plan.param_words());
+        // Four `i32` sums per pair of channels; the words are only storage for them.
+        let sums = scratch::as_i32(&mut sums[..4 * (plan.channels / 2)]);
+        Scratch { staging, patch, lanes, tails, sums, params }
     }
 }
 
@@ -242,10 +261,8 @@ fn im2col(
     tails: &mut [u32],
 ) -> u32 {
     let (inp, win) = (geo.input, &geo.window);
-    let (oy, ox) = (pixel / geo.output.w, pixel % geo.output.w);
     let kw = win.kernel[1] as usize;
-    let y0 = (oy * win.stride[0] as usize) as isize - win.padding.top as isize;
-    let x0 = (ox * win.stride[1] as usize) as isize - win.padding.left as isize;
+    let [y0, x0] = window_origin(geo, pixel);
     let cin = inp.c;
     // Where tap (ky, kx)'s codes start in the input, or `None` in the padding.
     let tap = |ky: usize, kx: usize| {
@@ -298,7 +315,7 @@ fn im2col(
 /// bits, as the input stores its codes; returns its code sum. Out of line, so that it leaves the other forms' code
 /// as it was.
 #[inline(never)]
-fn gather_run(
+pub(super) fn gather_run(
     input: Codes<'_>,
     geo: &ConvGeometry,
     plan: &GemmPlan,
@@ -307,8 +324,14 @@ fn gather_run(
     lanes: &mut [u32],
 ) -> u32 {
     let run = scratch::bytes_mut(&mut lanes[slot * plan.words..(slot + 1) * plan.words]);
+    // A window inside an input stored as the format reads it: its rows copied as they are, one loop.
+    #[cfg(all(target_arch = "arm", qfd_mve))]
+    let copied = storage_bits(input.bits()) == plan.format.bits() && window_rows(input, geo, pixel, run);
+    #[cfg(not(all(target_arch = "arm", qfd_mve)))]
+    let copied = false;
     // Codes per byte, as a shift: 8-bit codes a byte each, 4 and 2-bit ones packed as the input stores them.
     match plan.format.bits() {
+        _ if copied => {}
         4 => gather::<1>(input, geo, pixel, run),
         2 => gather::<2>(input, geo, pixel, run),
         _ => gather::<0>(input, geo, pixel, run),
@@ -327,6 +350,36 @@ fn gather_run(
     Codes::new(&run[..used], plan.format.bits() as u8).iter_from(0).take(plan.patch).map(u32::from).sum()
 }
 
+/// Copies output pixel `pixel`'s patch into `target` if its window lies wholly inside the input, which
+/// stores its codes as they are to be read ([`LaneFormat::vector`]); returns whether it did.
+#[cfg(all(target_arch = "arm", qfd_mve))]
+#[inline(always)]
+fn window_rows(input: Codes<'_>, geo: &ConvGeometry, pixel: usize, target: &mut [u8]) -> bool {
+    let (inp, win) = (geo.input, &geo.window);
+    let [kh, kw] = [win.kernel[0] as usize, win.kernel[1] as usize];
+    let [y0, x0] = window_origin(geo, pixel);
+    if y0 < 0 || x0 < 0 || y0 as usize + kh > inp.h || x0 as usize + kw > inp.w {
+        return false;
+    }
+    // Codes per byte, as a shift (whole bytes per tap, as `select` plans vector formats).
+    let shift = 3 - storage_bits(input.bits()).trailing_zeros();
+    let (row_len, stride) = ((kw * inp.c) >> shift, (inp.w * inp.c) >> shift);
+    let start = ((y0 as usize * inp.w + x0 as usize) * inp.c) >> shift;
+    let src = &input.bytes()[start..start + (kh - 1) * stride + row_len];
+    super::mve::copy_rows(src, stride, kh, row_len, &mut target[..kh * row_len]);
+    true
+}
+
+/// Where output pixel `pixel`'s window starts in the input, as `[row, column]` (negative in the padding).
+#[inline(always)]
+fn window_origin(geo: &ConvGeometry, pixel: usize) -> [isize; 2] {
+    let win = &geo.window;
+    let (oy, ox) = (pixel / geo.output.w, pixel % geo.output.w);
+    let y0 = (oy * win.stride[0] as usize) as isize - win.padding.top as isize;
+    let x0 = (ox * win.stride[1] as usize) as isize - win.padding.left as isize;
+    [y0, x0]
+}
+
 /// Gathers output pixel `pixel`'s patch into `target`: every row of the window as one run when it lies
 /// inside the input, else tap by tap (padding reads code 0). A byte per code (`SHIFT` 0), or the 4-bit or
 /// 2-bit codes as the input stores them, `1 << SHIFT` to a byte (`Cin` a multiple of that, so that every tap
@@ -334,10 +387,8 @@ fn gather_run(
 #[inline(always)]
 fn gather<const SHIFT: usize>(input: Codes<'_>, geo: &ConvGeometry, pixel: usize, target: &mut [u8]) {
     let (inp, win) = (geo.input, &geo.window);
-    let (oy, ox) = (pixel / geo.output.w, pixel % geo.output.w);
     let [kh, kw] = [win.kernel[0] as usize, win.kernel[1] as usize];
-    let y0 = (oy * win.stride[0] as usize) as isize - win.padding.top as isize;
-    let x0 = (ox * win.stride[1] as usize) as isize - win.padding.left as isize;
+    let [y0, x0] = window_origin(geo, pixel);
     let cin = inp.c;
     // Codes `start..start + dst.len()` (or their bytes) into `dst`.
     let copy = |start: usize, dst: &mut [u8]| {

@@ -28,6 +28,14 @@ pub fn halves(words: &[u32]) -> &[u16] {
 }
 
 /// Words seen as their bytes, in memory order.
+#[cfg_attr(not(all(target_arch = "arm", qfd_mve)), allow(dead_code))]
+pub fn bytes(words: &[u32]) -> &[u8] {
+    // SAFETY: `[u32; n]` and `[u8; 4n]` have the same size, `u8` needs no alignment, and every bit pattern
+    // is a valid `u8`; the result borrows `words` immutably for as long as it lives.
+    unsafe { core::slice::from_raw_parts(words.as_ptr().cast::<u8>(), 4 * words.len()) }
+}
+
+/// Words seen as their bytes, in memory order, to write.
 pub fn bytes_mut(words: &mut [u32]) -> &mut [u8] {
     // SAFETY: `[u32; n]` and `[u8; 4n]` have the same size, `u8` needs no alignment, and every bit pattern
     // is valid in both; the result borrows `words` mutably for as long as it lives.

@@ -93,6 +93,35 @@ pub fn codes_2px(
     }
 }
 
+/// Codes per output byte when the vector loop packs them ([`codes_2px_stored`]) for a clamp
+/// `0..2^clamp_bits`, outputs of `output_bits` and `channels` channels: 4-bit codes of an even number of
+/// channels, 2-bit ones of a multiple of four, so that every pixel starts on a byte; else `None`.
+pub fn packing(clamp_bits: u32, output_bits: u8, channels: usize) -> Option<usize> {
+    match (clamp_bits, crate::codes::storage_bits(output_bits)) {
+        (4, 4) if channels % 2 == 0 => Some(2),
+        (2, 2) if channels % 4 == 0 => Some(4),
+        _ => None,
+    }
+}
+
+/// [`codes_2px`] into outputs that store `per` codes a byte: 1 (a byte each), 2 (4-bit codes,
+/// [`codes_2px_nibbles`]) or 4 (2-bit codes, [`codes_2px_crumbs`]).
+pub fn codes_2px_stored(
+    per: usize,
+    sums: &[i32],
+    params: &[u32],
+    grid: [i32; 2],
+    bits: u32,
+    out_a: &mut [u8],
+    out_b: &mut [u8],
+) {
+    match per {
+        2 => codes_2px_nibbles(sums, params, grid, out_a, out_b),
+        4 => codes_2px_crumbs(sums, params, grid, out_a, out_b),
+        _ => codes_2px(sums, params, grid, bits, out_a, out_b),
+    }
+}
+
 /// The requantization of the accumulators in `$q` (with `q2`-`q5` holding the block's multipliers, offset
 /// words and shifts, `q6`, `q7` free, `{one}` holding 1) to codes in `$q`, then, given `$out`, stored
 /// there a byte each: see the module documentation. `{sat}` is `32 - b`.
