@@ -39,10 +39,11 @@ pub(super) const fn helium_scratch_bytes(geo: &ConvGeometry) -> usize {
     super::scratch::ALIGN_SLACK + 4 * helium_scratch_words(geo) + 9 * geo.input.c
 }
 
-/// Words at the start of [`helium_scratch_bytes`]: the requantization, offsets and mask, and weights.
+/// Words at the start of [`helium_scratch_bytes`]: the requantization and the weights, laid out for the
+/// lanes.
 pub(super) const fn helium_scratch_words(geo: &ConvGeometry) -> usize {
     let blocks = geo.input.c.div_ceil(8);
-    32 * blocks + 16 + 36 * blocks
+    32 * blocks + 36 * blocks
 }
 
 /// [`super::conv2d`] for a 3x3 depthwise convolution of an input at least 3 columns wide; four channels at

@@ -6,7 +6,8 @@
 //! two pixels and every activation lane two channels. One `dot_2xn` call does every pair of a pixel pair;
 //! it is the core-specific part: `MLA` in `asm!` on the Cortex-M3 (8-bit), `SMLAD` on DSP cores,
 //! `VMLADAVA` on Helium, portable Rust elsewhere. On Helium the patches stay as stored
-//! ([`LaneFormat::vector`], gathered by `gather_run`) instead of becoming lanes.
+//! ([`LaneFormat::vector`], gathered by `gather_run`) instead of becoming lanes, and the usual layers run
+//! in [`super::mve::conv`]'s leaner loop over the same scratch ([`Scratch`]).
 
 use super::lanes::{le_word, LaneFormat};
 use super::select::GemmPlan;
@@ -59,9 +60,6 @@ pub(super) fn conv2d(
     };
     #[cfg(not(all(target_arch = "arm", qfd_mve)))]
     let _ = params;
-    #[cfg(all(target_arch = "arm", qfd_mve))]
-    let packed_out =
-        vector_clamp.and_then(|bits| super::mve::to_code::packing(bits, output.bits(), channels));
 
     let odd_row = (channels % 2 == 1).then(|| row(weights, row_bytes, channels - 1));
     for a in (0..pixels).step_by(2) {
@@ -89,17 +87,6 @@ pub(super) fn conv2d(
                 odd.iter_mut().zip(acc).for_each(|(o, a)| *o = o.wrapping_add(a));
             }
             first_tap += plan.chunk_taps;
-        }
-        // On Helium, 4 and 2-bit codes of a whole-range clamp are packed by the vector loop, straight into
-        // the output (an odd last pixel's second result into `staging`).
-        #[cfg(all(target_arch = "arm", qfd_mve))]
-        if let Some(per) = packed_out {
-            let grid = sum_x.map(|x| crate::weights::max_code(weights.bits).wrapping_mul(x));
-            let bytes = channels / per;
-            let (out_a, rest) = output.bytes_mut()[a * bytes..].split_at_mut(bytes);
-            let out_b = if b != a { &mut rest[..bytes] } else { &mut staging[..bytes] };
-            super::mve::to_code::codes_2px_stored(per, sums, params, grid, 8 / per as u32, out_a, out_b);
-            continue;
         }
         // Codes stored a byte each go straight to the output; packed ones wait in `staging` and are packed
         // a pixel at a time below. An odd last pixel's second result goes to `staging` and is dropped.

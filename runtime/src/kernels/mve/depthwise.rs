@@ -56,26 +56,21 @@ pub fn depthwise3x3(
     let (words, window) = scratch.split_at_mut(scratch.len() - 9 * ch);
     let blocks = ch.div_ceil(8);
     let words = scratch::words(words, crate::kernels::depthwise::helium_scratch_words(geo));
-    let (params, rest) = words.split_at_mut(32 * blocks);
-    let (offsets, signed) = rest.split_at_mut(16);
+    let (params, signed) = words.split_at_mut(32 * blocks);
     let signed = scratch::halves_mut(signed);
-    let top = max_code(weights.bits);
-    let weight = |c: usize, t: usize| (2 * weights.code(c * 9 + t) as i32 - top) as i16 as u16;
-    // Per form: the requantization, the gather offsets (and mask) and the signed weights, laid out for the
-    // lanes; the bytes of a pixel's codes.
+    let (inp, out, win) = (geo.input, geo.output, &geo.window);
+    // Per form: the requantization and the signed weights laid out for the lanes, the gather offsets (and
+    // mask); the bytes of a pixel's codes.
+    let mut offsets = [0u32; 16];
     let pixel_bytes = match form {
         Form::Bytes => {
             if !channel_vectors(requant, ch, params) {
                 return false;
             }
+            lay_out_weights(weights, ch, 4, &mut signed[..36 * ch.div_ceil(4)]);
             // Window column `kx`, lane `j`: byte `kx * Cin + j`.
             for (i, o) in offsets[..12].iter_mut().enumerate() {
                 *o = ((i / 4) * ch + i % 4) as u32;
-            }
-            // Block `b`, tap `t`, lane `j` at `(b * 9 + t) * 4 + j` (0 past the last channel).
-            for (i, w) in signed[..36 * ch.div_ceil(4)].iter_mut().enumerate() {
-                let c = 4 * (i / 36) + i % 4;
-                *w = if c < ch { weight(c, i / 4 % 9) } else { 0 };
             }
             ch
         }
@@ -85,64 +80,171 @@ pub fn depthwise3x3(
             if clamp_bits != 4 || !channel_vectors_by(requant, ch, 8 * blocks, params, order) {
                 return false;
             }
+            lay_out_weights(weights, ch, 8, &mut signed[..72 * blocks]);
             // Window column `kx`, 16-bit lane `j`: byte `kx * Cin / 2 + j / 2`; then the mask of lane `j`'s
             // code in its byte.
-            let halves = scratch::halves_mut(offsets);
+            let halves = scratch::halves_mut(&mut offsets);
             for (i, o) in halves[..24].iter_mut().enumerate() {
                 *o = ((i / 8) * ch / 2 + i % 8 / 2) as u16;
             }
             for (j, m) in halves[24..].iter_mut().enumerate() {
                 *m = if j % 2 == 0 { 0x0f } else { 0xf0 };
             }
-            // Block `b`, tap `t`, lane `j` at `(b * 9 + t) * 8 + j`.
-            for (i, w) in signed[..72 * blocks].iter_mut().enumerate() {
-                let c = 8 * (i / 72) + i % 8;
-                *w = if c < ch { weight(c, i / 8 % 9) } else { 0 };
-            }
             ch / 2
         }
     };
-    let (inp, out, win) = (geo.input, geo.output, &geo.window);
+    let [sy, sx] = win.stride.map(usize::from);
+    let step = sx * pixel_bytes;
+    let layer = Layer::new(form, ch, step, signed, params, offsets);
+    // One pass runs a whole run of pixels when each block's lanes are whole bytes of codes: then a pixel's
+    // blocks end where the next pixel's codes start.
+    let whole_blocks = match form {
+        Form::Bytes => ch % 4 == 0,
+        Form::Nibbles => ch % 8 == 0,
+    };
+    // The columns whose windows lie inside the input's width: `lo..hi`.
+    let pad_left = win.padding.left as usize;
+    let lo = pad_left.div_ceil(sx).min(out.w);
+    let hi = ((inp.w + pad_left).saturating_sub(3) / sx + 1).clamp(lo, out.w);
     let row_len = inp.w * pixel_bytes;
     let codes = input.bytes();
     let out_bytes = output.bytes_mut();
     let window = &mut window[..9 * pixel_bytes];
     for oy in 0..out.h {
-        let iy0 = (oy * win.stride[0] as usize) as isize - win.padding.top as isize;
-        for ox in 0..out.w {
-            let ix0 = (ox * win.stride[1] as usize) as isize - win.padding.left as isize;
-            let inside = iy0 >= 0 && iy0 + 3 <= inp.h as isize && ix0 >= 0 && ix0 + 3 <= inp.w as isize;
-            // The window's three rows, three pixels each, as slices of the input or of the padded copy.
-            let rows: [&[u8]; 3] = if inside {
-                let start = (iy0 as usize * inp.w + ix0 as usize) * pixel_bytes;
-                core::array::from_fn(|ky| {
-                    &codes[start + ky * row_len..start + ky * row_len + 3 * pixel_bytes]
-                })
-            } else {
-                for (t, dst) in window.chunks_exact_mut(pixel_bytes).enumerate() {
-                    let (iy, ix) = (iy0 + (t / 3) as isize, ix0 + (t % 3) as isize);
-                    if iy >= 0 && iy < inp.h as isize && ix >= 0 && ix < inp.w as isize {
-                        let at = (iy as usize * inp.w + ix as usize) * pixel_bytes;
-                        super::copy(&codes[at..at + pixel_bytes], dst);
-                    } else {
-                        dst.fill(0);
-                    }
+        let iy0 = (oy * sy) as isize - win.padding.top as isize;
+        let out_row = &mut out_bytes[oy * out.w * pixel_bytes..(oy + 1) * out.w * pixel_bytes];
+        let row_inside = iy0 >= 0 && iy0 as usize + 3 <= inp.h;
+        let (lo, hi) = if row_inside { (lo, hi) } else { (out.w, out.w) };
+        // Windows over the border, one at a time, each copied with its padding into `window` first.
+        for ox in (0..lo).chain(hi..out.w) {
+            let ix0 = (ox * sx) as isize - pad_left as isize;
+            for (t, dst) in window.chunks_exact_mut(pixel_bytes).enumerate() {
+                let (iy, ix) = (iy0 + (t / 3) as isize, ix0 + (t % 3) as isize);
+                if iy >= 0 && iy < inp.h as isize && ix >= 0 && ix < inp.w as isize {
+                    let at = (iy as usize * inp.w + ix as usize) * pixel_bytes;
+                    super::copy(&codes[at..at + pixel_bytes], dst);
+                } else {
+                    super::zero(dst);
                 }
-                let window = &*window;
-                core::array::from_fn(|ky| &window[3 * ky * pixel_bytes..3 * (ky + 1) * pixel_bytes])
-            };
-            let at = (oy * out.w + ox) * pixel_bytes;
-            let pixel = &mut out_bytes[at..at + pixel_bytes];
-            match (form, clamp_bits) {
-                (Form::Nibbles, _) => pixel_nibbles(rows, signed, params, offsets, pixel),
-                (_, 1) => pixel_bytes_loop::<31>(rows, signed, params, offsets, pixel),
-                (_, 2) => pixel_bytes_loop::<30>(rows, signed, params, offsets, pixel),
-                (_, 4) => pixel_bytes_loop::<28>(rows, signed, params, offsets, pixel),
-                _ => pixel_bytes_loop::<24>(rows, signed, params, offsets, pixel),
             }
+            let window = &*window;
+            let rows = core::array::from_fn(|ky| &window[3 * ky * pixel_bytes..3 * (ky + 1) * pixel_bytes]);
+            let pixel = &mut out_row[ox * pixel_bytes..(ox + 1) * pixel_bytes];
+            run(&layer, clamp_bits, rows, 1, pixel);
+        }
+        // The windows inside the input, read in place: runs of pixels.
+        let mut ox = lo;
+        while ox < hi {
+            let pixels = if whole_blocks { hi - ox } else { 1 };
+            let start = iy0 as usize * row_len + (ox * sx - pad_left) * pixel_bytes;
+            let len = (pixels - 1) * step + 3 * pixel_bytes;
+            let rows = core::array::from_fn(|ky| &codes[start + ky * row_len..start + ky * row_len + len]);
+            run(
+                &layer,
+                clamp_bits,
+                rows,
+                pixels,
+                &mut out_row[ox * pixel_bytes..(ox + pixels) * pixel_bytes],
+            );
+            ox += pixels;
         }
     }
     true
+}
+
+/// What a pass over a run of output pixels reads besides their windows, laid out once per layer, so that
+/// the pass can reload it for each pixel from one register: see [`Layer::new`].
+#[repr(C)]
+struct Layer<'a> {
+    /// Word 0: the signed weights, laid out for the form's blocks.
+    signed: *const u16,
+    /// Word 1: the requantization, laid out for the form's blocks.
+    params: *const u32,
+    /// Word 2: the lanes of one pixel (its channels).
+    lanes: u32,
+    /// Word 3: bytes from the end of one pixel's codes to the start of the next pixel's window (the
+    /// stride, less one pixel).
+    skip: u32,
+    /// Words 4-19: the gather offsets of window columns 0, 1 and 2 (and, for [`Form::Nibbles`], the
+    /// mask of each lane's code in its byte).
+    offsets: [u32; 16],
+    /// The slices behind `signed` and `params`, borrowed for as long as the pointers are used.
+    _borrow: core::marker::PhantomData<&'a [u32]>,
+}
+
+impl<'a> Layer<'a> {
+    /// The layer's weights (`signed`) and requantization (`params`) for `ch` channels in `form`, whose
+    /// windows are `step` bytes apart; checks that both hold every block's entries.
+    fn new(
+        form: Form,
+        ch: usize,
+        step: usize,
+        signed: &'a [u16],
+        params: &'a [u32],
+        offsets: [u32; 16],
+    ) -> Self {
+        let (pixel_bytes, lanes_per_block) = match form {
+            Form::Bytes => (ch, 4),
+            Form::Nibbles => (ch / 2, 8),
+        };
+        let blocks = ch.div_ceil(lanes_per_block);
+        assert!(signed.len() >= 9 * lanes_per_block * blocks && params.len() >= 4 * lanes_per_block * blocks);
+        assert!(step >= pixel_bytes);
+        Layer {
+            signed: signed.as_ptr(),
+            params: params.as_ptr(),
+            lanes: ch as u32,
+            skip: (step - pixel_bytes) as u32,
+            offsets,
+            _borrow: core::marker::PhantomData,
+        }
+    }
+}
+
+/// One pass of the layer over `pixels` output pixels whose windows' rows start at `rows` (each window
+/// `3 * pixel_bytes` bytes a row, the next window `step` bytes further on), into `out`, with the clamp
+/// `0..2^clamp_bits`.
+fn run(layer: &Layer<'_>, clamp_bits: u32, rows: [&[u8]; 3], pixels: usize, out: &mut [u8]) {
+    let pixel_bytes = out.len() / pixels;
+    let step = pixel_bytes + layer.skip as usize;
+    let nibbles = pixel_bytes < layer.lanes as usize;
+    // Every lane a pass reads lies inside its window row, and the blocks of a pixel end where the next
+    // one's codes start (whole bytes per block) unless the run is one pixel.
+    assert!(pixels > 0 && out.len() == pixels * pixel_bytes);
+    assert!(rows.iter().all(|r| r.len() >= (pixels - 1) * step + 3 * pixel_bytes));
+    let block_bytes = 4;
+    assert!(pixels == 1 || pixel_bytes % block_bytes == 0);
+    match (nibbles, clamp_bits) {
+        (true, _) => run_nibbles(layer, rows, pixels, out),
+        (_, 1) => run_bytes::<31>(layer, rows, pixels, out),
+        (_, 2) => run_bytes::<30>(layer, rows, pixels, out),
+        (_, 4) => run_bytes::<28>(layer, rows, pixels, out),
+        _ => run_bytes::<24>(layer, rows, pixels, out),
+    }
+}
+
+/// Lays out the signed odd-grid weights (`2k - (2^bits - 1)`) of the layer's `ch` channels for blocks of
+/// `lanes` channels: block `b`, tap `t`, lane `j` at `(b * 9 + t) * lanes + j` of `signed` (whole blocks;
+/// 0 past the last channel). Byte-stored weights are read as bytes, without unpacking.
+fn lay_out_weights(weights: PackedWeights<'_>, ch: usize, lanes: usize, signed: &mut [u16]) {
+    #[inline(always)]
+    fn by(code: impl Fn(usize) -> u8, top: i32, ch: usize, lanes: usize, signed: &mut [u16]) {
+        for (b, block) in signed.chunks_exact_mut(9 * lanes).enumerate() {
+            for j in 0..lanes {
+                let c = b * lanes + j;
+                for t in 0..9 {
+                    block[t * lanes + j] =
+                        if c < ch { (2 * code(c * 9 + t) as i32 - top) as i16 as u16 } else { 0 };
+                }
+            }
+        }
+    }
+    let top = max_code(weights.bits);
+    if storage_bits(weights.bits) == 8 {
+        by(|i| weights.data[i], top, ch, lanes, signed)
+    } else {
+        by(|i| weights.code(i), top, ch, lanes, signed)
+    }
 }
 
 /// One window row's three taps for a block: each tap's codes gathered from `$x` at the offsets in `q5`,
@@ -174,54 +276,76 @@ macro_rules! window_row {
     };
 }
 
-/// The codes of one output pixel's `pixel.len()` channels, with the clamp as `SAT = 32 - b`: `rows` the
-/// window's rows (`3 * Cin` codes each), `signed` and `params` the layer's weights and requantization,
-/// `offsets` the gather offsets, as [`depthwise3x3`] lays them out.
-fn pixel_bytes_loop<const SAT: u32>(
-    rows: [&[u8]; 3],
-    signed: &[u16],
-    params: &[u32],
-    offsets: &[u32],
-    pixel: &mut [u8],
-) {
-    let ch = pixel.len();
-    let blocks = ch.div_ceil(4);
-    assert!(rows.iter().all(|r| r.len() == 3 * ch) && offsets.len() >= 12);
-    assert!(signed.len() >= 36 * blocks && params.len() >= 16 * blocks);
-    // SAFETY: the tail-predicated loop runs over `ch` lanes, four channels a pass: the gathers read codes
-    // `kx * ch + c` of each row (`c < ch`, `kx < 3`: inside the row, as asserted); the weight and parameter
-    // loads read a block's 36 halfwords and 16 words (inside `signed` and `params`); `offsets` is read
-    // whole; the store writes `ch` bytes of `pixel`. It also writes the pointers it advances (copies),
-    // `lr` and `q0`-`q7`, all declared.
-    unsafe {
+/// Runs of the pixel loop, as [`run_bytes`] and [`run_nibbles`] share them: per pixel, the weights
+/// (`r1`), requantization (`{p}`) and lane count reloaded from the [`Layer`] at `{st}`, then `$pass`, a
+/// tail-predicated loop over the pixel's blocks (`2:`) that advances the row pointers by a block's
+/// bytes; then the rows advanced to the next window. Outputs go through `r0`, which the passes advance.
+macro_rules! pixel_runs {
+    ($dlstp:literal, $pass:expr, $layer:expr, $rows:expr, $pixels:expr, $out:expr, $sat:expr) => {
         asm_all_q!({
-            "dlstp.32 lr, {n}",
+            "1:",
+            "ldr r1, [{st}]",
+            "ldr {p}, [{st}, #4]",
+            "ldr {n}, [{st}, #8]",
+            concat!($dlstp, " lr, {n}"),
             "2:",
-            "vldrw.u32 q5, [{off}]",
-            "vldrw.u32 q6, [{off}, #16]",
-            "vldrw.u32 q7, [{off}, #32]",
-            window_row!("{x0}", "vmul.i32 q0, q1, q2\n"),
-            window_row!("{x1}", "vmul.i32 q1, q1, q2\nvadd.i32 q0, q0, q1\n"),
-            window_row!("{x2}", "vmul.i32 q1, q1, q2\nvadd.i32 q0, q0, q1\n"),
-            "vldrw.u32 q2, [{p}], #16",
-            "vldrw.u32 q3, [{p}], #16",
-            "vldrw.u32 q4, [{p}], #16",
-            "vldrw.u32 q5, [{p}], #16",
-            requant_vector!("q0", "r0"),
+            $pass,
             "letp lr, 2b",
-            n = in(reg) ch,
-            x0 = inout(reg) rows[0].as_ptr() => _,
-            x1 = inout(reg) rows[1].as_ptr() => _,
-            x2 = inout(reg) rows[2].as_ptr() => _,
-            off = in(reg) offsets.as_ptr(),
-            p = inout(reg) params.as_ptr() => _,
+            "ldr {n}, [{st}, #12]",
+            "add {x0}, {n}",
+            "add {x1}, {n}",
+            "add {x2}, {n}",
+            "subs {count}, #1",
+            "bne 1b",
+            st = in(reg) $layer as *const Layer<'_>,
+            n = out(reg) _,
+            p = out(reg) _,
+            count = inout(reg) $pixels => _,
+            x0 = inout(reg) $rows[0].as_ptr() => _,
+            x1 = inout(reg) $rows[1].as_ptr() => _,
+            x2 = inout(reg) $rows[2].as_ptr() => _,
             // (Widening loads and narrowing stores take a low register as their base.)
-            inout("r0") pixel.as_mut_ptr() => _,
-            inout("r1") signed.as_ptr() => _,
+            inout("r0") $out.as_mut_ptr() => _,
+            out("r1") _,
             one = in(reg) 1u32,
-            sat = const SAT,
+            sat = const $sat,
             out("lr") _,
-        } options(nostack));
+        } options(nostack))
+    };
+}
+
+/// [`run`] for [`Form::Bytes`], with the clamp as `SAT = 32 - b`: per block of four channels, nine gathered
+/// taps times their weights, the requantization, a narrowing store.
+fn run_bytes<const SAT: u32>(layer: &Layer<'_>, rows: [&[u8]; 3], pixels: usize, out: &mut [u8]) {
+    // SAFETY: per pixel, the tail-predicated loop runs over its `ch` lanes, four channels a pass: the
+    // gathers read codes `kx * ch + c` (`c < ch`, `kx < 3`) of each window row, inside the rows as `run`
+    // asserts (the rows then advance by `skip` past the pixel's `ch` codes, to the next window); the weight
+    // and parameter loads read a block's 36 halfwords and 16 words, inside the slices `Layer::new` checked
+    // (and borrows); the `Layer` itself is read at words 0-15. The stores write the pixel's `ch` bytes,
+    // `pixels * ch` in all (the pixel's blocks are whole unless the run is one pixel): `out`. It also
+    // writes the pointers it advances (copies), `n`, `p`, `r1`, `lr` and `q0`-`q7`, all declared.
+    unsafe {
+        pixel_runs!(
+            "dlstp.32",
+            concat!(
+                "vldrw.u32 q5, [{st}, #16]\n",
+                "vldrw.u32 q6, [{st}, #32]\n",
+                "vldrw.u32 q7, [{st}, #48]\n",
+                window_row!("{x0}", "vmul.i32 q0, q1, q2\n"),
+                window_row!("{x1}", "vmul.i32 q1, q1, q2\nvadd.i32 q0, q0, q1\n"),
+                window_row!("{x2}", "vmul.i32 q1, q1, q2\nvadd.i32 q0, q0, q1\n"),
+                "vldrw.u32 q2, [{p}], #16\n",
+                "vldrw.u32 q3, [{p}], #16\n",
+                "vldrw.u32 q4, [{p}], #16\n",
+                "vldrw.u32 q5, [{p}], #16\n",
+                requant_vector!("q0", "r0"),
+            ),
+            layer,
+            rows,
+            pixels,
+            out,
+            SAT
+        );
     }
 }
 
@@ -259,60 +383,51 @@ macro_rules! window_row_nibbles {
     };
 }
 
-/// The codes of one output pixel's channels (`2 * pixel.len()`, packed two to a byte) for
-/// [`Form::Nibbles`]: sums in 16-bit lanes (an odd channel's at 16 times its value: its code is masked in
-/// place, high in its byte, and shifted down once, after the nine taps), then widened into the even
-/// channels' and the odd channels' 32-bit lanes, requantized, and packed back into bytes.
-fn pixel_nibbles(rows: [&[u8]; 3], signed: &[u16], params: &[u32], offsets: &[u32], pixel: &mut [u8]) {
-    let ch = 2 * pixel.len();
-    let blocks = ch.div_ceil(8);
-    assert!(rows.iter().all(|r| r.len() == 3 * ch / 2) && offsets.len() >= 16);
-    assert!(signed.len() >= 72 * blocks && params.len() >= 32 * blocks);
-    // SAFETY: the tail-predicated loop runs over `ch` 16-bit lanes, eight channels a pass: the gathers read
-    // bytes `kx * ch / 2 + j / 2` of each row (`j < ch` active lanes, `kx < 3`: inside the row, as
-    // asserted); the weight and parameter loads read a block's 72 halfwords and 32 words (inside `signed`
-    // and `params`); `offsets` is read whole; the store writes `ch / 2` bytes of `pixel`. It also writes
-    // the pointers it advances (copies), `lr` and `q0`-`q7`, all declared.
+/// [`run`] for [`Form::Nibbles`]: sums in 16-bit lanes (an odd channel's at 16 times its value: its code
+/// is masked in place, high in its byte, and shifted down once, after the nine taps), then widened into
+/// the even channels' and the odd channels' 32-bit lanes, requantized, and packed back into bytes.
+fn run_nibbles(layer: &Layer<'_>, rows: [&[u8]; 3], pixels: usize, out: &mut [u8]) {
+    // SAFETY: per pixel, the tail-predicated loop runs over its `ch` 16-bit lanes, eight channels a pass:
+    // the gathers read bytes `kx * ch / 2 + j / 2` (`j < ch` active lanes, `kx < 3`) of each window row,
+    // inside the rows as `run` asserts (the rows then advance by `skip` past the pixel's `ch / 2` bytes, to
+    // the next window); the weight and parameter loads read a block's 72 halfwords and 32 words, inside
+    // the slices `Layer::new` checked (and borrows); the `Layer` itself is read at words 0-19. The stores
+    // write the pixel's `ch / 2` bytes, `pixels * ch / 2` in all (the pixel's blocks are whole unless the
+    // run is one pixel): `out`. It also writes the pointers it advances (copies), `n`, `p`, `r1`, `lr` and
+    // `q0`-`q7`, all declared.
     unsafe {
-        asm_all_q!({
-            "dlstp.16 lr, {n}",
-            "2:",
-            "vldrw.u32 q3, [{off}, #48]",
-            "vldrw.u32 q5, [{off}]",
-            "vldrw.u32 q6, [{off}, #16]",
-            "vldrw.u32 q7, [{off}, #32]",
-            window_row_nibbles!("{x0}", "vmul.i16 q0, q1, q2\n"),
-            window_row_nibbles!("{x1}", "vmul.i16 q1, q1, q2\nvadd.i16 q0, q0, q1\n"),
-            window_row_nibbles!("{x2}", "vmul.i16 q1, q1, q2\nvadd.i16 q0, q0, q1\n"),
-            "vmovlt.s16 q1, q0",
-            "vmovlb.s16 q0, q0",
-            "vshr.s32 q1, q1, #4",
-            "vldrw.u32 q2, [{p}], #16",
-            "vldrw.u32 q3, [{p}], #16",
-            "vldrw.u32 q4, [{p}], #16",
-            "vldrw.u32 q5, [{p}], #16",
-            requant_vector!("q0"),
-            "vldrw.u32 q2, [{p}], #16",
-            "vldrw.u32 q3, [{p}], #16",
-            "vldrw.u32 q4, [{p}], #16",
-            "vldrw.u32 q5, [{p}], #16",
-            requant_vector!("q1"),
-            "vshl.i32 q1, q1, #4",
-            "vorr q0, q0, q1",
-            "vstrb.32 q0, [r0], #4",
-            "letp lr, 2b",
-            n = in(reg) ch,
-            x0 = inout(reg) rows[0].as_ptr() => _,
-            x1 = inout(reg) rows[1].as_ptr() => _,
-            x2 = inout(reg) rows[2].as_ptr() => _,
-            off = in(reg) offsets.as_ptr(),
-            p = inout(reg) params.as_ptr() => _,
-            // (Narrowing stores take a low register as their base.)
-            inout("r0") pixel.as_mut_ptr() => _,
-            inout("r1") signed.as_ptr() => _,
-            one = in(reg) 1u32,
-            sat = const 28,
-            out("lr") _,
-        } options(nostack));
+        pixel_runs!(
+            "dlstp.16",
+            concat!(
+                "vldrw.u32 q3, [{st}, #64]\n",
+                "vldrw.u32 q5, [{st}, #16]\n",
+                "vldrw.u32 q6, [{st}, #32]\n",
+                "vldrw.u32 q7, [{st}, #48]\n",
+                window_row_nibbles!("{x0}", "vmul.i16 q0, q1, q2\n"),
+                window_row_nibbles!("{x1}", "vmul.i16 q1, q1, q2\nvadd.i16 q0, q0, q1\n"),
+                window_row_nibbles!("{x2}", "vmul.i16 q1, q1, q2\nvadd.i16 q0, q0, q1\n"),
+                "vmovlt.s16 q1, q0\n",
+                "vmovlb.s16 q0, q0\n",
+                "vshr.s32 q1, q1, #4\n",
+                "vldrw.u32 q2, [{p}], #16\n",
+                "vldrw.u32 q3, [{p}], #16\n",
+                "vldrw.u32 q4, [{p}], #16\n",
+                "vldrw.u32 q5, [{p}], #16\n",
+                requant_vector!("q0"),
+                "vldrw.u32 q2, [{p}], #16\n",
+                "vldrw.u32 q3, [{p}], #16\n",
+                "vldrw.u32 q4, [{p}], #16\n",
+                "vldrw.u32 q5, [{p}], #16\n",
+                requant_vector!("q1"),
+                "vshl.i32 q1, q1, #4\n",
+                "vorr q0, q0, q1\n",
+                "vstrb.32 q0, [r0], #4\n",
+            ),
+            layer,
+            rows,
+            pixels,
+            out,
+            28
+        );
     }
 }
