@@ -311,14 +311,18 @@ pub(super) fn gather_run(
     lanes: &mut [u32],
 ) -> u32 {
     let run = scratch::bytes_mut(&mut lanes[slot * plan.words..(slot + 1) * plan.words]);
-    // A window inside an input stored as the format reads it: its rows copied as they are, one loop.
+    // A window inside an input stored as the format reads it: its rows copied as they are, one loop, which
+    // also sums their bytes.
     #[cfg(all(target_arch = "arm", qfd_mve))]
-    let copied = storage_bits(input.bits()) == plan.format.bits() && window_rows(input, geo, pixel, run);
+    let byte_sum = match storage_bits(input.bits()) == plan.format.bits() {
+        true => window_rows(input, geo, pixel, run),
+        false => None,
+    };
     #[cfg(not(all(target_arch = "arm", qfd_mve)))]
-    let copied = false;
+    let byte_sum: Option<u32> = None;
     // Codes per byte, as a shift: 8-bit codes a byte each, 4 and 2-bit ones packed as the input stores them.
     match plan.format.bits() {
-        _ if copied => {}
+        _ if byte_sum.is_some() => {}
         4 => gather::<1>(input, geo, pixel, run),
         2 => gather::<2>(input, geo, pixel, run),
         _ => gather::<0>(input, geo, pixel, run),
@@ -327,9 +331,10 @@ pub(super) fn gather_run(
     // At most three bytes: a loop, not `fill` (a `memset` call costs dozens of instructions).
     run[used..].iter_mut().for_each(|b| *b = 0);
     #[cfg(all(target_arch = "arm", qfd_mve))]
-    return match plan.format.bits() {
-        4 => super::mve::code_sum::<4>(&run[..used]),
-        2 => super::mve::code_sum::<2>(&run[..used]),
+    return match (plan.format.bits(), byte_sum) {
+        (4, _) => super::mve::code_sum::<4>(&run[..used]),
+        (2, _) => super::mve::code_sum::<2>(&run[..used]),
+        (_, Some(sum)) => sum,
         _ => super::mve::code_sum::<8>(&run[..used]),
     };
     // (Never reached: vector formats are chosen on Helium builds only.)
@@ -338,23 +343,23 @@ pub(super) fn gather_run(
 }
 
 /// Copies output pixel `pixel`'s patch into `target` if its window lies wholly inside the input, which
-/// stores its codes as they are to be read ([`LaneFormat::vector`]); returns whether it did.
+/// stores its codes as they are to be read ([`LaneFormat::vector`]); returns the sum of the bytes copied
+/// if it did.
 #[cfg(all(target_arch = "arm", qfd_mve))]
 #[inline(always)]
-fn window_rows(input: Codes<'_>, geo: &ConvGeometry, pixel: usize, target: &mut [u8]) -> bool {
+fn window_rows(input: Codes<'_>, geo: &ConvGeometry, pixel: usize, target: &mut [u8]) -> Option<u32> {
     let (inp, win) = (geo.input, &geo.window);
     let [kh, kw] = [win.kernel[0] as usize, win.kernel[1] as usize];
     let [y0, x0] = window_origin(geo, pixel);
     if y0 < 0 || x0 < 0 || y0 as usize + kh > inp.h || x0 as usize + kw > inp.w {
-        return false;
+        return None;
     }
     // Codes per byte, as a shift (whole bytes per tap, as `select` plans vector formats).
     let shift = 3 - storage_bits(input.bits()).trailing_zeros();
     let (row_len, stride) = ((kw * inp.c) >> shift, (inp.w * inp.c) >> shift);
     let start = ((y0 as usize * inp.w + x0 as usize) * inp.c) >> shift;
     let src = &input.bytes()[start..start + (kh - 1) * stride + row_len];
-    super::mve::copy_rows(src, stride, kh, row_len, &mut target[..kh * row_len]);
-    true
+    Some(super::mve::copy_rows(src, stride, kh, row_len, &mut target[..kh * row_len]))
 }
 
 /// Where output pixel `pixel`'s window starts in the input, as `[row, column]` (negative in the padding).

@@ -109,12 +109,15 @@ pub fn copy(src: &[u8], dst: &mut [u8]) {
 }
 
 /// Copies `rows` runs of `len` bytes, `stride` bytes apart in `src`, one after another into `dst`: a
-/// window's rows into its patch, each run sixteen bytes an instruction pair.
-pub fn copy_rows(src: &[u8], stride: usize, rows: usize, len: usize, dst: &mut [u8]) {
+/// window's rows into its patch, each run sixteen bytes an instruction pair; returns the sum of the bytes
+/// (`VADDVA`, beside the copy).
+pub fn copy_rows(src: &[u8], stride: usize, rows: usize, len: usize, dst: &mut [u8]) -> u32 {
     assert!(rows > 0 && len > 0 && dst.len() == rows * len && src.len() >= (rows - 1) * stride + len);
+    let mut sum = 0u32;
     // SAFETY: run `r` reads `src[r * stride..r * stride + len]` and writes `dst[r * len..(r + 1) * len]`
     // (tail-predicated loops of `len` bytes, `VLDRB`/`VSTRB` at any alignment), inside both slices as
-    // asserted. It writes the pointers and counter it advances (copies), `lr` and `q0`, all declared.
+    // asserted. It writes the sum, the pointers and counter it advances (copies), `lr` and `q0`, all
+    // declared.
     unsafe {
         asm!(
             "1:",
@@ -123,6 +126,7 @@ pub fn copy_rows(src: &[u8], stride: usize, rows: usize, len: usize, dst: &mut [
             "dlstp.8 lr, {len}",
             "2:",
             "vldrb.u8 q0, [{s}], #16",
+            "vaddva.u8 r0, q0",
             "vstrb.8 q0, [{d}], #16",
             "letp lr, 2b",
             "add {src}, {stride}",
@@ -136,12 +140,15 @@ pub fn copy_rows(src: &[u8], stride: usize, rows: usize, len: usize, dst: &mut [
             stride = in(reg) stride,
             s = out(reg) _,
             d = out(reg) _,
+            // (Across-vector sums go to even registers.)
+            inout("r0") sum,
             out("lr") _,
             out("d0") _,
             out("d1") _,
             options(nostack),
         );
     }
+    sum
 }
 
 /// Sets every byte of `dst` to 0, sixteen bytes an instruction (`memset` does short runs a word at a time
