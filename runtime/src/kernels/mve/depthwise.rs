@@ -118,14 +118,21 @@ pub fn depthwise3x3(
         // Windows over the border, one at a time, each copied with its padding into `window` first.
         for ox in (0..lo).chain(hi..out.w) {
             let ix0 = (ox * sx) as isize - pad_left as isize;
-            for (t, dst) in window.chunks_exact_mut(pixel_bytes).enumerate() {
-                let (iy, ix) = (iy0 + (t / 3) as isize, ix0 + (t % 3) as isize);
-                if iy >= 0 && iy < inp.h as isize && ix >= 0 && ix < inp.w as isize {
-                    let at = (iy as usize * inp.w + ix as usize) * pixel_bytes;
-                    super::copy(&codes[at..at + pixel_bytes], dst);
-                } else {
+            // Per window row: the columns inside the input copied as one run, the others zeroed.
+            let (first, last) = (ix0.max(0), (ix0 + 3).min(inp.w as isize));
+            let (before, inside) = ((first - ix0) as usize, (last - first).max(0) as usize);
+            for (ky, dst) in window.chunks_exact_mut(3 * pixel_bytes).enumerate() {
+                let iy = iy0 + ky as isize;
+                if iy < 0 || iy >= inp.h as isize || inside == 0 {
                     super::zero(dst);
+                    continue;
                 }
+                let (left, rest) = dst.split_at_mut(before * pixel_bytes);
+                let (middle, right) = rest.split_at_mut(inside * pixel_bytes);
+                let at = (iy as usize * inp.w + first as usize) * pixel_bytes;
+                super::zero(left);
+                super::copy(&codes[at..at + middle.len()], middle);
+                super::zero(right);
             }
             let window = &*window;
             let rows = core::array::from_fn(|ky| &window[3 * ky * pixel_bytes..3 * (ky + 1) * pixel_bytes]);
