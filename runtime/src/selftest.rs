@@ -110,12 +110,14 @@ fn run(seed: u32, cases: u32, selected: bool) -> Summary {
 fn conv_case(rng: &mut Rng, case: u32, selected: bool, digest: &mut crc::Digest<'_, u32>) -> (bool, bool) {
     // One case in four is a 3x3 depthwise convolution; one in sixteen a 3x3 one over a wide 8-bit input,
     // whose lanes take two chunks of taps (the sums of the second added to the first's).
-    // One in six of the others is Helium's usual case (see `form` 7), half of those pointwise (1x1, stride 1:
-    // read in place).
+    // One in six of the others, and one in four depthwise ones, is Helium's usual case (`form` 7, or 5 and
+    // 6 with whole-range clamps and wide divisors); half of the former pointwise (1x1, stride 1: read in
+    // place), half of the latter at stride 1 (two pixels a pass).
     let depthwise = rng.next().is_multiple_of(4);
     let wide = !depthwise && rng.next().is_multiple_of(12);
-    let helium = !depthwise && !wide && rng.next().is_multiple_of(6);
-    let pointwise = helium && rng.next().is_multiple_of(2);
+    let helium = !wide && rng.next().is_multiple_of(if depthwise { 4 } else { 6 });
+    let pointwise = helium && !depthwise && rng.next().is_multiple_of(2);
+    let unit_stride = pointwise || (helium && rng.next().is_multiple_of(2));
     let k = if depthwise || wide {
         [3, 3]
     } else if pointwise {
@@ -123,7 +125,7 @@ fn conv_case(rng: &mut Rng, case: u32, selected: bool, digest: &mut crc::Digest<
     } else {
         [rng.range(1, 3) as u8, rng.range(1, 3) as u8]
     };
-    let stride = if pointwise { [1, 1] } else { [rng.range(1, 2) as u8, rng.range(1, 2) as u8] };
+    let stride = if unit_stride { [1, 1] } else { [rng.range(1, 2) as u8, rng.range(1, 2) as u8] };
     let mut pad = || rng.range(0, k[0].max(k[1]) as u32 - 1) as u8;
     let padding = Padding { top: pad(), left: pad(), bottom: pad(), right: pad() };
     let window = Window { kernel: k, stride, padding };
@@ -135,9 +137,9 @@ fn conv_case(rng: &mut Rng, case: u32, selected: bool, digest: &mut crc::Digest<
     // 1, 2, 4 or 8 bits and divisors above `2^32`.
     let form = if wide {
         4
-    } else if helium {
+    } else if helium && !depthwise {
         7
-    } else if depthwise && rng.next().is_multiple_of(2) {
+    } else if depthwise && (helium || rng.next().is_multiple_of(2)) {
         5 + rng.next() % 2
     } else {
         rng.next() % 4
@@ -147,6 +149,7 @@ fn conv_case(rng: &mut Rng, case: u32, selected: bool, digest: &mut crc::Digest<
         0 => (2, rng.range(1, 2) as u8, rng.range(1, 8) as u8),
         1 => (packed, packed, rng.range(1, 8) as u8),
         4 => (8, rng.range(5, 8) as u8, rng.range(1, 8) as u8),
+        5 if helium => (8, 8, 8),
         5 => (rng.range(5, 8) as u8, rng.range(5, 8) as u8, rng.range(5, 8) as u8),
         6 => ([1, 2, 4][rng.range(0, 2) as usize], 4, 4),
         7 => match rng.next() % 4 {
@@ -171,9 +174,11 @@ fn conv_case(rng: &mut Rng, case: u32, selected: bool, digest: &mut crc::Digest<
     // (4-bit depthwise cases take an even number of channels, whole bytes per pixel.)
     let cin = if depthwise { cin.clamp(2, MAX_COUT) } else { cin };
     let cin = if form == 6 { cin & !1 } else { cin };
+    // (Helium runs depthwise pixels a whole run at a time when their blocks are whole: 4 or 8 channels.)
+    let cin = if helium && depthwise { [4, 8][rng.range(0, 1) as usize] } else { cin };
     let cout = if depthwise { cin } else { rng.range(1, MAX_COUT as u32) as usize };
     // (Helium's vector loop takes output channels in pairs.)
-    let cout = if helium { (cout & !1).max(2) } else { cout };
+    let cout = if helium && !depthwise { (cout & !1).max(2) } else { cout };
     let groups = if depthwise { cin } else { 1 };
     let (h, w) =
         (rng.range(k[0] as u32, MAX_HW as u32) as usize, rng.range(k[1] as u32, MAX_HW as u32) as usize);

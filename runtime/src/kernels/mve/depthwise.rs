@@ -68,8 +68,8 @@ pub fn depthwise3x3(
                 return false;
             }
             lay_out_weights(weights, ch, 4, &mut signed[..36 * ch.div_ceil(4)]);
-            // Window column `kx`, lane `j`: byte `kx * Cin + j`.
-            for (i, o) in offsets[..12].iter_mut().enumerate() {
+            // Window column `kx`, lane `j`: byte `kx * Cin + j` (column 3: the next pixel's last column).
+            for (i, o) in offsets.iter_mut().enumerate() {
                 *o = ((i / 4) * ch + i % 4) as u32;
             }
             ch
@@ -221,6 +221,22 @@ fn run(layer: &Layer<'_>, clamp_bits: u32, rows: [&[u8]; 3], pixels: usize, out:
     assert!(rows.iter().all(|r| r.len() >= (pixels - 1) * step + 3 * pixel_bytes));
     let block_bytes = 4;
     assert!(pixels == 1 || pixel_bytes % block_bytes == 0);
+    // Stride 1: pixels two at a time, the second's window one pixel further on.
+    if !nibbles && pixels >= 2 && layer.skip == 0 {
+        let pairs = pixels / 2;
+        let (out_pairs, out_rest) = out.split_at_mut(2 * pairs * pixel_bytes);
+        match clamp_bits {
+            1 => run_byte_pairs::<31>(layer, rows, pairs, out_pairs),
+            2 => run_byte_pairs::<30>(layer, rows, pairs, out_pairs),
+            4 => run_byte_pairs::<28>(layer, rows, pairs, out_pairs),
+            _ => run_byte_pairs::<24>(layer, rows, pairs, out_pairs),
+        }
+        if out_rest.is_empty() {
+            return;
+        }
+        let rows = rows.map(|r| &r[2 * pairs * step..]);
+        return run(layer, clamp_bits, rows, 1, out_rest);
+    }
     match (nibbles, clamp_bits) {
         (true, _) => run_nibbles(layer, rows, pixels, out),
         (_, 1) => run_bytes::<31>(layer, rows, pixels, out),
@@ -353,6 +369,101 @@ fn run_bytes<const SAT: u32>(layer: &Layer<'_>, rows: [&[u8]; 3], pixels: usize,
             out,
             SAT
         );
+    }
+}
+
+/// One window row's three taps for a block, at two pixels a column apart: each tap's weights (the next of
+/// `r1`) loaded once, pixel A's codes gathered from `$x` at the offsets in `q5`, `q6`, `q7` and pixel B's
+/// at those in `q6`, `q7`, `q4`; the products added to `q0` (A) and `q1` (B), or setting them when
+/// `$first` (the first row).
+macro_rules! window_row_pair {
+    ($x:literal, $first:tt) => {
+        concat!(
+            "vldrh.s32 q2, [r1], #8\n",
+            "vldrb.u32 q3, [", $x, ", q5]\n",
+            window_row_pair!(@acc $first, "q0"),
+            "vldrb.u32 q3, [", $x, ", q6]\n",
+            window_row_pair!(@acc $first, "q1"),
+            "vldrh.s32 q2, [r1], #8\n",
+            "vldrb.u32 q3, [", $x, ", q6]\n",
+            window_row_pair!(@acc false, "q0"),
+            "vldrb.u32 q3, [", $x, ", q7]\n",
+            window_row_pair!(@acc false, "q1"),
+            "vldrh.s32 q2, [r1], #8\n",
+            "vldrb.u32 q3, [", $x, ", q7]\n",
+            window_row_pair!(@acc false, "q0"),
+            "vldrb.u32 q3, [", $x, ", q4]\n",
+            window_row_pair!(@acc false, "q1"),
+            "adds ", $x, ", #4\n",
+        )
+    };
+    (@acc true, $q:literal) => {
+        concat!("vmul.i32 ", $q, ", q3, q2\n")
+    };
+    (@acc false, $q:literal) => {
+        concat!("vmul.i32 q3, q3, q2\nvadd.i32 ", $q, ", ", $q, ", q3\n")
+    };
+}
+
+/// [`run`] for [`Form::Bytes`] at stride 1, two pixels a pass (`pairs` pairs into `out`), with the clamp
+/// as `SAT = 32 - b`: each weight load serves both pixels, whose windows share two columns.
+fn run_byte_pairs<const SAT: u32>(layer: &Layer<'_>, rows: [&[u8]; 3], pairs: usize, out: &mut [u8]) {
+    let ch = layer.lanes as usize;
+    assert!(pairs > 0 && out.len() == 2 * pairs * ch && ch % 4 == 0 && layer.skip == 0);
+    assert!(rows.iter().all(|r| r.len() >= (2 * pairs + 2) * ch));
+    // SAFETY: per pair, the tail-predicated loop runs over its `ch` lanes, four channels a pass: the
+    // gathers read codes `kx * ch + c` (`c < ch`, `kx < 4`: both windows) of each row, inside the rows as
+    // asserted (pair `q`'s windows start at `2q * ch`; the rows advance by `ch` in the loop and `ch` after
+    // it); the weight and parameter loads read a block's 36 halfwords and 16 words, inside the slices
+    // `Layer::new` checked (and borrows); the `Layer` itself is read at words 0-15. The stores write the
+    // pair's `2 * ch` bytes (A's through `r0`, B's through `r2`, each then moved past the other's),
+    // `out`. It also writes the pointers it advances (copies), `n`, `p`, `r1`, `lr` and `q0`-`q7`, all
+    // declared.
+    unsafe {
+        asm_all_q!({
+            "1:",
+            "ldr r1, [{st}]",
+            "ldr {p}, [{st}, #4]",
+            "ldr {n}, [{st}, #8]",
+            "dlstp.32 lr, {n}",
+            "2:",
+            "vldrw.u32 q4, [{st}, #64]",
+            "vldrw.u32 q5, [{st}, #16]",
+            "vldrw.u32 q6, [{st}, #32]",
+            "vldrw.u32 q7, [{st}, #48]",
+            window_row_pair!("{x0}", true),
+            window_row_pair!("{x1}", false),
+            window_row_pair!("{x2}", false),
+            "vldrw.u32 q2, [{p}], #16",
+            "vldrw.u32 q3, [{p}], #16",
+            "vldrw.u32 q4, [{p}], #16",
+            "vldrw.u32 q5, [{p}], #16",
+            requant_vector!("q0", "r0"),
+            requant_vector!("q1", "r2"),
+            "letp lr, 2b",
+            "ldr {n}, [{st}, #8]",
+            "add {x0}, {n}",
+            "add {x1}, {n}",
+            "add {x2}, {n}",
+            "add r0, {n}",
+            "add r2, {n}",
+            "subs {count}, #1",
+            "bne 1b",
+            st = in(reg) layer as *const Layer<'_>,
+            n = out(reg) _,
+            p = out(reg) _,
+            count = inout(reg) pairs => _,
+            x0 = inout(reg) rows[0].as_ptr() => _,
+            x1 = inout(reg) rows[1].as_ptr() => _,
+            x2 = inout(reg) rows[2].as_ptr() => _,
+            // (Widening loads and narrowing stores take a low register as their base.)
+            inout("r0") out.as_mut_ptr() => _,
+            inout("r2") out.as_mut_ptr().wrapping_add(ch) => _,
+            out("r1") _,
+            one = in(reg) 1u32,
+            sat = const SAT,
+            out("lr") _,
+        } options(nostack));
     }
 }
 
