@@ -3,10 +3,14 @@
 //!
 //! `benches/train-speed.sh` runs it beside the PyTorch eager reference `benches/train_step.py` (same model,
 //! batch, loss, optimiser and threads) and prints the ratio. Environment: `QFD_BENCH_THREADS` (default 2),
-//! `QFD_BENCH_STEPS` (timed steps, default 20), `QFD_BENCH_BATCH` (default 128).
+//! `QFD_BENCH_STEPS` (timed steps, default 20), `QFD_BENCH_BATCH` (default 128), `QFD_BENCH_ARCH` (default
+//! resnet20), `QFD_BENCH_METHODS` (default `qfd`; a comma-separated list, e.g. `qat,qfd,bwrf,bwrf-qfd`,
+//! times each and prints its cost against the first: block-wise replacement with its default options, every
+//! mixed path each step, beside its frozen full-precision partner).
 
 use std::time::Instant;
 
+use qfd_host::train::bwrf;
 use qfd_host::train::config::{DeviceChoice, TrainConfig};
 use qfd_host::train::method::{loss, Method};
 use qfd_host::train::models::{Arch, Net, NetSpec};
@@ -19,9 +23,9 @@ fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
     std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
 }
 
-fn spec(feature_bits: Option<u8>) -> NetSpec {
+fn spec(arch: Arch, feature_bits: Option<u8>) -> NetSpec {
     NetSpec {
-        arch: Arch::ResNet20,
+        arch,
         input: [1, 28, 28],
         classes: 10,
         weight_bits: 4,
@@ -50,11 +54,21 @@ fn main() {
     tch::set_num_threads(threads);
     tch::manual_seed(0);
 
+    let arch_name: String = env_or("QFD_BENCH_ARCH", "resnet20".to_string());
+    let arch: Arch = arch_name.parse().expect("QFD_BENCH_ARCH");
+    let methods: Vec<Method> = env_or("QFD_BENCH_METHODS", "qfd".to_string())
+        .split(',')
+        .map(|m| m.trim().parse().expect("QFD_BENCH_METHODS"))
+        .collect();
+
     let teacher_vs = VarStore::new(device);
-    let teacher = Net::new(&teacher_vs.root(), &spec(Some(4))).unwrap();
+    let teacher = Net::new(&teacher_vs.root(), &spec(arch, Some(4))).unwrap();
+    let mut partner_vs = VarStore::new(device);
+    let partner = Net::new(&partner_vs.root(), &spec(arch, None)).unwrap();
+    partner_vs.freeze();
     let vs = VarStore::new(device);
-    let student = Net::new(&vs.root(), &spec(None)).unwrap();
-    let cfg = TrainConfig { arch: "resnet20".into(), method: Method::Qfd, ..TrainConfig::default() };
+    let student = Net::new(&vs.root(), &spec(arch, None)).unwrap();
+    let cfg = TrainConfig { arch: arch_name.clone(), method: Method::Qfd, ..TrainConfig::default() };
     let mut opt = Optimizer::from_config(&cfg, &vs);
 
     let images = Tensor::rand([batch, 1, 28, 28], (Kind::Float, device));
@@ -63,34 +77,63 @@ fn main() {
         teacher.forward(&images, false, QuantMode::Calibrate);
         student.forward(&images, false, QuantMode::Calibrate);
     });
-    let step = |opt: &mut Optimizer| {
-        let out = student.forward(&images, true, QuantMode::Quantize);
-        let t = tch::no_grad(|| teacher.forward(&images, false, QuantMode::Float));
-        let l = loss(Method::Qfd, &out, Some(&t), &labels, cfg.lambda, cfg.temperature);
+    let options = cfg.bwrf();
+    let step = |opt: &mut Optimizer, method: Method, step: u64| {
+        let (out, inputs) = match method.needs_partner() {
+            true => student.forward_keeping_inputs(&images, true, QuantMode::Quantize),
+            false => (student.forward(&images, true, QuantMode::Quantize), Vec::new()),
+        };
+        let t = method
+            .needs_teacher()
+            .then(|| tch::no_grad(|| teacher.forward(&images, false, QuantMode::Float)));
+        let mut l = loss(method, &out, t.as_ref(), &labels, cfg.lambda, cfg.temperature);
+        if method.needs_partner() {
+            let count = bwrf::path_count(student.blocks(), options.mode);
+            let paths = bwrf::paths_for_step(count, options.paths, 0, step);
+            let p = bwrf::path_loss(
+                &student,
+                &partner,
+                &images,
+                &labels,
+                &inputs,
+                &paths,
+                QuantMode::Quantize,
+                &options,
+            );
+            l.total = &l.total + p * cfg.bwrf_weight;
+        }
         opt.zero_grad();
         student.backward(&l.total).unwrap();
         opt.step().unwrap();
         // Wait for the device: reading the loss synchronises.
         f64::try_from(&l.total).unwrap()
     };
-    for _ in 0..3 {
-        step(&mut opt);
+    let mut first_rate = None;
+    for method in methods {
+        for s in 0..3 {
+            step(&mut opt, method, s);
+        }
+        let mut times = Vec::with_capacity(steps);
+        for s in 0..steps {
+            let t0 = Instant::now();
+            step(&mut opt, method, s as u64);
+            times.push(t0.elapsed().as_secs_f64());
+        }
+        times.sort_by(f64::total_cmp);
+        let median = times[times.len() / 2];
+        let mean = times.iter().sum::<f64>() / times.len() as f64;
+        let rate = batch as f64 / median;
+        let against = match first_rate {
+            Some(first) => format!("  step cost {:.2}x the first method's", first / rate),
+            None => String::new(),
+        };
+        first_rate.get_or_insert(rate);
+        println!(
+            "qfd-host {} (tch) {arch_name} w4a4 {method}  device {device:?}  threads {threads}  batch {batch}  \
+             steps {steps}  median {:.1} ms  mean {:.1} ms  images/s {rate:.1}{against}",
+            env!("CARGO_PKG_VERSION"),
+            median * 1e3,
+            mean * 1e3,
+        );
     }
-    let mut times = Vec::with_capacity(steps);
-    for _ in 0..steps {
-        let t0 = Instant::now();
-        step(&mut opt);
-        times.push(t0.elapsed().as_secs_f64());
-    }
-    times.sort_by(f64::total_cmp);
-    let median = times[times.len() / 2];
-    let mean = times.iter().sum::<f64>() / times.len() as f64;
-    println!(
-        "qfd-host {} (tch) resnet20 w4a4 qfd  device {device:?}  threads {threads}  batch {batch}  \
-         steps {steps}  median {:.1} ms  mean {:.1} ms  images/s {:.1}",
-        env!("CARGO_PKG_VERSION"),
-        median * 1e3,
-        mean * 1e3,
-        batch as f64 / median
-    );
 }

@@ -1,5 +1,5 @@
 //! Every training method learns: on a Fashion-MNIST subset (CPU), each trains ResNet-8 well above chance,
-//! and with QFD the distillation term falls.
+//! with QFD the distillation term falls, and with block-wise replacement the mixed paths' loss falls.
 //!
 //! One test, in its own process: the methods share the full-precision model (and QFD its teacher) through
 //! the default run directories, which are relative to the working directory.
@@ -7,6 +7,7 @@
 mod common;
 
 use common::fashion_mnist_installed;
+use qfd_host::train::bwrf::PathCount;
 use qfd_host::train::checkpoint::Checkpoint;
 use qfd_host::train::config::{DeviceChoice, TrainConfig};
 use qfd_host::train::method::Method;
@@ -31,6 +32,8 @@ fn every_method_beats_chance_and_qfd_distillation_falls() {
         wbits: 4,
         abits: 4,
         device: DeviceChoice::Cpu,
+        // (Two of block replacement's five paths a step, to bound the test's time.)
+        bwrf_paths: PathCount::Sample(2),
         ..TrainConfig::default()
     };
     let mut report = Vec::new();
@@ -44,6 +47,17 @@ fn every_method_beats_chance_and_qfd_distillation_falls() {
             "{method} reached only {:.1}% test accuracy (chance is 10%)",
             100.0 * last.test_acc
         );
+        let path_losses: Vec<f64> = state.metrics.iter().filter_map(|m| m.train_path_loss).collect();
+        if method.needs_partner() {
+            let (first, end) = (path_losses[0], path_losses[path_losses.len() - 1]);
+            report.push(format!("{method} path loss {first:.4} -> {end:.4}"));
+            assert!(
+                end < 0.9 * first,
+                "{method}: the mixed paths' loss should fall: {first} in the first epoch, {end} in the last"
+            );
+        } else {
+            assert!(path_losses.is_empty(), "{method} has no mixed paths");
+        }
     }
     // At 2 bits the student starts far from the teacher's quantized feature; QFD must pull it in. (At 4 bits
     // it starts within quantization noise of it, so there is little to fall.)

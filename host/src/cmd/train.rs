@@ -4,6 +4,7 @@ use anyhow::Context;
 
 use qfd_host::args::BitWidths;
 use qfd_host::data::DatasetKind;
+use qfd_host::train::bwrf::{BwrfMode, PathCount, PathLoss};
 use qfd_host::train::config::{DeviceChoice, OptimizerKind, TrainConfig};
 use qfd_host::train::method::Method;
 use qfd_host::train::run::train;
@@ -11,7 +12,8 @@ use qfd_host::train::run::train;
 /// Train a network with quantization-aware training and Quantized Feature Distillation.
 ///
 /// Trains whatever the method needs and is missing: the full-precision model, the feature-quantized
-/// teacher (qfd), then the student; each is cached as a checkpoint in its run directory (under runs/) and
+/// teacher (qfd, bwrf-qfd), then the student (bwrf and bwrf-qfd train it beside the frozen
+/// full-precision model, through mixed paths of their blocks); each is cached as a checkpoint in its run directory (under runs/) and
 /// reused next time. Options come from --config FILE (TOML, keys named as the flags) and then the flags.
 /// Each run directory holds metrics.jsonl, training.png and the checkpoint.
 #[derive(Debug, clap::Parser)]
@@ -25,7 +27,8 @@ pub struct Cmd {
     /// Channel width multiplier of the MobileNets [default: 1].
     #[arg(long)]
     width: Option<f64>,
-    /// fp, qat, logit-kd, feature-kd or qfd [default: qfd].
+    /// fp, qat, logit-kd, feature-kd, qfd, bwrf (block-wise replacement) or bwrf-qfd (bwrf plus the QFD
+    /// term) [default: qfd].
     #[arg(long)]
     method: Option<Method>,
     /// Bits of weights and activations of the inner layers: one number or W/A [default: 4/4].
@@ -87,6 +90,21 @@ pub struct Cmd {
     /// Softmax temperature of logit-kd [default: 4].
     #[arg(long)]
     temperature: Option<f64>,
+    /// Block-wise replacement paths: single (one quantized block inside the full-precision network) or
+    /// prefix (the first quantized blocks, then full precision) [default: single].
+    #[arg(long, value_name = "MODE")]
+    bwrf_mode: Option<BwrfMode>,
+    /// Loss of each block-wise replacement path: ce, or ce+kd (plus KL to the full-precision logits, at
+    /// --temperature) [default: ce].
+    #[arg(long, value_name = "LOSS")]
+    bwrf_path_loss: Option<PathLoss>,
+    /// Block-wise replacement paths per step: all, or a number drawn each step to bound the cost
+    /// [default: all].
+    #[arg(long, value_name = "all|K")]
+    bwrf_paths: Option<PathCount>,
+    /// Weight of the mean path loss: loss = network loss + weight * paths [default: 1].
+    #[arg(long, value_name = "W")]
+    bwrf_weight: Option<f64>,
     /// Keep the first conv and last FC in full precision (the paper's setting; export refuses it).
     #[arg(long)]
     fp_first_last: bool,
@@ -124,6 +142,7 @@ impl Cmd {
         }
         set!(arch, method, dataset, epochs, batch_size, optimizer, lambda, teacher_feature_bits, temperature);
         set!(device, seed, width, momentum, weight_decay, warmup_epochs, ewgs_delta);
+        set!(bwrf_mode, bwrf_path_loss, bwrf_paths, bwrf_weight);
         if let Some(b) = self.bits {
             (cfg.wbits, cfg.abits) = (b.weight, b.act);
         }

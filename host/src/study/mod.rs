@@ -18,6 +18,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::args::BitWidths;
 use crate::fsutil::{self, FsError};
+use crate::train::bwrf::{BwrfMode, PathLoss};
 use crate::train::config::{ConfigError, TrainConfig};
 use crate::train::method::Method;
 
@@ -82,16 +83,22 @@ impl fmt::Display for Variant {
 impl FromStr for Variant {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {
-        if let Some(bits) = s.strip_prefix("qfd-f") {
-            return match bits.parse::<u8>() {
-                Ok(b @ (1 | 4 | 8)) => Ok(Variant { method: Method::Qfd, feature_bits: Some(b) }),
-                _ => Err(format!(
-                    "'{s}': the QFD teacher's feature bits must be 1, 4 or 8 (qfd-f1, qfd-f4, qfd-f8)"
-                )),
-            };
+        // The methods with a QFD teacher name its feature bits: `qfd-f4`, `bwrf-qfd-f4`.
+        for method in [Method::Qfd, Method::BwrfQfd] {
+            if let Some(bits) = s.strip_prefix(&format!("{method}-f")) {
+                return match bits.parse::<u8>() {
+                    Ok(b @ (1 | 4 | 8)) => Ok(Variant { method, feature_bits: Some(b) }),
+                    _ => Err(format!(
+                        "'{s}': the QFD teacher's feature bits must be 1, 4 or 8 ({method}-f1, {method}-f4, \
+                         {method}-f8)"
+                    )),
+                };
+            }
         }
         match s.parse::<Method>()? {
-            Method::Qfd => Err("'qfd' needs the teacher's feature bits: qfd-f1, qfd-f4 or qfd-f8".into()),
+            method @ (Method::Qfd | Method::BwrfQfd) => Err(format!(
+                "'{method}' needs the teacher's feature bits: {method}-f1, {method}-f4 or {method}-f8"
+            )),
             method => Ok(Variant { method, feature_bits: None }),
         }
     }
@@ -160,6 +167,36 @@ pub struct LambdaAblation {
     pub lambdas: Vec<f64>,
 }
 
+/// The block-replacement ablation: one block-replacement method at one bit-width, trained with each
+/// combination of path mode and path loss.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct BwrfAblation {
+    /// The bit-width.
+    pub bits: Bits,
+    /// `bwrf` or `bwrf-qfd-f<bits>`.
+    pub method: Variant,
+    /// The path modes (the one of `[train]` is the grid's own).
+    pub modes: Vec<BwrfMode>,
+    /// The path losses (the one of `[train]` is the grid's own).
+    pub path_losses: Vec<PathLoss>,
+}
+
+/// The block-replacement setting a run was trained with (its mode and path loss).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct BwrfSetting {
+    /// Which mixed paths.
+    pub mode: BwrfMode,
+    /// Each path's loss.
+    pub path_loss: PathLoss,
+}
+
+impl fmt::Display for BwrfSetting {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} {}", self.mode, self.path_loss)
+    }
+}
+
 /// A study file.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
@@ -187,6 +224,9 @@ pub struct StudyConfig {
     pub device: Option<DeviceStep>,
     /// The lambda ablation.
     pub ablation: Option<LambdaAblation>,
+    /// The block-replacement ablation.
+    #[serde(default)]
+    pub bwrf_ablation: Option<BwrfAblation>,
     /// Measure accuracies on the first N test images only [default: the whole test split] (quick checks).
     #[serde(default)]
     pub test_images: Option<usize>,
@@ -244,6 +284,17 @@ impl StudyConfig {
                 return invalid(format!("ablation lambda {l}: must be >= 0"));
             }
         }
+        if let Some(ab) = &self.bwrf_ablation {
+            if !ab.method.method.needs_partner() {
+                return invalid(format!(
+                    "bwrf-ablation.method {}: expected bwrf or bwrf-qfd-f<bits>",
+                    ab.method
+                ));
+            }
+            if ab.modes.is_empty() || ab.path_losses.is_empty() {
+                return invalid("bwrf-ablation: modes and path-losses must each name at least one".into());
+            }
+        }
         let mut probe = self.train.clone();
         for arch in &self.archs {
             probe.arch = arch.clone();
@@ -271,6 +322,8 @@ pub enum Group {
     Grid,
     /// The lambda ablation.
     Lambda,
+    /// The block-replacement ablation.
+    Bwrf,
 }
 
 /// One model to train, export and check.
@@ -292,15 +345,18 @@ pub struct RunSpec {
     pub config: TrainConfig,
     /// Where the shared full-precision model and teachers go.
     pub shared: PathBuf,
+    /// The block-replacement setting (block-replacement methods only).
+    pub bwrf: Option<BwrfSetting>,
 }
 
 impl RunSpec {
     /// A short name: `resnet8 qfd-f4 W2A2 seed 0`, with the lambda in the ablation.
     pub fn label(&self) -> String {
         let bits = self.bits.map(|b| format!(" {b}")).unwrap_or_default();
-        let lambda = match self.group {
-            Group::Lambda => format!(" lambda {}", self.lambda),
-            Group::Grid => String::new(),
+        let lambda = match (self.group, self.bwrf) {
+            (Group::Lambda, _) => format!(" lambda {}", self.lambda),
+            (Group::Bwrf, Some(b)) => format!(" {b}"),
+            _ => String::new(),
         };
         format!("{} {}{bits}{lambda} seed {}", self.arch, self.variant, self.seed)
     }
@@ -312,7 +368,8 @@ impl RunSpec {
 }
 
 /// Every run of `study`, in the order they are trained: per architecture and seed, the grid (fp first), then
-/// the ablation's lambdas other than the grid's own.
+/// the ablation's lambdas other than the grid's own, then the block-replacement ablation's settings other
+/// than the grid's own.
 pub fn plan(study: &StudyConfig) -> Vec<RunSpec> {
     let out = study.out_dir();
     let mut runs = Vec::new();
@@ -320,19 +377,25 @@ pub fn plan(study: &StudyConfig) -> Vec<RunSpec> {
         for &seed in &study.seeds {
             let seed_dir = out.join(arch).join(format!("seed{seed}"));
             let shared = seed_dir.join("shared");
-            let spec = |group, variant: Variant, bits: Option<Bits>, lambda: f64| {
+            let grid_bwrf =
+                BwrfSetting { mode: study.train.bwrf_mode, path_loss: study.train.bwrf_path_loss };
+            let spec_with = |group, variant: Variant, bits: Option<Bits>, lambda: f64, bwrf: BwrfSetting| {
                 let mut name = variant.to_string();
                 if let Some(b) = bits {
                     name += &format!("-w{}a{}", b.w, b.a);
                 }
-                if group == Group::Lambda {
-                    name += &format!("-lambda{lambda}");
+                match group {
+                    Group::Lambda => name += &format!("-lambda{lambda}"),
+                    Group::Bwrf => name += &format!("-{}-{}", bwrf.mode, bwrf.path_loss),
+                    Group::Grid => {}
                 }
                 let mut config = TrainConfig {
                     arch: arch.clone(),
                     method: variant.method,
                     seed,
                     lambda,
+                    bwrf_mode: bwrf.mode,
+                    bwrf_path_loss: bwrf.path_loss,
                     run_dir: Some(seed_dir.join(name)),
                     ..study.train.clone()
                 };
@@ -351,8 +414,10 @@ pub fn plan(study: &StudyConfig) -> Vec<RunSpec> {
                     seed,
                     config,
                     shared: shared.clone(),
+                    bwrf: variant.method.needs_partner().then_some(bwrf),
                 }
             };
+            let spec = |group, variant, bits, lambda| spec_with(group, variant, bits, lambda, grid_bwrf);
             for &variant in &study.methods {
                 if variant.quantized() {
                     for &bits in &study.bits {
@@ -365,6 +430,17 @@ pub fn plan(study: &StudyConfig) -> Vec<RunSpec> {
             if let Some(ab) = &study.ablation {
                 for &lambda in ab.lambdas.iter().filter(|&&l| l != study.train.lambda) {
                     runs.push(spec(Group::Lambda, ab.method, Some(ab.bits), lambda));
+                }
+            }
+            if let Some(ab) = &study.bwrf_ablation {
+                for &mode in &ab.modes {
+                    for &path_loss in &ab.path_losses {
+                        let setting = BwrfSetting { mode, path_loss };
+                        if setting != grid_bwrf {
+                            let lambda = study.train.lambda;
+                            runs.push(spec_with(Group::Bwrf, ab.method, Some(ab.bits), lambda, setting));
+                        }
+                    }
                 }
             }
         }
@@ -399,6 +475,64 @@ mod tests {
         let path = dir.path().join("study.toml");
         std::fs::write(&path, text).unwrap();
         StudyConfig::from_file(&path)
+    }
+
+    const BWRF: &str = r#"
+        profile = "bwrf"
+        archs = ["resnet8"]
+        seeds = [0]
+        bits = ["2/2"]
+        methods = ["qat", "bwrf", "bwrf-qfd-f4"]
+        [bwrf-ablation]
+        bits = "2/2"
+        method = "bwrf"
+        modes = ["single", "prefix"]
+        path-losses = ["ce", "ce+kd"]
+        [train]
+        bwrf-paths = 2
+    "#;
+
+    #[test]
+    fn block_replacement_runs_and_their_ablation_each_have_a_run_of_their_own() {
+        let runs = plan(&parse(BWRF).unwrap());
+        // The grid's three methods, then the ablation's settings but the grid's own (single, ce).
+        assert_eq!(runs.len(), 3 + 3);
+        let bq = runs.iter().find(|r| r.variant.to_string() == "bwrf-qfd-f4").unwrap();
+        assert_eq!((bq.config.method, bq.config.teacher_feature_bits), (Method::BwrfQfd, 4));
+        assert_eq!(bq.config.bwrf_paths, crate::train::bwrf::PathCount::Sample(2));
+        assert_eq!(bq.bwrf, Some(BwrfSetting { mode: BwrfMode::Single, path_loss: PathLoss::Ce }));
+        assert!(runs.iter().find(|r| r.variant.method == Method::Qat).unwrap().bwrf.is_none());
+        let ablation: Vec<&RunSpec> = runs.iter().filter(|r| r.group == Group::Bwrf).collect();
+        let labels: Vec<String> = ablation.iter().map(|r| r.label()).collect();
+        assert_eq!(
+            labels,
+            [
+                "resnet8 bwrf W2A2 single ce+kd seed 0",
+                "resnet8 bwrf W2A2 prefix ce seed 0",
+                "resnet8 bwrf W2A2 prefix ce+kd seed 0"
+            ]
+        );
+        for r in &ablation {
+            let b = r.bwrf.unwrap();
+            assert_eq!((r.config.bwrf_mode, r.config.bwrf_path_loss), (b.mode, b.path_loss));
+        }
+        let mut dirs: Vec<_> = runs.iter().map(RunSpec::dir).collect();
+        dirs.sort();
+        dirs.dedup();
+        assert_eq!(dirs.len(), runs.len(), "every run has its own directory");
+    }
+
+    #[test]
+    fn block_replacement_names_and_ablations_are_checked() {
+        assert!("bwrf-qfd".parse::<Variant>().unwrap_err().contains("bwrf-qfd-f4"));
+        assert!("bwrf-qfd-f3".parse::<Variant>().unwrap_err().contains("1, 4 or 8"));
+        assert_eq!("bwrf-qfd-f8".parse::<Variant>().unwrap().to_string(), "bwrf-qfd-f8");
+        let wrong_method = BWRF.replace("method = \"bwrf\"", "method = \"qfd-f4\"");
+        assert!(parse(&wrong_method).unwrap_err().to_string().contains("expected bwrf"));
+        let no_modes = BWRF.replace("modes = [\"single\", \"prefix\"]", "modes = []");
+        assert!(parse(&no_modes).unwrap_err().to_string().contains("at least one"));
+        let bad_mode = BWRF.replace("\"prefix\"]", "\"suffix\"]");
+        assert!(parse(&bad_mode).unwrap_err().to_string().contains("single or prefix"));
     }
 
     #[test]

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 
 use super::plots::{draw_chart, Chart, Line};
 use super::run::{DeviceResult, RunResult};
-use super::{Bits, Group, RunSpec, StudyConfig, Variant};
+use super::{Bits, BwrfSetting, Group, RunSpec, StudyConfig, Variant};
 use crate::fsutil::{self, FsError};
 use crate::train::method::Method;
 use crate::train::plot::PlotError;
@@ -305,6 +305,7 @@ fn arch_section(
     let (claims_md, tally) = claims(p, arch, fp);
     md += &claims_md;
     md += &ablations(p, arch);
+    md += &bwrf_ablation(p, arch);
 
     // Plots.
     let bits_chart = Chart {
@@ -636,6 +637,49 @@ fn ablations(p: &ProfileRuns, arch: &str) -> String {
     md + "\n"
 }
 
+/// The block-replacement section: the setting the grid's block-replacement runs used (fixed in the study
+/// file before any run) and, with a block-replacement ablation, the accuracy of each mode and path loss.
+fn bwrf_ablation(p: &ProfileRuns, arch: &str) -> String {
+    let s = &p.study;
+    if !s.methods.iter().any(|v| v.method.needs_partner()) && s.bwrf_ablation.is_none() {
+        return String::new();
+    }
+    let t = &s.train;
+    let mut md = format!(
+        "**Block replacement** (bwrf methods): the grid's runs use `--bwrf-mode {}`, `--bwrf-path-loss {}`, \
+         `--bwrf-paths {}` and `--bwrf-weight {}`, fixed in the study file before any run.\n\n",
+        t.bwrf_mode, t.bwrf_path_loss, t.bwrf_paths, t.bwrf_weight
+    );
+    let Some(ab) = &s.bwrf_ablation else { return md };
+    let seeds = s.seeds.len();
+    let grid = BwrfSetting { mode: t.bwrf_mode, path_loss: t.bwrf_path_loss };
+    let _ = writeln!(
+        md,
+        "**Ablation of block replacement** ({} at {}), integer accuracy %:\n\n| mode | path loss | accuracy |\n|---|---|---:|",
+        ab.method, ab.bits
+    );
+    for &mode in &ab.modes {
+        for &path_loss in &ab.path_losses {
+            let setting = BwrfSetting { mode, path_loss };
+            let group = if setting == grid { Group::Grid } else { Group::Bwrf };
+            let runs = p.results.iter().filter(|r| {
+                r.arch == arch
+                    && r.group == group
+                    && r.variant == ab.method
+                    && r.bits == Some(ab.bits)
+                    && (group == Group::Grid || r.bwrf == Some(setting))
+            });
+            let mark = if setting == grid { " (the grid's)" } else { "" };
+            let _ = writeln!(
+                md,
+                "| {mode}{mark} | {path_loss} | {} |",
+                Stat::cell(Stat::of(runs.filter_map(|r| r.integer_acc)), seeds)
+            );
+        }
+    }
+    md + "\n"
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -686,6 +730,7 @@ mod tests {
             start_acc: Some(0.2),
             train_seconds: 10.0,
             wall_seconds: 60.0,
+            bwrf: None,
         }
     }
 
@@ -696,6 +741,41 @@ mod tests {
         write_report(profiles, "qfd-host study", &out).unwrap();
         let md = std::fs::read_to_string(&out).unwrap();
         (dir, md)
+    }
+
+    #[test]
+    fn the_report_shows_block_replacement_columns_its_fixed_setting_and_its_ablation() {
+        let text = r#"
+            profile = "b"
+            archs = ["resnet8"]
+            seeds = [0]
+            bits = ["2/2"]
+            methods = ["qat", "bwrf", "bwrf-qfd-f4"]
+            [bwrf-ablation]
+            bits = "2/2"
+            method = "bwrf"
+            modes = ["single", "prefix"]
+            path-losses = ["ce"]
+            [train]
+            bwrf-paths = 3
+        "#;
+        let study: StudyConfig = toml::from_str(text).unwrap();
+        let w2 = Some(Bits { w: 2, a: 2 });
+        let prefix =
+            BwrfSetting { mode: crate::train::bwrf::BwrfMode::Prefix, path_loss: Default::default() };
+        let results = vec![
+            result("qat", w2, 0, 0.80, 0.5, Group::Grid),
+            result("bwrf", w2, 0, 0.83, 0.5, Group::Grid),
+            result("bwrf-qfd-f4", w2, 0, 0.84, 0.5, Group::Grid),
+            RunResult { bwrf: Some(prefix), ..result("bwrf", w2, 0, 0.81, 0.5, Group::Bwrf) },
+        ];
+        let planned = super::super::plan(&study);
+        let (_dir, md) = render(&[ProfileRuns { path: "b.toml".into(), study, planned, results }]);
+        assert!(md.contains("| bwrf | 83.00 |"), "{md}");
+        assert!(md.contains("| bwrf-qfd-f4 | 84.00 |"), "{md}");
+        assert!(md.contains("`--bwrf-mode single`, `--bwrf-path-loss ce`, `--bwrf-paths 3`"), "{md}");
+        assert!(md.contains("| single (the grid's) | ce | 83.00 |"), "{md}");
+        assert!(md.contains("| prefix | ce | 81.00 |"), "{md}");
     }
 
     #[test]

@@ -112,6 +112,9 @@ pub struct RunResult {
     pub train_seconds: f64,
     /// Wall seconds this run took here, shared stages trained on its behalf included (0 when reused).
     pub wall_seconds: f64,
+    /// The block-replacement setting (block-replacement methods only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bwrf: Option<super::BwrfSetting>,
 }
 
 impl RunResult {
@@ -175,6 +178,7 @@ pub fn run_one(spec: &RunSpec, measure: Measure<'_>) -> Result<RunResult, RunErr
         start_acc: state.start.map(|s| s.acc),
         train_seconds: state.metrics.iter().map(|m| m.seconds).sum(),
         wall_seconds: 0.0,
+        bwrf: spec.bwrf,
     };
     if !spec.variant.quantized() {
         // The training curve is on the subset's test images; the tables compare on the study's test images.

@@ -238,7 +238,13 @@ fn normalized(config: &TrainConfig) -> serde_json::Value {
     let mut c = config.clone();
     (c.lr, c.quant_lr) = (Some(config.lr()), Some(config.quant_lr()));
     (c.device, c.run_dir, c.data) = (Default::default(), None, None);
-    serde_json::to_value(c).expect("a config is always representable")
+    let mut value = serde_json::to_value(c).expect("a config is always representable");
+    // Block replacement's options change nothing for other methods (and runs made before they existed keep
+    // their fingerprints).
+    if let (false, Some(keys)) = (config.method.needs_partner(), value.as_object_mut()) {
+        keys.retain(|k, _| !k.starts_with("bwrf-"));
+    }
+    value
 }
 
 fn differences(old: &TrainConfig, new: &TrainConfig) -> Vec<String> {

@@ -9,6 +9,7 @@ use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
 
+use super::bwrf::{BwrfMode, BwrfOptions, PathCount, PathLoss};
 use super::method::Method;
 use super::schedule::LrSchedule;
 use crate::data::DatasetKind;
@@ -230,6 +231,15 @@ pub struct TrainConfig {
     /// A trained teacher checkpoint directory to use instead of training one.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub teacher: Option<PathBuf>,
+    /// Block-wise replacement (bwrf, bwrf-qfd): `single` (one quantized block among full-precision ones)
+    /// or `prefix` (the first quantized blocks, then full precision). See [`bwrf`](super::bwrf).
+    pub bwrf_mode: BwrfMode,
+    /// Block-wise replacement: each path's loss, `ce` or `ce+kd`.
+    pub bwrf_path_loss: PathLoss,
+    /// Block-wise replacement: `all` paths each step, or this many drawn each step.
+    pub bwrf_paths: PathCount,
+    /// Block-wise replacement: weight of the mean path loss beside the network's own loss.
+    pub bwrf_weight: f64,
 }
 
 impl Default for TrainConfig {
@@ -265,6 +275,10 @@ impl Default for TrainConfig {
             width: 1.0,
             run_dir: None,
             teacher: None,
+            bwrf_mode: BwrfMode::Single,
+            bwrf_path_loss: PathLoss::Ce,
+            bwrf_paths: PathCount::All,
+            bwrf_weight: 1.0,
         }
     }
 }
@@ -321,6 +335,16 @@ impl TrainConfig {
         Path::new("runs").join(name)
     }
 
+    /// The block-wise replacement options.
+    pub fn bwrf(&self) -> BwrfOptions {
+        BwrfOptions {
+            mode: self.bwrf_mode,
+            path_loss: self.bwrf_path_loss,
+            paths: self.bwrf_paths,
+            temperature: self.temperature,
+        }
+    }
+
     /// The learning-rate schedule of this run (multiply [`LrSchedule::factor_at`] by [`Self::quant_lr`] for
     /// the quantizer parameters).
     pub fn schedule(&self) -> LrSchedule {
@@ -349,8 +373,9 @@ impl TrainConfig {
             return bad("teacher-feature-bits", format!("{}: must be 1, 4 or 8", self.teacher_feature_bits));
         }
         let fp_lr = self.fp_lr.unwrap_or(1.0);
-        let checks: [(&'static str, f64, bool, &str); 10] = [
+        let checks: [(&'static str, f64, bool, &str); 11] = [
             ("ewgs-delta", self.ewgs_delta, non_neg(self.ewgs_delta), "must be >= 0"),
+            ("bwrf-weight", self.bwrf_weight, non_neg(self.bwrf_weight), "must be >= 0"),
             ("lambda", self.lambda, non_neg(self.lambda), "must be >= 0"),
             ("fp-lr", fp_lr, pos(fp_lr), "must be > 0"),
             ("temperature", self.temperature, pos(self.temperature), "must be > 0"),

@@ -1,5 +1,6 @@
 //! Training methods and their losses: plain quantization-aware training, logit and feature distillation,
-//! and Quantized Feature Distillation (Zhu et al.), each `CE + lambda * distillation`.
+//! and Quantized Feature Distillation (Zhu et al.), each `CE + lambda * distillation`; block-wise
+//! replacement training adds the losses of mixed paths to those ([`super::bwrf`]).
 
 use std::fmt;
 use std::str::FromStr;
@@ -21,11 +22,24 @@ pub enum Method {
     FeatureKd,
     /// MSE to the pooled feature of a teacher whose feature is quantized.
     Qfd,
+    /// Block-wise replacement (Yu et al.): cross-entropy plus the losses of paths that mix the quantized
+    /// network's blocks into its frozen full-precision partner ([`super::bwrf`]).
+    Bwrf,
+    /// [`Method::Bwrf`] with the QFD distillation term beside the task loss.
+    BwrfQfd,
 }
 
 impl Method {
     /// Every method, in the order of the paper's tables.
-    pub const ALL: [Method; 5] = [Method::Fp, Method::Qat, Method::LogitKd, Method::FeatureKd, Method::Qfd];
+    pub const ALL: [Method; 7] = [
+        Method::Fp,
+        Method::Qat,
+        Method::LogitKd,
+        Method::FeatureKd,
+        Method::Qfd,
+        Method::Bwrf,
+        Method::BwrfQfd,
+    ];
 
     /// The command-line name.
     pub fn name(self) -> &'static str {
@@ -35,6 +49,8 @@ impl Method {
             Method::LogitKd => "logit-kd",
             Method::FeatureKd => "feature-kd",
             Method::Qfd => "qfd",
+            Method::Bwrf => "bwrf",
+            Method::BwrfQfd => "bwrf-qfd",
         }
     }
 
@@ -45,7 +61,17 @@ impl Method {
 
     /// Whether training needs a teacher.
     pub fn needs_teacher(self) -> bool {
-        matches!(self, Method::LogitKd | Method::FeatureKd | Method::Qfd)
+        matches!(self, Method::LogitKd | Method::FeatureKd | Method::Qfd | Method::BwrfQfd)
+    }
+
+    /// Whether the teacher is a QFD teacher (a full-precision model whose pooled feature is quantized).
+    pub fn qfd_teacher(self) -> bool {
+        matches!(self, Method::Qfd | Method::BwrfQfd)
+    }
+
+    /// Whether training runs mixed paths through the frozen full-precision model (block-wise replacement).
+    pub fn needs_partner(self) -> bool {
+        matches!(self, Method::Bwrf | Method::BwrfQfd)
     }
 }
 
@@ -88,7 +114,7 @@ pub fn loss(
     let task = student.logits.cross_entropy_for_logits(labels);
     let distill = match (method, teacher) {
         (Method::LogitKd, Some(t)) => Some(kl_soft(&student.logits, &t.logits, temperature)),
-        (Method::FeatureKd | Method::Qfd, Some(t)) => {
+        (Method::FeatureKd | Method::Qfd | Method::BwrfQfd, Some(t)) => {
             Some(student.feature.mse_loss(&t.feature.detach(), tch::Reduction::Mean))
         }
         _ => None,
@@ -101,7 +127,7 @@ pub fn loss(
 }
 
 /// `T^2 * KL(softmax(teacher / T) || softmax(student / T))`, averaged over the batch (Hinton et al.).
-fn kl_soft(student: &Tensor, teacher: &Tensor, t: f64) -> Tensor {
+pub fn kl_soft(student: &Tensor, teacher: &Tensor, t: f64) -> Tensor {
     let log_p_student = (student / t).log_softmax(1, Kind::Float);
     let log_p_teacher = (teacher.detach() / t).log_softmax(1, Kind::Float);
     let kl = (log_p_teacher.exp() * (&log_p_teacher - log_p_student)).sum_dim_intlist(1, false, Kind::Float);

@@ -75,6 +75,9 @@ pub struct EpochMetrics {
     pub train_task_loss: f64,
     /// Mean distillation term, for methods that have one.
     pub train_distill_loss: Option<f64>,
+    /// Mean loss of the mixed paths of block-wise replacement (bwrf, bwrf-qfd), before its weight.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub train_path_loss: Option<f64>,
     /// Training accuracy (on augmented images, in training mode).
     #[serde(deserialize_with = "nan_if_null")]
     pub train_acc: f64,
@@ -99,14 +102,18 @@ pub struct EpochMetrics {
 }
 
 impl EpochMetrics {
-    /// The one line printed per epoch, e.g. (the part in parentheses for distillation methods only)
-    /// `epoch  3/10  loss 0.4123 (ce 0.3900, kd 0.0446)  acc 85.12%  test loss 0.3811  test acc 86.40%  \
-    /// lr 4.500e-2  1234 img/s  48.6 s`.
+    /// The one line printed per epoch, e.g. (the part in parentheses for distillation and block
+    /// replacement methods only) `epoch  3/10  loss 0.4123 (ce 0.3900, kd 0.0446)  acc 85.12%  test loss
+    /// 0.3811  test acc 86.40%  lr 4.500e-2  1234 img/s  48.6 s`.
     pub fn summary_line(&self, epochs: usize) -> String {
         let width = epochs.to_string().len();
-        let distill = match self.train_distill_loss {
-            Some(d) => format!(" (ce {:.4}, kd {d:.4})", self.train_task_loss),
-            None => String::new(),
+        let terms: Vec<String> = [("kd", self.train_distill_loss), ("paths", self.train_path_loss)]
+            .into_iter()
+            .filter_map(|(name, v)| v.map(|v| format!(", {name} {v:.4}")))
+            .collect();
+        let distill = match terms.is_empty() {
+            true => String::new(),
+            false => format!(" (ce {:.4}{})", self.train_task_loss, terms.concat()),
         };
         let test_distill = self.test_distill_loss.map(|d| format!(" (kd {d:.4})")).unwrap_or_default();
         format!(
@@ -185,6 +192,7 @@ mod tests {
             train_loss: 2.0 / epoch as f64,
             train_task_loss: 1.5 / epoch as f64,
             train_distill_loss: epoch.is_multiple_of(2).then_some(0.1),
+            train_path_loss: epoch.is_multiple_of(3).then_some(0.7),
             train_acc: 0.5 + 0.01 * epoch as f64,
             test_loss: 1.9 / epoch as f64,
             test_acc: 0.55 + 0.01 * epoch as f64,

@@ -4,7 +4,8 @@
 //! - [`quant`]: the EWGS quantizers and quantized conv / linear layers; [`ewgs`]: their optional gradient
 //!   scaling;
 //! - [`models`]: the architectures, with one quantizer per stored tensor, mirroring the integer graph;
-//! - [`method`]: fp, qat, logit-kd, feature-kd and qfd losses.
+//! - [`method`]: fp, qat, logit-kd, feature-kd and qfd losses; [`bwrf`]: the mixed paths of block-wise
+//!   replacement training (bwrf, bwrf-qfd).
 //!
 //! Around it:
 //! - [`config`]: every option of a run, as flags or a TOML file;
@@ -16,6 +17,7 @@
 //! - [`metrics`], [`plot`], [`progress`]: what the user sees (JSON lines, PNG, progress bars).
 
 pub mod batches;
+pub mod bwrf;
 pub mod checkpoint;
 pub mod config;
 pub mod ewgs;

@@ -188,6 +188,7 @@ mod tests {
                 train_loss: 2.0 / e as f64,
                 train_task_loss: 1.8 / e as f64,
                 train_distill_loss: Some(0.2 / e as f64),
+                train_path_loss: None,
                 train_acc: 0.9 - 0.5 / e as f64,
                 test_loss: 2.1 / e as f64,
                 test_acc: 0.88 - 0.45 / e as f64,

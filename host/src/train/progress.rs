@@ -93,6 +93,7 @@ mod tests {
             train_loss: 0.1,
             train_task_loss: 0.1,
             train_distill_loss: None,
+            train_path_loss: None,
             train_acc: 0.8,
             test_loss: 0.2,
             test_acc: 0.75,

@@ -68,6 +68,15 @@ impl QTensor {
     pub fn float(x: Tensor) -> Self {
         QTensor { norm: x.shallow_clone(), value: x.shallow_clone(), float: x }
     }
+
+    /// The same tensors, shared (as [`Tensor::shallow_clone`]).
+    pub fn shallow(&self) -> Self {
+        QTensor {
+            float: self.float.shallow_clone(),
+            norm: self.norm.shallow_clone(),
+            value: self.value.shallow_clone(),
+        }
+    }
 }
 
 /// Learned lower and upper bound of a quantizer.

@@ -7,6 +7,7 @@ use tch::nn::VarStore;
 use tch::{Device, Kind, Tensor};
 
 use super::batches::{steps_per_epoch, DeviceData};
+use super::bwrf;
 use super::checkpoint::{load_matching_weights, Checkpoint, CheckpointError, TrainState};
 use super::config::{ConfigError, DeviceError, TrainConfig};
 use super::method::loss;
@@ -224,6 +225,16 @@ pub fn train_stage(
         None => None,
     };
     let teacher = teacher.as_ref().map(|t| Teacher { net: &t.net, mode: mode_of(&t.state.config) });
+    // Block-wise replacement's full-precision partner: frozen, so that no gradient reaches it.
+    let partner = match &stage.partner {
+        Some(dir) => {
+            let mut p = load_trained(dir, data, device)?;
+            p.vs.freeze();
+            Some(p)
+        }
+        None => None,
+    };
+    let partner = partner.as_ref().map(|p| &p.net);
 
     let mut opt = Optimizer::from_config(cfg, &vs);
     let mut state = if Checkpoint::exists(&dir) {
@@ -271,7 +282,7 @@ pub fn train_stage(
 
     eprintln!("{}: training {} ({}) into {}", stage.name, cfg.arch, cfg.method, dir.display());
     for epoch in state.epochs_completed + 1..=cfg.epochs {
-        let m = train_epoch(&net, &mut opt, teacher.as_ref(), cfg, data, epoch, &mut state.step)
+        let m = train_epoch(&net, &mut opt, teacher.as_ref(), partner, cfg, data, epoch, &mut state.step)
             .map_err(|e| e.in_stage(stage.name, &dir))?;
         append_metrics(&dir.join(METRICS_FILE), &m)?;
         state.best_test_acc = Some(state.best_test_acc.unwrap_or(0.0).max(m.test_acc));
@@ -335,10 +346,12 @@ impl EpochError {
 }
 
 /// One epoch: the optimiser steps over the shuffled, augmented training split, then the evaluation.
+#[allow(clippy::too_many_arguments)]
 fn train_epoch(
     net: &Net,
     opt: &mut Optimizer,
     teacher: Option<&Teacher>,
+    partner: Option<&Net>,
     cfg: &TrainConfig,
     data: &Data,
     epoch: usize,
@@ -350,17 +363,30 @@ fn train_epoch(
     let (mode, schedule) = (mode_of(cfg), cfg.schedule());
     let steps = steps_per_epoch(data.train.len(), cfg.batch_size);
     let mut progress = EpochProgress::new(epoch, cfg.epochs, steps);
-    // Sums over the epoch's images of the loss, its task term and its distillation term.
-    let (mut sums, mut seen, mut correct) = ([0f64; 3], 0u64, 0i64);
+    // Sums over the epoch's images of the loss, its task term, its distillation term and the mean path loss.
+    let (mut sums, mut seen, mut correct) = ([0f64; 4], 0u64, 0i64);
+    let bwrf = cfg.bwrf();
     for (i, batch) in
         data.train.train_batches(cfg.batch_size, cfg.seed, epoch, data.kind.augment()).enumerate()
     {
         let factor = schedule.factor_at(*step, steps);
         opt.set_lr(cfg.lr() * factor);
         opt.set_lr_group(QUANT_GROUP, cfg.quant_lr() * factor);
-        let out = net.forward(&batch.images, true, mode);
+        // (Block-wise replacement's prefix paths continue from the network's own block inputs.)
+        let (out, inputs) = match partner {
+            Some(_) => net.forward_keeping_inputs(&batch.images, true, mode),
+            None => (net.forward(&batch.images, true, mode), Vec::new()),
+        };
         let t_out = teacher.map(|t| tch::no_grad(|| t.net.forward(&batch.images, false, t.mode)));
-        let l = loss(cfg.method, &out, t_out.as_ref(), &batch.labels, cfg.lambda, cfg.temperature);
+        let mut l = loss(cfg.method, &out, t_out.as_ref(), &batch.labels, cfg.lambda, cfg.temperature);
+        let path_loss = partner.map(|p| {
+            let count = bwrf::path_count(net.blocks(), bwrf.mode);
+            let paths = bwrf::paths_for_step(count, bwrf.paths, cfg.seed, *step);
+            bwrf::path_loss(net, p, &batch.images, &batch.labels, &inputs, &paths, mode, &bwrf)
+        });
+        if let Some(p) = &path_loss {
+            l.total = &l.total + p * cfg.bwrf_weight;
+        }
         let total = f64::try_from(&l.total)?;
         if !total.is_finite() || total > 1e6 {
             return Err(EpochError::Diverged { epoch, loss: total });
@@ -373,6 +399,9 @@ fn train_epoch(
         sums[1] += f64::try_from(&l.task)? * n as f64;
         if let Some(d) = &l.distill {
             sums[2] += f64::try_from(d)? * n as f64;
+        }
+        if let Some(p) = &path_loss {
+            sums[3] += f64::try_from(p)? * n as f64;
         }
         correct += i64::try_from(out.logits.argmax(1, false).eq_tensor(&batch.labels).sum(Kind::Int64))?;
         seen += n;
@@ -388,6 +417,7 @@ fn train_epoch(
         train_loss: sums[0] / seen,
         train_task_loss: sums[1] / seen,
         train_distill_loss: cfg.method.needs_teacher().then_some(sums[2] / seen),
+        train_path_loss: partner.is_some().then_some(sums[3] / seen),
         train_acc: correct as f64 / seen,
         test_loss: test.loss,
         test_acc: test.acc,

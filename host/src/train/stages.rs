@@ -18,6 +18,8 @@ pub struct Stage {
     pub init_from: Option<PathBuf>,
     /// Checkpoint of the teacher to distil from.
     pub teacher: Option<PathBuf>,
+    /// Checkpoint of the frozen full-precision partner of block-wise replacement training.
+    pub partner: Option<PathBuf>,
 }
 
 /// The stages `config` needs, in order. Stages shared between methods (the full-precision model, the QFD
@@ -45,6 +47,10 @@ pub fn plan_stages(config: &TrainConfig) -> Vec<Stage> {
         ewgs_delta: defaults.ewgs_delta,
         quant_lr: None,
         fp_first_last: defaults.fp_first_last,
+        bwrf_mode: defaults.bwrf_mode,
+        bwrf_path_loss: defaults.bwrf_path_loss,
+        bwrf_paths: defaults.bwrf_paths,
+        bwrf_weight: defaults.bwrf_weight,
         teacher: None,
         run_dir: None,
         ..config.clone()
@@ -56,28 +62,32 @@ pub fn plan_stages(config: &TrainConfig) -> Vec<Stage> {
         feature_bits: None,
         init_from: None,
         teacher: None,
+        partner: None,
     };
     // The teacher and the student fine-tune the full-precision model.
     let finetune =
         TrainConfig { lr: Some(config.finetune_lr()), fp_lr: None, fp_epochs: None, ..config.clone() };
+    // Block-wise replacement mixes the student's blocks into the full-precision model it starts from.
+    let partner = config.method.needs_partner().then(|| fp_dir.clone());
     let student = |teacher: Option<PathBuf>| Stage {
         name: "student",
         config: finetune.clone(),
         feature_bits: None,
         init_from: Some(fp_dir.clone()),
         teacher,
+        partner: partner.clone(),
     };
     match config.method {
         // Trained alone, the full-precision model is the same stage, in the run directory asked for.
         Method::Fp => {
             vec![Stage { config: TrainConfig { run_dir: Some(config.run_dir()), ..fp }, ..fp_stage }]
         }
-        Method::Qat => vec![fp_stage, student(None)],
+        Method::Qat | Method::Bwrf => vec![fp_stage, student(None)],
         Method::LogitKd | Method::FeatureKd => match &config.teacher {
             Some(t) => vec![fp_stage, student(Some(t.clone()))],
             None => vec![fp_stage, student(Some(fp_dir.clone()))],
         },
-        Method::Qfd => {
+        Method::Qfd | Method::BwrfQfd => {
             if let Some(t) = &config.teacher {
                 return vec![fp_stage, student(Some(t.clone()))];
             }
@@ -98,6 +108,7 @@ pub fn plan_stages(config: &TrainConfig) -> Vec<Stage> {
                 feature_bits: Some(bits),
                 init_from: Some(fp_dir.clone()),
                 teacher: None,
+                partner: None,
             };
             vec![fp_stage, teacher, student(Some(teacher_dir))]
         }
@@ -130,6 +141,7 @@ pub fn plan_stages_shared(config: &TrainConfig, shared: &std::path::Path) -> Vec
         }
         stage.init_from.as_mut().map(relocate);
         stage.teacher.as_mut().map(relocate);
+        stage.partner.as_mut().map(relocate);
     }
     stages
 }
@@ -177,6 +189,26 @@ mod tests {
     }
 
     #[test]
+    fn block_replacement_students_run_beside_the_full_precision_model() {
+        for (method, names) in
+            [(Method::Bwrf, &["fp", "student"][..]), (Method::BwrfQfd, &["fp", "teacher", "student"])]
+        {
+            let stages = plan(method);
+            assert_eq!(stages.iter().map(|s| s.name).collect::<Vec<_>>(), names, "{method}");
+            let fp_dir = stages[0].config.run_dir();
+            let student = stages.last().unwrap();
+            assert_eq!(student.partner.as_ref(), Some(&fp_dir), "{method}");
+            assert_eq!(student.init_from.as_ref(), Some(&fp_dir), "{method}");
+            assert!(stages[..stages.len() - 1].iter().all(|s| s.partner.is_none()));
+        }
+        assert_eq!(
+            plan(Method::BwrfQfd)[2].teacher.as_ref(),
+            Some(&plan(Method::BwrfQfd)[1].config.run_dir())
+        );
+        assert!(plan(Method::Qfd).iter().all(|s| s.partner.is_none()));
+    }
+
+    #[test]
     fn a_given_learning_rate_applies_to_the_final_stage_only() {
         let cfg = TrainConfig { method: Method::Qat, lr: Some(0.003), ..TrainConfig::default() };
         let stages = plan_stages(&cfg);
@@ -214,6 +246,8 @@ mod tests {
         // Plain distillation's teacher is the shared full-precision model; fp alone is that model.
         let kd = plan_stages_shared(&TrainConfig { method: Method::LogitKd, ..cfg.clone() }, &shared);
         assert_eq!(kd[1].teacher.as_ref(), Some(&shared.join("fp")));
+        let bwrf = plan_stages_shared(&TrainConfig { method: Method::Bwrf, ..cfg.clone() }, &shared);
+        assert_eq!(bwrf[1].partner.as_ref(), Some(&shared.join("fp")));
         let fp = plan_stages_shared(&TrainConfig { method: Method::Fp, ..cfg }, &shared);
         assert_eq!(fp.len(), 1);
         assert_eq!(fp[0].config.run_dir(), shared.join("fp"));

@@ -67,11 +67,20 @@ impl MobileNetV1 {
         self.channels
     }
 
-    pub(super) fn forward(&self, mut h: QTensor, train: bool, mode: QuantMode) -> QTensor {
-        for b in &self.blocks {
-            h = b.pw.forward(&b.dw.forward(&h, train, mode), train, mode);
-        }
-        h
+    /// Blocks: the depthwise-separable blocks.
+    pub(super) fn len(&self) -> usize {
+        self.blocks.len()
+    }
+
+    /// Block `i` on its input.
+    pub(super) fn block(&self, i: usize, x: &QTensor, train: bool, mode: QuantMode) -> QTensor {
+        let b = &self.blocks[i];
+        b.pw.forward(&b.dw.forward(x, train, mode), train, mode)
+    }
+
+    /// The quantizer of block `i`'s output.
+    pub(super) fn block_output(&self, i: usize) -> &ActQuant {
+        &self.blocks[i].pw.q
     }
 
     /// Integer ops, as [`MobileNetV1::forward`] computes them.
@@ -156,11 +165,25 @@ impl MobileNetV2 {
         self.last.conv.shape.cout
     }
 
-    pub(super) fn forward(&self, mut h: QTensor, train: bool, mode: QuantMode) -> QTensor {
-        for b in &self.blocks {
-            h = b.forward(&h, train, mode);
+    /// Blocks: the inverted residuals, then `conv_last` as a block of its own.
+    pub(super) fn len(&self) -> usize {
+        self.blocks.len() + 1
+    }
+
+    /// Block `i` on its input.
+    pub(super) fn block(&self, i: usize, x: &QTensor, train: bool, mode: QuantMode) -> QTensor {
+        match self.blocks.get(i) {
+            Some(b) => b.forward(x, train, mode),
+            None => self.last.forward(x, train, mode),
         }
-        self.last.forward(&h, train, mode)
+    }
+
+    /// The quantizer of block `i`'s output.
+    pub(super) fn block_output(&self, i: usize) -> &ActQuant {
+        match self.blocks.get(i) {
+            Some(b) => b.add.as_ref().unwrap_or(&b.project.q),
+            None => &self.last.q,
+        }
     }
 
     /// Integer ops, as [`MobileNetV2::forward`] computes them.

@@ -200,11 +200,30 @@ impl Body {
         }
     }
 
-    fn forward(&self, h: QTensor, train: bool, mode: QuantMode) -> QTensor {
+    /// Its blocks, as block-wise replacement swaps them (see [`Net::blocks`]).
+    fn len(&self) -> usize {
         match self {
-            Body::ResNet(b) => b.forward(h, train, mode),
-            Body::MobileNetV1(b) => b.forward(h, train, mode),
-            Body::MobileNetV2(b) => b.forward(h, train, mode),
+            Body::ResNet(b) => b.len(),
+            Body::MobileNetV1(b) => b.len(),
+            Body::MobileNetV2(b) => b.len(),
+        }
+    }
+
+    /// Block `i` on its input.
+    fn block(&self, i: usize, x: &QTensor, train: bool, mode: QuantMode) -> QTensor {
+        match self {
+            Body::ResNet(b) => b.block(i, x, train, mode),
+            Body::MobileNetV1(b) => b.block(i, x, train, mode),
+            Body::MobileNetV2(b) => b.block(i, x, train, mode),
+        }
+    }
+
+    /// The quantizer of block `i`'s output.
+    fn block_output(&self, i: usize) -> &ActQuant {
+        match self {
+            Body::ResNet(b) => b.block_output(i),
+            Body::MobileNetV1(b) => b.block_output(i),
+            Body::MobileNetV2(b) => b.block_output(i),
         }
     }
 
@@ -295,10 +314,74 @@ impl Net {
         }
     }
 
+    /// [`Net::forward`], also returning every block's input (see [`Net::blocks`]): `inputs[i]` is what block
+    /// `i` read, the stem's the padded, normalised pixels.
+    pub fn forward_keeping_inputs(
+        &self,
+        pixels: &Tensor,
+        train: bool,
+        mode: QuantMode,
+    ) -> (NetOutput, Vec<QTensor>) {
+        let pass = || {
+            let mut inputs = vec![self.stem_input(pixels)];
+            for i in 0..self.blocks() - 1 {
+                let next = self.block(i, &inputs[i], train, mode);
+                inputs.push(next);
+            }
+            (self.head(&inputs[self.blocks() - 1], mode), inputs)
+        };
+        match &self.tape {
+            Some(tape) if train => tape.record(pass),
+            _ => pass(),
+        }
+    }
+
     fn forward_pass(&self, pixels: &Tensor, train: bool, mode: QuantMode) -> NetOutput {
+        self.forward_from(0, self.stem_input(pixels), train, mode)
+    }
+
+    /// Blocks, as block-wise replacement training swaps them between a quantized network and its
+    /// full-precision partner: the stem (block 0), each block of the body (a ResNet basic block, a
+    /// MobileNet depthwise-separable or inverted-residual block, MobileNetV2's `conv_last`), and the head
+    /// (global pool and classifier, the last).
+    pub fn blocks(&self) -> usize {
+        self.body.len() + 2
+    }
+
+    /// What the stem reads: the pixels zero-padded and normalised (see the module docs).
+    pub fn stem_input(&self, pixels: &Tensor) -> QTensor {
         let x = pixels.constant_pad_nd([STEM_PADDING; 4]);
-        let x = (x - &self.mean) / self.spec.std;
-        let h = self.body.forward(self.stem.forward(&QTensor::float(x), train, mode), train, mode);
+        QTensor::float((x - &self.mean) / self.spec.std)
+    }
+
+    /// Block `i` (any but the head) on its input.
+    pub fn block(&self, i: usize, x: &QTensor, train: bool, mode: QuantMode) -> QTensor {
+        match i {
+            0 => self.stem.forward(x, train, mode),
+            _ => self.body.block(i - 1, x, train, mode),
+        }
+    }
+
+    /// The quantizer of block `i`'s output (any but the head): the quantizer that puts what block `i + 1`
+    /// reads on this network's grid.
+    pub fn block_output_quantizer(&self, i: usize) -> &ActQuant {
+        match i {
+            0 => &self.stem.q,
+            _ => self.body.block_output(i - 1),
+        }
+    }
+
+    /// Blocks `i..` on block `i`'s input `x`.
+    pub fn forward_from(&self, i: usize, x: QTensor, train: bool, mode: QuantMode) -> NetOutput {
+        let mut h = x;
+        for b in i..self.blocks() - 1 {
+            h = self.block(b, &h, train, mode);
+        }
+        self.head(&h, mode)
+    }
+
+    /// The head on the last block's output: the pooled feature (quantized for a QFD teacher) and the logits.
+    pub fn head(&self, h: &QTensor, mode: QuantMode) -> NetOutput {
         let pooled = h.value.mean_dim(&[2i64, 3][..], false, Kind::Float);
         let feature = match &self.feature_quant {
             // The teacher's feature quantizer works in every mode: it is the teacher's own layer.

@@ -75,11 +75,19 @@ impl ResNet {
         self.channels
     }
 
-    pub(super) fn forward(&self, mut h: QTensor, train: bool, mode: QuantMode) -> QTensor {
-        for block in &self.blocks {
-            h = block.forward(&h, train, mode);
-        }
-        h
+    /// Blocks: the basic blocks.
+    pub(super) fn len(&self) -> usize {
+        self.blocks.len()
+    }
+
+    /// Block `i` on its input.
+    pub(super) fn block(&self, i: usize, x: &QTensor, train: bool, mode: QuantMode) -> QTensor {
+        self.blocks[i].forward(x, train, mode)
+    }
+
+    /// The quantizer of block `i`'s output.
+    pub(super) fn block_output(&self, i: usize) -> &ActQuant {
+        &self.blocks[i].out
     }
 
     /// Integer ops of every block, as [`BasicBlock::forward`] computes them.
