@@ -90,16 +90,7 @@ fn main() {
         if method.needs_partner() {
             let count = bwrf::path_count(student.blocks(), options.mode);
             let paths = bwrf::paths_for_step(count, options.paths, 0, step);
-            let p = bwrf::path_loss(
-                &student,
-                &partner,
-                &images,
-                &labels,
-                &inputs,
-                &paths,
-                QuantMode::Quantize,
-                &options,
-            );
+            let p = bwrf::path_loss(&student, &partner, &images, &labels, &inputs, &paths, &options);
             l.total = &l.total + p * cfg.bwrf_weight;
         }
         opt.zero_grad();

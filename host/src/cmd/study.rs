@@ -12,8 +12,9 @@ const DEFAULT_REPORT: &str = "docs/results/fashion-mnist.md";
 /// Run a study: the paper's comparison of methods x bit-widths x seeds, written up as a report.
 ///
 /// Each study file (TOML; see studies/quick.toml) names architectures, methods (fp, qat, logit-kd,
-/// feature-kd, qfd-f1, qfd-f4, qfd-f8), bit-widths, seeds, a lambda ablation, the board that checks every
-/// integer model on a fixed test subset, and the training options. Every run is trained, exported, run on
+/// feature-kd, qfd-f1, qfd-f4, qfd-f8, bwrf, bwrf-qfd-f1, bwrf-qfd-f4, bwrf-qfd-f8), bit-widths, seeds, a
+/// lambda ablation, a block-replacement ablation (studies/bwrf.toml), the board that checks every integer
+/// model on a fixed test subset, and the training options. Every run is trained, exported, run on
 /// the board, and recorded in study-result.json in its run directory; runs already done are skipped, and a
 /// stopped study continues where it stopped. Then the report (Markdown, with PNG plots beside it) is written
 /// from every study file given, one section per profile.

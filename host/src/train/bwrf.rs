@@ -193,7 +193,7 @@ pub fn paths_for_step(count: usize, paths: PathCount, seed: u64, step: u64) -> V
 }
 
 /// The mean loss of the step's mixed paths (`paths`, from [`paths_for_step`]) of the quantized network
-/// `student` (in training mode, quantizers in `mode`) and its frozen full-precision `partner`, on `images`
+/// `student` (in training mode, fake-quantized) and its frozen full-precision `partner`, on `images`
 /// with `labels`. `student_inputs` are the block inputs of the student's own forward pass on these images
 /// ([`Net::forward_keeping_inputs`]), which prefix paths continue from.
 pub fn path_loss(
@@ -203,10 +203,9 @@ pub fn path_loss(
     labels: &Tensor,
     student_inputs: &[QTensor],
     paths: &[usize],
-    mode: QuantMode,
     options: &BwrfOptions,
 ) -> Tensor {
-    let blocks = student.blocks();
+    let (blocks, mode) = (student.blocks(), QuantMode::Quantize);
     // The partner's own pass: every block's input, and its logits for `ce+kd`.
     let (partner_out, partner_inputs) =
         tch::no_grad(|| partner.forward_keeping_inputs(images, false, QuantMode::Float));
@@ -295,16 +294,7 @@ mod tests {
                 let student = Net::new(&vs.root(), &spec()).unwrap();
                 assert_eq!(student.blocks(), BLOCK_WEIGHTS.len());
                 let (_, inputs) = student.forward_keeping_inputs(&images, true, QuantMode::Quantize);
-                let loss = path_loss(
-                    &student,
-                    &partner,
-                    &images,
-                    &labels,
-                    &inputs,
-                    &[path],
-                    QuantMode::Quantize,
-                    &options,
-                );
+                let loss = path_loss(&student, &partner, &images, &labels, &inputs, &[path], &options);
                 loss.backward();
                 let vars = vs.variables();
                 for (block, name) in BLOCK_WEIGHTS.iter().enumerate() {

@@ -64,11 +64,6 @@ impl Method {
         matches!(self, Method::LogitKd | Method::FeatureKd | Method::Qfd | Method::BwrfQfd)
     }
 
-    /// Whether the teacher is a QFD teacher (a full-precision model whose pooled feature is quantized).
-    pub fn qfd_teacher(self) -> bool {
-        matches!(self, Method::Qfd | Method::BwrfQfd)
-    }
-
     /// Whether training runs mixed paths through the frozen full-precision model (block-wise replacement).
     pub fn needs_partner(self) -> bool {
         matches!(self, Method::Bwrf | Method::BwrfQfd)

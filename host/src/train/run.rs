@@ -382,7 +382,7 @@ fn train_epoch(
         let path_loss = partner.map(|p| {
             let count = bwrf::path_count(net.blocks(), bwrf.mode);
             let paths = bwrf::paths_for_step(count, bwrf.paths, cfg.seed, *step);
-            bwrf::path_loss(net, p, &batch.images, &batch.labels, &inputs, &paths, mode, &bwrf)
+            bwrf::path_loss(net, p, &batch.images, &batch.labels, &inputs, &paths, &bwrf)
         });
         if let Some(p) = &path_loss {
             l.total = &l.total + p * cfg.bwrf_weight;
