@@ -122,6 +122,19 @@ pub fn codes_2px_stored(
     }
 }
 
+/// Loads the next block's requantization from `{p}` (laid out by [`channel_vectors`]) into `q2`-`q5`, where
+/// [`requant_vector!`] reads it, advancing `{p}`.
+macro_rules! requant_params {
+    () => {
+        concat!(
+            "vldrw.u32 q2, [{p}], #16\n",
+            "vldrw.u32 q3, [{p}], #16\n",
+            "vldrw.u32 q4, [{p}], #16\n",
+            "vldrw.u32 q5, [{p}], #16\n",
+        )
+    };
+}
+
 /// The requantization of the accumulators in `$q` (with `q2`-`q5` holding the block's multipliers, offset
 /// words and shifts, `q6`, `q7` free, `{one}` holding 1) to codes in `$q`, then, given `$out`, stored
 /// there a byte each: see the module documentation. `{sat}` is `32 - b`.
@@ -183,10 +196,7 @@ macro_rules! pixel_pair_codes {
             "2:",
             "vldrw.u32 q0, [{sa}], #16",
             "vldrw.u32 q1, [{sb}], #16",
-            "vldrw.u32 q2, [{p}], #16",
-            "vldrw.u32 q3, [{p}], #16",
-            "vldrw.u32 q4, [{p}], #16",
-            "vldrw.u32 q5, [{p}], #16",
+            requant_params!(),
             "vshl.i32 q0, q0, #1",
             "vsub.i32 q0, q0, {ga}",
             "vshl.i32 q1, q1, #1",
