@@ -252,8 +252,12 @@ mod tests {
     use crate::train::models::{Arch, NetSpec};
 
     fn spec() -> NetSpec {
+        spec_of(Arch::ResNet8)
+    }
+
+    fn spec_of(arch: Arch) -> NetSpec {
         NetSpec {
-            arch: Arch::ResNet8,
+            arch,
             input: [1, 8, 8],
             classes: 4,
             weight_bits: 2,
@@ -262,7 +266,7 @@ mod tests {
             feature_bits: None,
             mean: vec![0.5],
             std: 0.25,
-            width: 1.0,
+            width: 0.25,
             ewgs_delta: None,
         }
     }
@@ -314,6 +318,38 @@ mod tests {
         }
         for (name, before) in partner_before {
             assert!(partner_vs.variables()[&name].equal(&before), "the partner's {name} changed");
+        }
+    }
+
+    #[test]
+    fn every_architecture_splits_into_blocks_whose_paths_train() {
+        // Stem and head, plus: 9 basic blocks, 13 depthwise-separable blocks, 17 inverted residuals and
+        // `conv_last`.
+        for (arch, blocks) in [(Arch::ResNet20, 11), (Arch::MobileNetV1, 15), (Arch::MobileNetV2, 20)] {
+            tch::manual_seed(1);
+            let mut partner_vs = VarStore::new(Device::Cpu);
+            let partner = Net::new(&partner_vs.root(), &spec_of(arch)).unwrap();
+            partner_vs.freeze();
+            let vs = VarStore::new(Device::Cpu);
+            let student = Net::new(&vs.root(), &spec_of(arch)).unwrap();
+            assert_eq!(student.blocks(), blocks, "{arch:?}");
+            let images = Tensor::rand([2, 1, 8, 8], (Kind::Float, Device::Cpu));
+            let labels = Tensor::from_slice(&[0i64, 3]);
+            // The blocks, run one after another, are the network.
+            let whole = tch::no_grad(|| student.forward(&images, false, QuantMode::Quantize));
+            let (by_blocks, inputs) =
+                tch::no_grad(|| student.forward_keeping_inputs(&images, false, QuantMode::Quantize));
+            assert_eq!(inputs.len(), blocks);
+            assert!(whole.logits.allclose(&by_blocks.logits, 1e-6, 1e-6, false), "{arch:?}");
+            for mode in [BwrfMode::Single, BwrfMode::Prefix] {
+                let options =
+                    BwrfOptions { mode, path_loss: PathLoss::Ce, paths: PathCount::All, temperature: 4.0 };
+                let (_, inputs) = student.forward_keeping_inputs(&images, true, QuantMode::Quantize);
+                let paths: Vec<usize> = (0..path_count(blocks, mode)).collect();
+                let loss = path_loss(&student, &partner, &images, &labels, &inputs, &paths, &options);
+                assert!(f64::try_from(&loss).unwrap().is_finite(), "{arch:?} {mode}");
+                loss.backward();
+            }
         }
     }
 
