@@ -6,7 +6,8 @@
 //! `QFD_BENCH_STEPS` (timed steps, default 20), `QFD_BENCH_BATCH` (default 128), `QFD_BENCH_ARCH` (default
 //! resnet20), `QFD_BENCH_METHODS` (default `qfd`; a comma-separated list, e.g. `qat,qfd,bwrf,bwrf-qfd`,
 //! times each and prints its cost against the first: block-wise replacement with its default options, every
-//! mixed path each step, beside its frozen full-precision partner).
+//! mixed path each step, beside its frozen full-precision partner), `QFD_BENCH_BWRF_PATHS` (`all`, or the
+//! paths drawn per step).
 
 use std::time::Instant;
 
@@ -77,7 +78,8 @@ fn main() {
         teacher.forward(&images, false, QuantMode::Calibrate);
         student.forward(&images, false, QuantMode::Calibrate);
     });
-    let options = cfg.bwrf();
+    let paths: bwrf::PathCount = env_or("QFD_BENCH_BWRF_PATHS", bwrf::PathCount::All);
+    let options = bwrf::BwrfOptions { paths, ..cfg.bwrf() };
     let step = |opt: &mut Optimizer, method: Method, step: u64| {
         let (out, inputs) = match method.needs_partner() {
             true => student.forward_keeping_inputs(&images, true, QuantMode::Quantize),
