@@ -15,7 +15,7 @@
 //! [`check_conv`] runs it through [`kernels::conv2d`] (what models run) and [`kernels::reference::conv2d`],
 //! with the scratch starting at every alignment. One case in eight is a residual add instead
 //! ([`kernels::add`] against [`kernels::reference::add`]), one in sixteen a global sum pool and a fully
-//! connected layer over its sums, one in thirty-two a max pool.
+//! connected layer over its sums, one in sixteen a max or an average pool.
 
 use crate::codes::{Codes, CodesMut};
 use crate::format::{Clamp, FcOutput, Padding, Window};
@@ -90,7 +90,7 @@ fn run(seed: u32, cases: u32, selected: bool) -> Summary {
         let (same, fast) = match rng.next() % 16 {
             0 | 1 => add_case(&mut rng, selected, &mut digest),
             2 => head_case(&mut rng, selected, &mut digest),
-            3 if rng.next().is_multiple_of(2) => max_pool_case(&mut rng, selected, &mut digest),
+            3 => pool_case(&mut rng, selected, &mut digest),
             _ => conv_case(&mut rng, case, selected, &mut digest),
         };
         summary.cases += 1;
@@ -397,11 +397,20 @@ fn head_case(rng: &mut Rng, selected: bool, digest: &mut crc::Digest<'_, u32>) -
     (same, cfg!(all(target_arch = "arm", qfd_mve)) && bytes)
 }
 
-/// One max pool case, `(outputs equal, ran a fast variant)` as [`conv_case`]: 1-8 x 1-8 pixels, 1-32
-/// channels, windows 1x1 to 3x3, strides 1-2, any padding up to the window; half of the cases byte-stored.
-fn max_pool_case(rng: &mut Rng, selected: bool, digest: &mut crc::Digest<'_, u32>) -> (bool, bool) {
+/// One pool case, max or average, `(outputs equal, ran a fast variant)` as [`conv_case`]: 1-8 x 1-8
+/// pixels, 1-32 channels, windows 1x1 to 3x3, strides 1-2, any padding up to the window; half of the cases
+/// byte-stored.
+fn pool_case(rng: &mut Rng, selected: bool, digest: &mut crc::Digest<'_, u32>) -> (bool, bool) {
+    // Half max pools, half average pools; half of each byte-stored, the form Helium runs with vectors.
+    let average = rng.next().is_multiple_of(2);
     let bytes = rng.next().is_multiple_of(2);
     let bits = if bytes { rng.range(5, 8) as u8 } else { rng.range(1, 8) as u8 };
+    // (An average pool's output may be narrower; byte-stored cases keep whole-range clamps of 8 bits.)
+    let obits = match (average, bytes) {
+        (false, _) => bits,
+        (true, true) => 8,
+        (true, false) => rng.range(1, 8) as u8,
+    };
     let k = [rng.range(1, 3) as u8, rng.range(1, 3) as u8];
     let stride = [rng.range(1, 2) as u8, rng.range(1, 2) as u8];
     let mut pad = || rng.range(0, k[0].max(k[1]) as u32 - 1) as u8;
@@ -418,20 +427,34 @@ fn max_pool_case(rng: &mut Rng, selected: bool, digest: &mut crc::Digest<'_, u32
     let stored = &mut stored[..packed_len(codes.len(), bits)];
     pack_codes(codes, bits, stored);
     let input = Codes::new(stored, bits);
-    let n = packed_len(ho * wo * c, bits);
+    let n = packed_len(ho * wo * c, obits);
+    // The average's requantization: divisors above `2^32` one time in two (Helium's usual case).
+    let taps = (k[0] as i64) * (k[1] as i64);
+    let wide_divisor = rng.next().is_multiple_of(2);
+    let requant = random_requant(rng, taps * max_code(bits) as i64, obits, wide_divisor);
+    let clamp = if bytes { Clamp { min: 0, max: 255 } } else { random_clamp(rng, obits) };
+    let pool = |reference: bool, out: &mut [u8]| {
+        let out = CodesMut::new(&mut out[..n], obits);
+        match (average, reference) {
+            (false, true) => kernels::reference::max_pool(input, &geo, out),
+            (false, false) => kernels::max_pool(input, &geo, out),
+            (true, true) => kernels::reference::avg_pool(input, &geo, requant, clamp, out),
+            (true, false) => kernels::avg_pool(input, &geo, requant, clamp, out),
+        }
+    };
     let mut want = [0u8; MAX_POOL_OUT];
-    kernels::reference::max_pool(input, &geo, CodesMut::new(&mut want[..n], bits));
+    pool(true, &mut want);
     if !selected {
         digest.update(&want[..n]);
         return (true, false);
     }
     let mut got = [0u8; MAX_POOL_OUT];
-    kernels::max_pool(input, &geo, CodesMut::new(&mut got[..n], bits));
+    pool(false, &mut got);
     digest.update(&got[..n]);
     (got[..n] == want[..n], cfg!(all(target_arch = "arm", qfd_mve)) && bytes)
 }
 
-/// Codes of a max pool case's output: padding can make it larger than the input (11 x 11 at most).
+/// Codes of a pool case's output: padding can make it larger than the input (11 x 11 at most).
 const MAX_POOL_OUT: usize = 11 * 11 * NARROW_CIN;
 
 /// Bytes of a head case's outputs: the pool's sums, then the layer's logits.

@@ -204,7 +204,7 @@ pub fn max_pool(input: Codes<'_>, geo: &PoolGeometry, output: CodesMut<'_>) {
     #[cfg(all(target_arch = "arm", qfd_mve))]
     let mut output = output;
     #[cfg(all(target_arch = "arm", qfd_mve))]
-    if mve::max_pool::max_pool(input, geo, &mut output) {
+    if mve::pool::max_pool(input, geo, &mut output) {
         return;
     }
     reference::max_pool(input, geo, output)
@@ -248,6 +248,12 @@ pub fn avg_pool(
     clamp: Clamp,
     output: CodesMut<'_>,
 ) {
+    #[cfg(all(target_arch = "arm", qfd_mve))]
+    let mut output = output;
+    #[cfg(all(target_arch = "arm", qfd_mve))]
+    if mve::pool::avg_pool(input, geo, requant, clamp, &mut output) {
+        return;
+    }
     reference::avg_pool(input, geo, requant, clamp, output)
 }
 

@@ -1,7 +1,8 @@
 //! Helium (Armv8.1-M MVE, the Cortex-M55) kernels: the vector dot product of [`super::gemm`] ([`dot`]),
-//! convolutions of those formats, pointwise ones read in place ([`conv`]), depthwise convolutions with channels across lanes
-//! ([`depthwise`]), vector requantization ([`to_code`]), the residual add by table ([`add_table`]), pools
-//! ([`max_pool`], [`sums`]), and here the small vector loops they share ([`code_sum`], [`copy`]).
+//! convolutions of those formats, pointwise ones read in place ([`conv`]), depthwise convolutions with
+//! channels across lanes ([`depthwise`]), vector requantization ([`to_code`]), the residual add by table
+//! ([`add_table`]), pools ([`pool`], [`sums`]), and here the small vector loops they share ([`code_sum`],
+//! [`copy`]).
 //!
 //! Stable Rust has no MVE intrinsics, hence `asm!`; every block declares the vector registers it uses
 //! (`q0`-`q7`, which are `d0`-`d15`) clobbered. Each kernel is tested against the reference on the
@@ -28,7 +29,7 @@ pub mod add_table;
 pub mod conv;
 pub mod depthwise;
 pub mod dot;
-pub mod max_pool;
+pub mod pool;
 pub mod sums;
 
 use core::arch::asm;
