@@ -3,12 +3,16 @@
 use std::fs;
 use std::path::Path;
 
+mod common;
+
 use qfd_host::data::{Augment, Dataset, DatasetKind, Split};
 use qfd_host::train::batches::{crop_flip, steps_per_epoch, DeviceData};
+use qfd_host::train::bwrf::{BwrfMode, PathCount, PathLoss};
 use qfd_host::train::checkpoint::{fingerprint, Checkpoint, CheckpointError, TrainState, STATE_FILE};
 use qfd_host::train::config::{ConfigError, DeviceChoice, OptimizerKind, TrainConfig};
 use qfd_host::train::method::Method;
 use qfd_host::train::metrics::Evaluation;
+use qfd_host::train::run::{train, TrainError};
 use tch::{nn::VarStore, Device, Kind, Tensor};
 
 // ---- config ----
@@ -37,12 +41,17 @@ fn default_config_is_valid_and_round_trips_through_toml() {
         device: DeviceChoice::Cuda(1),
         teacher: Some("runs/t".into()),
         width: 0.5,
+        bwrf_mode: BwrfMode::Prefix,
+        bwrf_path_loss: PathLoss::CeKd,
+        bwrf_paths: PathCount::Sample(3),
+        bwrf_weight: 0.5,
         ..c
     };
     custom.validate().unwrap();
     let text = custom.to_toml_string();
     assert!(text.contains("dataset = \"cifar100\"") && text.contains("device = \"cuda:1\""), "{text}");
     assert!(text.contains("method = \"logit-kd\"") && text.contains("fp-first-last = false"), "{text}");
+    assert!(text.contains("bwrf-path-loss = \"ce+kd\"") && text.contains("bwrf-paths = 3"), "{text}");
     assert_eq!(toml::from_str::<TrainConfig>(&text).unwrap(), custom);
 }
 
@@ -344,4 +353,34 @@ fn a_dataset_is_laid_out_channels_first_on_the_device() {
         Tensor::zeros([2], (Kind::Int64, Device::Cpu)),
     );
     assert!(e.unwrap_err().to_string().contains("[2, 3]"));
+}
+
+// ---- training loop ----
+
+#[test]
+fn a_loss_that_explodes_stops_the_run_within_the_epoch_and_leaves_no_checkpoint() {
+    if !common::fashion_mnist_installed() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let run_dir = dir.path().join("fp");
+    let cfg = TrainConfig {
+        arch: "resnet8".into(),
+        method: Method::Fp,
+        subset: Some(512),
+        epochs: 1,
+        batch_size: 16,
+        lr: Some(1e12),
+        warmup_epochs: 0.0,
+        device: DeviceChoice::Cpu,
+        run_dir: Some(run_dir.clone()),
+        ..TrainConfig::default()
+    };
+    match train(&cfg, false) {
+        Err(TrainError::Diverged { stage: "fp", epoch: 1, loss, .. }) => {
+            assert!(!loss.is_finite() || loss > 1e6, "{loss}")
+        }
+        other => panic!("expected the run to stop as diverged, got {other:?}"),
+    }
+    assert!(!Checkpoint::exists(&run_dir), "no epoch completed, so no checkpoint");
 }

@@ -363,8 +363,7 @@ fn train_epoch(
     let (mode, schedule) = (mode_of(cfg), cfg.schedule());
     let steps = steps_per_epoch(data.train.len(), cfg.batch_size);
     let mut progress = EpochProgress::new(epoch, cfg.epochs, steps);
-    // Sums over the epoch's images of the loss, its task term, its distillation term and the mean path loss.
-    let (mut sums, mut seen, mut correct) = ([0f64; 4], 0u64, 0i64);
+    let mut sums = StepSums::default();
     let bwrf = cfg.bwrf();
     for (i, batch) in
         data.train.train_batches(cfg.batch_size, cfg.seed, epoch, data.kind.augment()).enumerate()
@@ -387,38 +386,40 @@ fn train_epoch(
         if let Some(p) = &path_loss {
             l.total = &l.total + p * cfg.bwrf_weight;
         }
-        let total = f64::try_from(&l.total)?;
-        if !total.is_finite() || total > 1e6 {
-            return Err(EpochError::Diverged { epoch, loss: total });
-        }
         opt.zero_grad();
         net.backward(&l.total)?;
         opt.step()?;
-        let n = batch.labels.size()[0] as u64;
-        sums[0] += total * n as f64;
-        sums[1] += f64::try_from(&l.task)? * n as f64;
-        if let Some(d) = &l.distill {
-            sums[2] += f64::try_from(d)? * n as f64;
-        }
-        if let Some(p) = &path_loss {
-            sums[3] += f64::try_from(p)? * n as f64;
-        }
-        correct += i64::try_from(out.logits.argmax(1, false).eq_tensor(&batch.labels).sum(Kind::Int64))?;
-        seen += n;
+        let correct = out.logits.argmax(1, false).eq_tensor(&batch.labels).sum(Kind::Int64);
+        sums.add(&l.total, &l.task, l.distill.as_ref(), path_loss.as_ref(), &correct, batch.labels.size()[0]);
         *step += 1;
-        progress.update(i as u64 + 1, sums[0] / seen as f64, correct as f64 / seen as f64, seen);
+        let last = i as u64 + 1 == steps;
+        if last || (i as u64 + 1).is_multiple_of(READ_BACK_STEPS) {
+            let figures = sums.read()?;
+            if !figures.worst_loss.is_finite() || figures.worst_loss > 1e6 {
+                return Err(EpochError::Diverged { epoch, loss: figures.worst_loss });
+            }
+            let images = figures.images.max(1.0);
+            progress.update(
+                i as u64 + 1,
+                figures.sums[0] / images,
+                figures.sums[4] / images,
+                figures.images as u64,
+            );
+        }
     }
+    let figures = sums.read()?;
+    let (sums, seen) = (figures.sums, figures.images);
     progress.evaluating();
     reestimate_batch_norm(net, cfg, data);
     let test = evaluate(net, &data.test, mode, teacher, cfg);
-    let seen = seen.max(1) as f64;
+    let seen = seen.max(1.0);
     let m = EpochMetrics {
         epoch,
         train_loss: sums[0] / seen,
         train_task_loss: sums[1] / seen,
         train_distill_loss: cfg.method.needs_teacher().then_some(sums[2] / seen),
         train_path_loss: partner.is_some().then_some(sums[3] / seen),
-        train_acc: correct as f64 / seen,
+        train_acc: sums[4] / seen,
         test_loss: test.loss,
         test_acc: test.acc,
         test_distill_loss: test.distill,
@@ -428,6 +429,79 @@ fn train_epoch(
     };
     progress.finish(&m);
     Ok(m)
+}
+
+/// Steps between read-backs of the step figures (loss terms, accuracy): reading a value back waits for the
+/// device, and doing it every step leaves a GPU idle between steps. A loss that diverges is seen within this
+/// many steps (the checkpoint of the last epoch stays as it was).
+const READ_BACK_STEPS: u64 = 25;
+
+/// The figures of an epoch's steps, summed on the device (in `f64`) as the steps go and read back now and
+/// then ([`READ_BACK_STEPS`]).
+#[derive(Default)]
+struct StepSums {
+    /// Per image: the loss, its task term, its distillation term, the mean path loss, the correct answers.
+    sums: Option<Tensor>,
+    /// The largest step loss (NaN once one was NaN).
+    worst: Option<Tensor>,
+    /// Images so far.
+    images: i64,
+}
+
+/// What [`StepSums::read`] returns.
+struct StepFigures {
+    /// The sums of [`StepSums`], in its order.
+    sums: [f64; 5],
+    /// The largest step loss so far.
+    worst_loss: f64,
+    /// Images so far.
+    images: f64,
+}
+
+impl StepSums {
+    /// Adds one step's figures (its loss terms are means over its `n` images).
+    fn add(
+        &mut self,
+        total: &Tensor,
+        task: &Tensor,
+        distill: Option<&Tensor>,
+        path: Option<&Tensor>,
+        correct: &Tensor,
+        n: i64,
+    ) {
+        let scalar = |t: &Tensor| t.detach().to_kind(Kind::Double).reshape([1]);
+        let zero = || total.zeros_like().to_kind(Kind::Double).reshape([1]);
+        let per_step = [
+            scalar(total),
+            scalar(task),
+            distill.map(scalar).unwrap_or_else(zero),
+            path.map(scalar).unwrap_or_else(zero),
+        ];
+        let row = Tensor::cat(&[Tensor::cat(&per_step, 0) * n as f64, scalar(correct)], 0);
+        self.sums = Some(match self.sums.take() {
+            Some(s) => s + row,
+            None => row,
+        });
+        let loss = scalar(total);
+        self.worst = Some(match self.worst.take() {
+            Some(w) => w.maximum(&loss),
+            None => loss,
+        });
+        self.images += n;
+    }
+
+    /// The figures so far (waits for the device).
+    fn read(&self) -> Result<StepFigures, tch::TchError> {
+        let sums = match &self.sums {
+            Some(s) => Vec::<f64>::try_from(s)?,
+            None => vec![0.0; 5],
+        };
+        let worst_loss = match &self.worst {
+            Some(w) => f64::try_from(w)?,
+            None => 0.0,
+        };
+        Ok(StepFigures { sums: core::array::from_fn(|i| sums[i]), worst_loss, images: self.images as f64 })
+    }
 }
 
 /// The quantizer mode a model trains and evaluates in: float for the full-precision model and the teacher
