@@ -56,6 +56,17 @@ fn default_config_is_valid_and_round_trips_through_toml() {
 }
 
 #[test]
+fn lr_batch_scaling_multiplies_every_rate_by_the_batch_over_128() {
+    let c = TrainConfig { batch_size: 512, ..TrainConfig::default() };
+    assert_eq!(c.lr_factor(), 1.0, "off by default");
+    let scaled = TrainConfig { lr_batch_scaling: true, ..c };
+    scaled.validate().unwrap();
+    assert_eq!(scaled.lr_factor(), 4.0);
+    assert_eq!(TrainConfig { batch_size: 64, ..scaled.clone() }.lr_factor(), 0.5);
+    assert_ne!(fingerprint(&scaled), fingerprint(&TrainConfig { lr_batch_scaling: false, ..scaled.clone() }));
+}
+
+#[test]
 fn config_file_errors_name_the_file_and_the_key() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("train.toml");

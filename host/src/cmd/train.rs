@@ -58,6 +58,10 @@ pub struct Cmd {
     /// Batch size [default: 128].
     #[arg(long)]
     batch_size: Option<usize>,
+    /// Scale every learning rate by batch-size / 128 (the rates are meant for batches of 128), for large
+    /// batches on a GPU.
+    #[arg(long)]
+    lr_batch_scaling: bool,
     /// sgd or adam [default: sgd].
     #[arg(long)]
     optimizer: Option<OptimizerKind>,
@@ -157,6 +161,7 @@ impl Cmd {
         cfg.teacher = self.teacher.or(cfg.teacher);
         cfg.fp_first_last |= self.fp_first_last;
         cfg.ewgs |= self.ewgs;
+        cfg.lr_batch_scaling |= self.lr_batch_scaling;
         let dir = train(&cfg, self.resume).context("training failed")?;
         super::print(&format!("trained: {}\n", dir.display()))
     }

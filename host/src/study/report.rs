@@ -209,6 +209,16 @@ fn profile_section(
         .map(|l| format!("{l}\n"))
         .collect();
     let _ = writeln!(md, "```toml\n{shared}```\n");
+    if s.train.lr_batch_scaling {
+        let _ = writeln!(
+            md,
+            "Large batches: {} images a step, every learning rate scaled by {} / {} = {:.2} (`lr-batch-scaling`).\n",
+            s.train.batch_size,
+            s.train.batch_size,
+            crate::train::config::BATCH_OF_THE_RATES,
+            s.train.lr_factor()
+        );
+    }
     let raw = assets.join(format!("{}-results.jsonl", s.profile));
     let lines: Vec<String> =
         p.results.iter().map(|r| serde_json::to_string(r).expect("representable")).collect();
@@ -758,6 +768,8 @@ mod tests {
             path-losses = ["ce"]
             [train]
             bwrf-paths = 3
+            batch-size = 512
+            lr-batch-scaling = true
         "#;
         let study: StudyConfig = toml::from_str(text).unwrap();
         let w2 = Some(Bits { w: 2, a: 2 });
@@ -776,6 +788,7 @@ mod tests {
         assert!(md.contains("`--bwrf-mode single`, `--bwrf-path-loss ce`, `--bwrf-paths 3`"), "{md}");
         assert!(md.contains("| single (the grid's) | ce | 83.00 |"), "{md}");
         assert!(md.contains("| prefix | ce | 81.00 |"), "{md}");
+        assert!(md.contains("512 images a step, every learning rate scaled by 512 / 128 = 4.00"), "{md}");
     }
 
     #[test]

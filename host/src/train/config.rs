@@ -43,6 +43,9 @@ pub enum ConfigError {
 /// quantization-aware training from trained weights at the from-scratch rate throws much of them away.
 pub const FINETUNE_LR_FACTOR: f64 = 0.2;
 
+/// The batch the learning rates are meant for: `lr-batch-scaling` scales them by `batch-size / this`.
+pub const BATCH_OF_THE_RATES: usize = 128;
+
 /// Which optimiser updates the weights.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
@@ -212,6 +215,9 @@ pub struct TrainConfig {
     pub weight_decay: f64,
     /// Images per optimiser step.
     pub batch_size: usize,
+    /// Scale every learning rate by `batch-size / 128` (the linear scaling rule: the rates are meant for
+    /// batches of 128), for large batches on a GPU.
+    pub lr_batch_scaling: bool,
     /// Number of epochs.
     pub epochs: usize,
     /// Linear learning-rate warm-up, in epochs (fractions allowed).
@@ -267,6 +273,7 @@ impl Default for TrainConfig {
             nesterov: true,
             weight_decay: 5e-4,
             batch_size: 128,
+            lr_batch_scaling: false,
             epochs: 10,
             warmup_epochs: 1.0,
             final_lr_fraction: 0.0,
@@ -312,6 +319,16 @@ impl TrainConfig {
     /// already scaled down, see `quant::lsq_scale`).
     pub fn quant_lr(&self) -> f64 {
         self.quant_lr.unwrap_or_else(|| self.lr())
+    }
+
+    /// What every learning rate is multiplied by when it is used: `batch-size / 128` with
+    /// `lr-batch-scaling` ([`BATCH_OF_THE_RATES`]), else 1.
+    pub fn lr_factor(&self) -> f64 {
+        if self.lr_batch_scaling {
+            self.batch_size as f64 / BATCH_OF_THE_RATES as f64
+        } else {
+            1.0
+        }
     }
 
     /// The config with `lr` and `quant-lr` filled in, e.g. to record in the run directory what was used.

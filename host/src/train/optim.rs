@@ -102,8 +102,8 @@ impl Optimizer {
             OptimizerKind::Sgd => Rule::Sgd { momentum: cfg.momentum, nesterov: cfg.nesterov },
             OptimizerKind::Adam => Rule::Adam { betas: ADAM_BETAS, eps: ADAM_EPS },
         };
-        let mut opt = Optimizer::new(vs, rule, cfg.lr(), cfg.weight_decay);
-        opt.set_lr_group(QUANT_GROUP, cfg.quant_lr());
+        let mut opt = Optimizer::new(vs, rule, cfg.lr() * cfg.lr_factor(), cfg.weight_decay);
+        opt.set_lr_group(QUANT_GROUP, cfg.quant_lr() * cfg.lr_factor());
         opt.set_weight_decay_group(QUANT_GROUP, 0.0);
         opt
     }

@@ -369,6 +369,7 @@ fn train_epoch(
         data.train.train_batches(cfg.batch_size, cfg.seed, epoch, data.kind.augment()).enumerate()
     {
         let factor = schedule.factor_at(*step, steps);
+        let factor = factor * cfg.lr_factor();
         opt.set_lr(cfg.lr() * factor);
         opt.set_lr_group(QUANT_GROUP, cfg.quant_lr() * factor);
         // (Block-wise replacement's prefix paths continue from the network's own block inputs.)
@@ -423,7 +424,7 @@ fn train_epoch(
         test_loss: test.loss,
         test_acc: test.acc,
         test_distill_loss: test.distill,
-        lr: cfg.lr() * schedule.factor_at(step.saturating_sub(1), steps),
+        lr: cfg.lr() * cfg.lr_factor() * schedule.factor_at(step.saturating_sub(1), steps),
         images_per_sec: progress.images_per_sec(),
         seconds: progress.elapsed().as_secs_f64(),
     };
