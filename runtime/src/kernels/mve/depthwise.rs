@@ -1,17 +1,20 @@
-//! 3x3 depthwise convolution on Helium: four channels across the lanes of a vector, one output pixel at a
-//! time. Per block of four channels and tap, a gather load brings the tap's four codes (`VLDRB.U32` at
-//! per-lane offsets from the window row), a widening load the four channels' signed odd-grid weights
-//! (`2k - (2^bits - 1)`, laid out once per layer in scratch as 16-bit lanes), and `VMUL`/`VADD` add the
-//! products; the block's accumulators are then requantized as [`super::to_code`] does, four codes an
-//! instruction, and stored with a narrowing store. The loop over blocks is tail-predicated (`DLSTP.32`),
-//! so any channel count works.
+//! 3x3 depthwise convolution on Helium, channels across the lanes of a vector. Per block of channels and
+//! tap, a gather load brings the tap's codes (`VLDRB.U32` at per-lane offsets from the window row), a
+//! widening load the channels' signed odd-grid weights (`2k - (2^bits - 1)`, laid out once per layer in
+//! scratch as 16-bit lanes), and `VMUL`/`VADD` add the products; the block's accumulators are then
+//! requantized as [`super::to_code`] does, four codes an instruction, and stored with a narrowing store.
+//! The loop over blocks is tail-predicated (`DLSTP`), so any channel count works.
 //!
-//! A window inside the input is read in place; one that overhangs the border is first copied into a
-//! zero-padded `3 x 3 x Cin` window in scratch.
+//! One `asm!` pass runs a whole run of output pixels: the windows of an output row that lie inside the
+//! input, read in place, each pixel's state (weights, requantization, lane count) reloaded from a per-layer
+//! [`Layer`] record through one register. At stride 1 the pass takes two pixels at a time, each weight load
+//! serving both. A window that overhangs the border is first built, a row at a time, into a zero-padded
+//! `3 x 3 x Cin` window in scratch, and run alone.
 //!
-//! The byte-stored form only: 8-bit storage for inputs, weights and outputs, a whole-range clamp and the
-//! usual requantization ([`super::to_code::channel_vectors`]); [`depthwise3x3`] returns `false` for other
-//! layers, which take the DSP form.
+//! Two forms ([`Form`]): byte-stored codes (four channels a block), and 4-bit codes (eight a block, in
+//! 16-bit lanes); both with a whole-range clamp and the usual requantization
+//! ([`super::to_code::channel_vectors`]). [`depthwise3x3`] returns `false` for other layers, which take the
+//! DSP form.
 #![allow(unsafe_code)]
 
 use super::to_code::{channel_vectors, channel_vectors_by, whole_range_bits};
@@ -28,7 +31,7 @@ enum Form {
     Bytes,
     /// 4-bit inputs and outputs, weights of at most 4 bits: eight channels a block in 16-bit lanes,
     /// where nine products of at most `15 * 15` (the odd channels' at 16 times that, see
-    /// [`pixel_nibbles`]) cannot overflow.
+    /// [`run_nibbles`]) cannot overflow.
     Nibbles,
 }
 
