@@ -18,7 +18,7 @@
 #![allow(unsafe_code)]
 
 use super::to_code::{channel_vectors, channel_vectors_by, whole_range_bits};
-use crate::codes::{storage_bits, Codes, CodesMut};
+use crate::codes::{packed_len, storage_bits, Codes, CodesMut};
 use crate::format::Clamp;
 use crate::kernels::{scratch, ConvGeometry};
 use crate::requant::ChannelRequant;
@@ -53,7 +53,10 @@ pub fn depthwise3x3(
         [4, w, 4] if w <= 4 && ch % 2 == 0 => Form::Nibbles,
         _ => return false,
     };
-    let Some(clamp_bits) = whole_range_bits(clamp) else {
+    // (A model file's weights always have this length: loading checks it.)
+    let Some(clamp_bits) =
+        whole_range_bits(clamp).filter(|_| weights.data.len() == packed_len(9 * ch, weights.bits))
+    else {
         return false;
     };
     let (words, window) = scratch.split_at_mut(scratch.len() - 9 * ch);
@@ -99,12 +102,6 @@ pub fn depthwise3x3(
     let [sy, sx] = win.stride.map(usize::from);
     let step = sx * pixel_bytes;
     let layer = Layer::new(form, ch, step, signed, params, offsets);
-    // One pass runs a whole run of pixels when each block's lanes are whole bytes of codes: then a pixel's
-    // blocks end where the next pixel's codes start.
-    let whole_blocks = match form {
-        Form::Bytes => ch % 4 == 0,
-        Form::Nibbles => ch % 8 == 0,
-    };
     // The columns whose windows lie inside the input's width: `lo..hi`.
     let pad_left = win.padding.left as usize;
     let lo = pad_left.div_ceil(sx).min(out.w);
@@ -145,7 +142,7 @@ pub fn depthwise3x3(
         // The windows inside the input, read in place: runs of pixels.
         let mut ox = lo;
         while ox < hi {
-            let pixels = if whole_blocks { hi - ox } else { 1 };
+            let pixels = if layer.whole_blocks() { hi - ox } else { 1 };
             let start = iy0 as usize * row_len + (ox * sx - pad_left) * pixel_bytes;
             let len = (pixels - 1) * step + 3 * pixel_bytes;
             let rows = core::array::from_fn(|ky| &codes[start + ky * row_len..start + ky * row_len + len]);
@@ -178,6 +175,10 @@ struct Layer<'a> {
     /// Words 4-19: the gather offsets of window columns 0, 1 and 2 (and, for [`Form::Nibbles`], the
     /// mask of each lane's code in its byte).
     offsets: [u32; 16],
+    /// (Not read by the passes.) The form.
+    form: Form,
+    /// (Not read by the passes.) Bytes of one pixel's codes.
+    pixel_bytes: usize,
     /// The slices behind `signed` and `params`, borrowed for as long as the pointers are used.
     _borrow: core::marker::PhantomData<&'a [u32]>,
 }
@@ -206,8 +207,16 @@ impl<'a> Layer<'a> {
             lanes: ch as u32,
             skip: (step - pixel_bytes) as u32,
             offsets,
+            form,
+            pixel_bytes,
             _borrow: core::marker::PhantomData,
         }
+    }
+
+    /// Whether a pixel's blocks are whole bytes of codes (4 bytes each: four byte-stored channels, eight
+    /// 4-bit ones), so that they end where the next pixel's codes start and one pass can run many pixels.
+    fn whole_blocks(&self) -> bool {
+        self.pixel_bytes % 4 == 0
     }
 }
 
@@ -215,17 +224,15 @@ impl<'a> Layer<'a> {
 /// `3 * pixel_bytes` bytes a row, the next window `step` bytes further on), into `out`, with the clamp
 /// `0..2^clamp_bits`.
 fn run(layer: &Layer<'_>, clamp_bits: u32, rows: [&[u8]; 3], pixels: usize, out: &mut [u8]) {
-    let pixel_bytes = out.len() / pixels;
+    let pixel_bytes = layer.pixel_bytes;
     let step = pixel_bytes + layer.skip as usize;
-    let nibbles = pixel_bytes < layer.lanes as usize;
     // Every lane a pass reads lies inside its window row, and the blocks of a pixel end where the next
-    // one's codes start (whole bytes per block) unless the run is one pixel.
+    // one's codes start unless the run is one pixel.
     assert!(pixels > 0 && out.len() == pixels * pixel_bytes);
     assert!(rows.iter().all(|r| r.len() >= (pixels - 1) * step + 3 * pixel_bytes));
-    let block_bytes = 4;
-    assert!(pixels == 1 || pixel_bytes % block_bytes == 0);
+    assert!(pixels == 1 || layer.whole_blocks());
     // Stride 1: pixels two at a time, the second's window one pixel further on.
-    if !nibbles && pixels >= 2 && layer.skip == 0 {
+    if layer.form == Form::Bytes && pixels >= 2 && layer.skip == 0 {
         let pairs = pixels / 2;
         let (out_pairs, out_rest) = out.split_at_mut(2 * pairs * pixel_bytes);
         match clamp_bits {
@@ -240,8 +247,8 @@ fn run(layer: &Layer<'_>, clamp_bits: u32, rows: [&[u8]; 3], pixels: usize, out:
         let rows = rows.map(|r| &r[2 * pairs * step..]);
         return run(layer, clamp_bits, rows, 1, out_rest);
     }
-    match (nibbles, clamp_bits) {
-        (true, _) => run_nibbles(layer, rows, pixels, out),
+    match (layer.form, clamp_bits) {
+        (Form::Nibbles, _) => run_nibbles(layer, rows, pixels, out),
         (_, 1) => run_bytes::<31>(layer, rows, pixels, out),
         (_, 2) => run_bytes::<30>(layer, rows, pixels, out),
         (_, 4) => run_bytes::<28>(layer, rows, pixels, out),
@@ -251,25 +258,35 @@ fn run(layer: &Layer<'_>, clamp_bits: u32, rows: [&[u8]; 3], pixels: usize, out:
 
 /// Lays out the signed odd-grid weights (`2k - (2^bits - 1)`) of the layer's `ch` channels for blocks of
 /// `lanes` channels: block `b`, tap `t`, lane `j` at `(b * 9 + t) * lanes + j` of `signed` (whole blocks;
-/// 0 past the last channel). Byte-stored weights are read as bytes, without unpacking.
+/// 0 past the last channel). Byte-stored weights are read as bytes, a channel's nine a row, without
+/// unpacking.
 fn lay_out_weights(weights: PackedWeights<'_>, ch: usize, lanes: usize, signed: &mut [u16]) {
-    #[inline(always)]
-    fn by(code: impl Fn(usize) -> u8, top: i32, ch: usize, lanes: usize, signed: &mut [u16]) {
-        for (b, block) in signed.chunks_exact_mut(9 * lanes).enumerate() {
-            for j in 0..lanes {
-                let c = b * lanes + j;
-                for t in 0..9 {
-                    block[t * lanes + j] =
-                        if c < ch { (2 * code(c * 9 + t) as i32 - top) as i16 as u16 } else { 0 };
+    let top = max_code(weights.bits);
+    let odd_grid = |k: u8| (2 * k as i32 - top) as i16 as u16;
+    signed.fill(0);
+    // Block by block: lane `j`'s tap `t` at `t * lanes + j` of the block's entries.
+    let blocks = signed.chunks_exact_mut(9 * lanes);
+    if storage_bits(weights.bits) == 8 {
+        // The block's channels' rows, nine bytes each, one after another.
+        for (block, rows) in blocks.zip(weights.data.chunks(9 * lanes)) {
+            for (j, row) in rows.chunks_exact(9).enumerate() {
+                for (t, &k) in row.iter().enumerate() {
+                    if let Some(slot) = block.get_mut(t * lanes + j) {
+                        *slot = odd_grid(k);
+                    }
                 }
             }
         }
-    }
-    let top = max_code(weights.bits);
-    if storage_bits(weights.bits) == 8 {
-        by(|i| weights.data[i], top, ch, lanes, signed)
     } else {
-        by(|i| weights.code(i), top, ch, lanes, signed)
+        for (b, block) in blocks.enumerate() {
+            for j in 0..lanes.min(ch.saturating_sub(b * lanes)) {
+                for t in 0..9 {
+                    if let Some(slot) = block.get_mut(t * lanes + j) {
+                        *slot = odd_grid(weights.code((b * lanes + j) * 9 + t));
+                    }
+                }
+            }
+        }
     }
 }
 

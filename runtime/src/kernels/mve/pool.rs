@@ -105,8 +105,11 @@ pub fn avg_pool(
             // Where each tap inside the input starts.
             let mut n = 0;
             for_each_tap(&geo.window, inp, oy, ox, |iy, ix, _| {
-                taps[n] = ((iy * inp.w + ix) * ch) as u32;
-                n += 1;
+                // (At most `kh * kw <= MAX_TAPS` taps: every one has a slot.)
+                if let Some(slot) = taps.get_mut(n) {
+                    *slot = ((iy * inp.w + ix) * ch) as u32;
+                    n += 1;
+                }
             });
             let dst = &mut out_bytes[(oy * out.w + ox) * ch..][..ch];
             match bits {
