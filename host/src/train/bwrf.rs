@@ -206,9 +206,12 @@ pub fn path_loss(
     options: &BwrfOptions,
 ) -> Tensor {
     let (blocks, mode) = (student.blocks(), QuantMode::Quantize);
-    // The partner's own pass: every block's input, and its logits for `ce+kd`.
-    let (partner_out, partner_inputs) =
-        tch::no_grad(|| partner.forward_keeping_inputs(images, false, QuantMode::Float));
+    // The partner's own pass, when a path needs it: every block's input (single paths start from them), and
+    // its logits (`ce+kd`). Prefix paths with `ce` need neither.
+    let needed = options.mode == BwrfMode::Single || options.path_loss == PathLoss::CeKd;
+    let partner_pass =
+        needed.then(|| tch::no_grad(|| partner.forward_keeping_inputs(images, false, QuantMode::Float)));
+    let partner_pass = || partner_pass.as_ref().expect("single paths and ce+kd run the partner's pass");
     // The partner's blocks from `i` on, reading a value of the quantized network.
     let partner_from = |i: usize, x: &QTensor| {
         partner.forward_from(i, QTensor::float(x.value.shallow_clone()), false, QuantMode::Float).logits
@@ -219,11 +222,12 @@ pub fn path_loss(
             let logits = match options.mode {
                 BwrfMode::Single => {
                     // Block `i` reads the partner's activation on its own input grid.
+                    let partner_input = &partner_pass().1[i];
                     let x = match i {
-                        0 => partner_inputs[0].shallow(),
+                        0 => partner_input.shallow(),
                         _ => student
                             .block_output_quantizer(i - 1)
-                            .forward(partner_inputs[i].value.shallow_clone(), mode),
+                            .forward(partner_input.value.shallow_clone(), mode),
                     };
                     if i + 1 == blocks {
                         student.head(&x, mode).logits
@@ -236,7 +240,7 @@ pub fn path_loss(
             let ce = logits.cross_entropy_for_logits(labels);
             match options.path_loss {
                 PathLoss::Ce => ce,
-                PathLoss::CeKd => ce + kl_soft(&logits, &partner_out.logits, options.temperature),
+                PathLoss::CeKd => ce + kl_soft(&logits, &partner_pass().0.logits, options.temperature),
             }
         })
         .collect();

@@ -364,6 +364,8 @@ fn train_epoch(
     let steps = steps_per_epoch(data.train.len(), cfg.batch_size);
     let mut progress = EpochProgress::new(epoch, cfg.epochs, steps);
     let mut sums = StepSums::default();
+    // The figures last read back (the loop reads them at its last step).
+    let mut figures = None;
     let bwrf = cfg.bwrf();
     for (i, batch) in
         data.train.train_batches(cfg.batch_size, cfg.seed, epoch, data.kind.augment()).enumerate()
@@ -395,20 +397,19 @@ fn train_epoch(
         *step += 1;
         let last = i as u64 + 1 == steps;
         if last || (i as u64 + 1).is_multiple_of(READ_BACK_STEPS) {
-            let figures = sums.read()?;
-            if !figures.worst_loss.is_finite() || figures.worst_loss > 1e6 {
-                return Err(EpochError::Diverged { epoch, loss: figures.worst_loss });
+            let read = sums.read()?;
+            if !read.worst_loss.is_finite() || read.worst_loss > 1e6 {
+                return Err(EpochError::Diverged { epoch, loss: read.worst_loss });
             }
-            let images = figures.images.max(1.0);
-            progress.update(
-                i as u64 + 1,
-                figures.sums[0] / images,
-                figures.sums[4] / images,
-                figures.images as u64,
-            );
+            let images = read.images.max(1.0);
+            progress.update(i as u64 + 1, read.sums[0] / images, read.sums[4] / images, read.images as u64);
+            figures = Some(read);
         }
     }
-    let figures = sums.read()?;
+    let figures = match figures {
+        Some(f) => f,
+        None => sums.read()?,
+    };
     let (sums, seen) = (figures.sums, figures.images);
     progress.evaluating();
     reestimate_batch_norm(net, cfg, data);
