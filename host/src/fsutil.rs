@@ -42,6 +42,25 @@ pub enum FsError {
     },
 }
 
+/// An exclusive lock on `path` (created if missing), held until the file is dropped; `on_wait` is called
+/// once if another process holds it and this one has to wait.
+pub fn lock_exclusive(path: &Path, on_wait: impl FnOnce()) -> Result<File, FsError> {
+    let write_err = |source| FsError::Write { path: path.to_path_buf(), source };
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        fs::create_dir_all(dir).map_err(write_err)?;
+    }
+    let file = OpenOptions::new().create(true).truncate(false).write(true).open(path).map_err(write_err)?;
+    match file.try_lock() {
+        Ok(()) => {}
+        Err(fs::TryLockError::WouldBlock) => {
+            on_wait();
+            file.lock().map_err(write_err)?;
+        }
+        Err(fs::TryLockError::Error(e)) => return Err(write_err(e)),
+    }
+    Ok(file)
+}
+
 /// Reads a whole file.
 pub fn read(path: &Path) -> Result<Vec<u8>, FsError> {
     fs::read(path).map_err(|source| FsError::Read { path: path.to_path_buf(), source })

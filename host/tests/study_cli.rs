@@ -111,3 +111,46 @@ fn bad_study_files_are_refused_before_anything_runs() {
     assert!(err.contains("bad.toml") && err.contains("qad"), "{err}");
     assert!(!dir.join("runs").exists(), "nothing was started");
 }
+
+#[test]
+fn parallel_jobs_train_each_run_once_and_share_one_full_precision_model() {
+    if !fashion_mnist_installed() {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let study = r#"
+profile = "jobs"
+archs = ["resnet8"]
+seeds = [0]
+bits = ["2/2"]
+methods = ["fp", "qat", "qfd-f1"]
+test-images = 200
+[train]
+subset = 200
+fp-epochs = 1
+epochs = 1
+batch-size = 50
+device = "cpu"
+"#;
+    std::fs::write(dir.join("jobs.toml"), study).unwrap();
+    let out = qfd_host(dir, &["study", "jobs.toml", "--jobs", "3", "--report", "out/jobs.md"]);
+    let log = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(out.status.success(), "{log}");
+    assert!(log.contains("3 runs at a time"), "{log}");
+    let runs = dir.join("runs/study-jobs/resnet8/seed0");
+    let mut logs = String::new();
+    for run in ["fp", "qat-w2a2", "qfd-f1-w2a2"] {
+        assert!(runs.join(run).join("study-result.json").is_file(), "{run} has its result");
+        logs += &std::fs::read_to_string(runs.join(run).join("study.log")).unwrap();
+    }
+    // Three processes needed the full-precision model; one trained it, the others waited or reused it.
+    assert_eq!(logs.matches("fp: training").count(), 1, "{logs}");
+    assert_eq!(logs.matches("/shared/fp is complete, reusing it").count(), 2, "{logs}");
+    let report = std::fs::read_to_string(dir.join("out/jobs.md")).unwrap();
+    assert!(report.contains("| qat |"), "{report}");
+
+    let bad = qfd_host(dir, &["study", "jobs.toml", "--jobs", "0"]);
+    assert!(!bad.status.success());
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("--jobs"));
+}

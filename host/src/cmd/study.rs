@@ -3,8 +3,9 @@ use std::time::Instant;
 
 use anyhow::Context;
 
+use qfd_host::study::jobs::{run_parallel, threads_per_job};
 use qfd_host::study::report::{write_report, ProfileRuns};
-use qfd_host::study::run::{done, run_one};
+use qfd_host::study::run::{done, run_one, RunResult};
 use qfd_host::study::{plan, StudyConfig};
 
 const DEFAULT_REPORT: &str = "docs/results/fashion-mnist.md";
@@ -18,6 +19,10 @@ const DEFAULT_REPORT: &str = "docs/results/fashion-mnist.md";
 /// the board, and recorded in study-result.json in its run directory; runs already done are skipped, and a
 /// stopped study continues where it stopped. Then the report (Markdown, with PNG plots beside it) is written
 /// from every study file given, one section per profile.
+///
+/// With --jobs N, N runs train at once, each in its own process with 1/N of the CPU threads (on a GPU they
+/// share it); each run's output goes to study.log in its run directory. A shared full-precision model or
+/// teacher is trained once: a run that needs one another process is training waits for it.
 #[derive(Debug, clap::Parser)]
 pub struct Cmd {
     /// Study files, e.g. studies/quick.toml studies/full.toml.
@@ -35,6 +40,15 @@ pub struct Cmd {
     /// List the runs, done or to do, and stop.
     #[arg(long)]
     dry_run: bool,
+    /// Runs trained at once, each in a process of its own.
+    #[arg(long, default_value_t = 1, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=64))]
+    jobs: u16,
+    /// Internal: train only run I of the plan (what each process of --jobs does).
+    #[arg(long, hide = true, value_name = "I")]
+    worker: Option<usize>,
+    /// Internal: CPU threads of a --worker process.
+    #[arg(long, hide = true, value_name = "T")]
+    threads: Option<usize>,
 }
 
 impl Cmd {
@@ -44,6 +58,9 @@ impl Cmd {
             .iter()
             .map(|p| StudyConfig::from_file(p).map(|s| (p.clone(), s)))
             .collect::<Result<_, _>>()?;
+        if let Some(index) = self.worker {
+            return worker(&studies, index, self.threads);
+        }
         let started = Instant::now();
         for (path, study) in &studies {
             let runs = plan(study);
@@ -74,6 +91,19 @@ impl Cmd {
                 );
                 continue;
             }
+            if self.jobs > 1 {
+                let jobs = usize::from(self.jobs);
+                eprintln!("{jobs} runs at a time, {} CPU threads each", threads_per_job(jobs));
+                let indices: Vec<usize> =
+                    runs.iter().enumerate().filter(|(_, r)| todo.contains(r)).map(|(i, _)| i).collect();
+                let mut finished = 0;
+                run_parallel(path, &runs, &indices, jobs, study.measure(), |run, result| {
+                    finished += 1;
+                    eprintln!("[{finished}/{}] {}: {}", indices.len(), run.label(), summary(result));
+                })
+                .context("the study stopped")?;
+                continue;
+            }
             for (i, run) in todo.iter().enumerate() {
                 eprintln!(
                     "\n[{}/{}] {}  ({:.0} min so far)",
@@ -83,22 +113,7 @@ impl Cmd {
                     started.elapsed().as_secs_f64() / 60.0
                 );
                 let result = run_one(run, study.measure()).context("the study stopped")?;
-                let pct = |x: Option<f64>| x.map_or("-".into(), |x| format!("{:.2}%", 100.0 * x));
-                let device = result.device.as_ref().map_or(String::new(), |d| {
-                    format!(
-                        "  {} {}/{} (host {}/{}, {} mismatches)",
-                        d.board, d.device_correct, d.samples, d.host_correct, d.samples, d.mismatches
-                    )
-                });
-                eprintln!(
-                    "[{}/{}] {}: fake-quant {}  integer {}{device}  {:.0} s",
-                    i + 1,
-                    todo.len(),
-                    run.label(),
-                    pct(Some(result.fake_quant_acc)),
-                    pct(result.integer_acc),
-                    result.wall_seconds
-                );
+                eprintln!("[{}/{}] {}: {}", i + 1, todo.len(), run.label(), summary(&result));
             }
         }
         if self.dry_run {
@@ -122,4 +137,39 @@ impl Cmd {
         write_report(&profiles, &command, &self.report).context("cannot write the report")?;
         super::print(&format!("report: {}\n", self.report.display()))
     }
+}
+
+/// One line on a finished run: its accuracies, the board check and its time.
+fn summary(result: &RunResult) -> String {
+    let pct = |x: Option<f64>| x.map_or("-".into(), |x| format!("{:.2}%", 100.0 * x));
+    let device = result.device.as_ref().map_or(String::new(), |d| {
+        format!(
+            "  {} {}/{} (host {}/{}, {} mismatches)",
+            d.board, d.device_correct, d.samples, d.host_correct, d.samples, d.mismatches
+        )
+    });
+    format!(
+        "fake-quant {}  integer {}{device}  {:.0} s",
+        pct(Some(result.fake_quant_acc)),
+        pct(result.integer_acc),
+        result.wall_seconds
+    )
+}
+
+/// A process of `--jobs`: trains run `index` of the one study given, with `threads` CPU threads.
+fn worker(studies: &[(PathBuf, StudyConfig)], index: usize, threads: Option<usize>) -> anyhow::Result<()> {
+    let [(path, study)] = studies else {
+        anyhow::bail!("--worker takes exactly one study file");
+    };
+    let runs = plan(study);
+    let run = runs
+        .get(index)
+        .with_context(|| format!("{} has {} runs; there is no run {index}", path.display(), runs.len()))?;
+    if let Some(threads) = threads {
+        tch::set_num_threads(i32::try_from(threads.max(1)).unwrap_or(i32::MAX));
+    }
+    eprintln!("{}", run.label());
+    let result = run_one(run, study.measure())?;
+    eprintln!("{}: {}", run.label(), summary(&result));
+    Ok(())
 }

@@ -6,6 +6,7 @@
 //! Every student of one architecture and seed shares one full-precision model and one teacher per feature
 //! bit-width (`<out>/<arch>/seed<N>/shared/`), so the grid trains each of them once.
 
+pub mod jobs;
 pub mod plots;
 pub mod report;
 pub mod run;

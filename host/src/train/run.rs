@@ -41,6 +41,9 @@ pub enum TrainError {
     /// The plot cannot be drawn.
     #[error(transparent)]
     Plot(#[from] PlotError),
+    /// The lock on the run directory cannot be taken.
+    #[error(transparent)]
+    Lock(#[from] crate::fsutil::FsError),
     /// The network cannot be built for these options.
     #[error("cannot build the network: {0}")]
     Build(String),
@@ -216,6 +219,10 @@ pub fn train_stage(
 ) -> Result<(), TrainError> {
     let cfg = &stage.config;
     let dir = cfg.run_dir();
+    // Another process (a study's other job) may be training this stage: wait for it, then reuse its work.
+    let _lock = crate::fsutil::lock_exclusive(&dir.join("train.lock"), || {
+        eprintln!("{}: another process is training {}; waiting for it", stage.name, dir.display())
+    })?;
     tch::manual_seed(cfg.seed as i64);
     let mut vs = VarStore::new(device);
     let net = Net::new(&vs.root(), &net_spec(cfg, stage.feature_bits, data)?).map_err(TrainError::Build)?;
