@@ -1,5 +1,6 @@
-//! `qfd-host study` end to end, tiny: a grid of three methods and one ablation run trained on 300 images,
-//! exported, checked on qemu-m4 and written up; run again, it trains nothing and writes the same report.
+//! `qfd-host study` end to end, tiny: a grid of three methods and one ablation run trained on 300 images and
+//! exported (`--skip-device`), then checked on qemu-m4 and written up; run again, it trains nothing and
+//! writes the same report. And several runs at once (`--jobs`).
 
 mod common;
 
@@ -51,14 +52,22 @@ fn a_tiny_study_trains_checks_on_the_board_reports_and_resumes() {
     let dir = tmp.path();
     std::fs::write(dir.join("tiny.toml"), STUDY).unwrap();
 
-    let first = qfd_host(dir, &["study", "tiny.toml", "--report", "out/fm.md"]);
+    // Trained and exported first without the board (as on a GPU machine without QEMU)...
+    let first = qfd_host(dir, &["study", "tiny.toml", "--skip-device", "--report", "out/fm.md"]);
     let log = String::from_utf8_lossy(&first.stderr).into_owned();
     assert!(first.status.success(), "{log}");
     assert!(log.contains("4 runs, 0 done, 4 to do"), "{log}");
+    assert!(!log.contains("qemu-m4"), "{log}");
     // The ablation's lambda-0.1 run reuses the teacher the grid's qfd-f1 run trained.
     let teacher = "runs/study-tiny/resnet8/seed0/shared/teacher-f1";
     assert!(log.contains(&format!("{teacher} is complete, reusing it")), "{log}");
     assert!(dir.join(teacher).join("state.json").is_file());
+    // ...then only checked on the board.
+    let board = qfd_host(dir, &["study", "tiny.toml", "--report", "out/fm.md"]);
+    let log = String::from_utf8_lossy(&board.stderr).into_owned();
+    assert!(board.status.success(), "{log}");
+    assert!(log.contains("4 runs, 0 done, 4 to do") && log.contains("qemu-m4"), "{log}");
+    assert!(!log.contains("training"), "only the board checks ran:\n{log}");
 
     let results: Vec<serde_json::Value> = std::fs::read_to_string(dir.join("out/fm/tiny-results.jsonl"))
         .unwrap()

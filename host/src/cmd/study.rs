@@ -5,7 +5,7 @@ use anyhow::Context;
 
 use qfd_host::study::jobs::{run_parallel, threads_per_job};
 use qfd_host::study::report::{write_report, ProfileRuns};
-use qfd_host::study::run::{done, run_one, RunResult};
+use qfd_host::study::run::{awaiting_board, done, run_one, Measure, RunResult};
 use qfd_host::study::{plan, StudyConfig};
 
 const DEFAULT_REPORT: &str = "docs/results/fashion-mnist.md";
@@ -40,6 +40,10 @@ pub struct Cmd {
     /// List the runs, done or to do, and stop.
     #[arg(long)]
     dry_run: bool,
+    /// Train and export without the board checks (on a machine without cargo or QEMU, such as a rented
+    /// GPU); a later run without this flag only adds the board checks.
+    #[arg(long)]
+    skip_device: bool,
     /// Runs trained at once, each in a process of its own.
     #[arg(long, default_value_t = 1, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=64))]
     jobs: u16,
@@ -58,13 +62,14 @@ impl Cmd {
             .iter()
             .map(|p| StudyConfig::from_file(p).map(|s| (p.clone(), s)))
             .collect::<Result<_, _>>()?;
+        let skip = self.skip_device;
         if let Some(index) = self.worker {
-            return worker(&studies, index, self.threads);
+            return worker(&studies, index, self.threads, measure(&studies[0].1, skip));
         }
         let started = Instant::now();
         for (path, study) in &studies {
             let runs = plan(study);
-            let todo: Vec<_> = runs.iter().filter(|r| done(r, study.measure()).is_none()).collect();
+            let todo: Vec<_> = runs.iter().filter(|r| done(r, measure(study, skip)).is_none()).collect();
             eprintln!(
                 "study {} ({}): {} runs, {} done, {} to do",
                 study.profile,
@@ -83,7 +88,8 @@ impl Cmd {
             if self.report_only || todo.is_empty() {
                 continue;
             }
-            if study.requires_gpu && !self.allow_cpu && !tch::Cuda::is_available() {
+            let must_train = todo.iter().any(|r| awaiting_board(r, measure(study, skip)).is_none());
+            if must_train && study.requires_gpu && !self.allow_cpu && !tch::Cuda::is_available() {
                 eprintln!(
                     "study {}: skipped: it requires a CUDA GPU and none is usable here (--allow-cpu trains it \
                      on the CPU anyway); its section of the report says it has not been run",
@@ -97,10 +103,19 @@ impl Cmd {
                 let indices: Vec<usize> =
                     runs.iter().enumerate().filter(|(_, r)| todo.contains(r)).map(|(i, _)| i).collect();
                 let mut finished = 0;
-                run_parallel(path, &runs, &indices, jobs, study.measure(), |run, result| {
-                    finished += 1;
-                    eprintln!("[{finished}/{}] {}: {}", indices.len(), run.label(), summary(result));
-                })
+                let worker_args: &[&str] = if self.skip_device { &["--skip-device"] } else { &[] };
+                run_parallel(
+                    path,
+                    &runs,
+                    &indices,
+                    jobs,
+                    worker_args,
+                    measure(study, skip),
+                    |run, result| {
+                        finished += 1;
+                        eprintln!("[{finished}/{}] {}: {}", indices.len(), run.label(), summary(result));
+                    },
+                )
                 .context("the study stopped")?;
                 continue;
             }
@@ -112,7 +127,7 @@ impl Cmd {
                     run.label(),
                     started.elapsed().as_secs_f64() / 60.0
                 );
-                let result = run_one(run, study.measure()).context("the study stopped")?;
+                let result = run_one(run, measure(study, skip)).context("the study stopped")?;
                 eprintln!("[{}/{}] {}: {}", i + 1, todo.len(), run.label(), summary(&result));
             }
         }
@@ -123,7 +138,7 @@ impl Cmd {
             .into_iter()
             .map(|(path, study)| {
                 let planned = plan(&study);
-                let results = planned.iter().filter_map(|r| done(r, study.measure())).collect();
+                let results = planned.iter().filter_map(|r| done(r, measure(&study, skip))).collect();
                 ProfileRuns { path, study, planned, results }
             })
             .collect();
@@ -157,7 +172,12 @@ fn summary(result: &RunResult) -> String {
 }
 
 /// A process of `--jobs`: trains run `index` of the one study given, with `threads` CPU threads.
-fn worker(studies: &[(PathBuf, StudyConfig)], index: usize, threads: Option<usize>) -> anyhow::Result<()> {
+fn worker(
+    studies: &[(PathBuf, StudyConfig)],
+    index: usize,
+    threads: Option<usize>,
+    measure: Measure<'_>,
+) -> anyhow::Result<()> {
     let [(path, study)] = studies else {
         anyhow::bail!("--worker takes exactly one study file");
     };
@@ -169,7 +189,13 @@ fn worker(studies: &[(PathBuf, StudyConfig)], index: usize, threads: Option<usiz
         tch::set_num_threads(i32::try_from(threads.max(1)).unwrap_or(i32::MAX));
     }
     eprintln!("{}", run.label());
-    let result = run_one(run, study.measure())?;
+    let result = run_one(run, measure)?;
     eprintln!("{}: {}", run.label(), summary(&result));
     Ok(())
+}
+
+/// How `study` measures its runs, without the board check when `skip_device`.
+fn measure(study: &StudyConfig, skip_device: bool) -> Measure<'_> {
+    let all = study.measure();
+    Measure { device: all.device.filter(|_| !skip_device), ..all }
 }

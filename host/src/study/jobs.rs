@@ -55,13 +55,14 @@ pub fn threads_per_job(jobs: usize) -> usize {
 }
 
 /// Trains the runs `todo` (indices into `runs`, the plan of `study_file`) with up to `jobs` workers at a
-/// time; `report` is called with each finished run and its result. After a failure no new run starts; the
+/// time, each given `worker_args` as well; `report` is called with each finished run and its result. After a failure no new run starts; the
 /// ones running finish, then the first failure is returned.
 pub fn run_parallel(
     study_file: &Path,
     runs: &[RunSpec],
     todo: &[usize],
     jobs: usize,
+    worker_args: &[&str],
     measure: Measure<'_>,
     mut report: impl FnMut(&RunSpec, &RunResult),
 ) -> Result<(), JobsError> {
@@ -75,7 +76,7 @@ pub fn run_parallel(
         while failure.is_none() && running.len() < jobs {
             let Some(index) = queue.next() else { break };
             let run = &runs[index];
-            let worker = spawn(&exe, study_file, index, threads, run)?;
+            let worker = spawn(&exe, study_file, index, threads, worker_args, run)?;
             eprintln!("started  {}  (log {})", run.label(), worker.log.display());
             running.push(worker);
         }
@@ -122,6 +123,7 @@ fn spawn(
     study_file: &Path,
     index: usize,
     threads: usize,
+    worker_args: &[&str],
     run: &RunSpec,
 ) -> Result<Worker, JobsError> {
     let spawn_err = |source| JobsError::Spawn { label: run.label(), source };
@@ -133,6 +135,7 @@ fn spawn(
         .arg("study")
         .arg(study_file)
         .args(["--worker", &index.to_string(), "--threads", &threads.to_string()])
+        .args(worker_args)
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(file)

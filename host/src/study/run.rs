@@ -146,10 +146,33 @@ pub fn done(spec: &RunSpec, measure: Measure<'_>) -> Option<RunResult> {
     RunResult::read(&spec.dir()).filter(|r| r.fingerprint == run_fingerprint(spec, measure))
 }
 
-/// Trains, exports and checks `spec` on the board, writes its result file and returns it.
+/// The result of `spec` trained and exported with these options but not checked on the board yet (the
+/// study ran with `--skip-device`), if there is one.
+pub fn awaiting_board(spec: &RunSpec, measure: Measure<'_>) -> Option<RunResult> {
+    measure.device?;
+    let unchecked = Measure { device: None, ..measure };
+    RunResult::read(&spec.dir())
+        .filter(|r| r.device.is_none() && r.fingerprint == run_fingerprint(spec, unchecked))
+}
+
+/// Trains, exports and checks `spec` on the board, writes its result file and returns it. A run trained and
+/// exported before without its board check only has that check done.
 pub fn run_one(spec: &RunSpec, measure: Measure<'_>) -> Result<RunResult, RunError> {
     let label = spec.label();
     let started = Instant::now();
+    if let Some(mut result) = awaiting_board(spec, measure) {
+        if let (Some(step), true) = (measure.device, spec.variant.quantized()) {
+            let stages = plan_stages_shared(&spec.config, &spec.shared);
+            let trained_dir = stages.last().map(|s| s.config.run_dir()).unwrap_or_else(|| spec.dir());
+            result.device = Some(
+                run_on_board(&trained_dir.join("model.qfdm"), step, spec)
+                    .map_err(|source| RunError::Device { label: label.clone(), source })?,
+            );
+        }
+        result.fingerprint = run_fingerprint(spec, measure);
+        write_result(&spec.dir(), &result)?;
+        return Ok(result);
+    }
     let train_err = |source| RunError::Train { label: label.clone(), source };
     let torch_device = spec.config.device.resolve().map_err(|e| train_err(e.into()))?;
     let data = Data::load(&spec.config, torch_device).map_err(train_err)?;
