@@ -1,4 +1,4 @@
-"""PyTorch eager reference for `cargo bench -p qfd-host --bench train_step`.
+"""PyTorch reference for `cargo bench -p qfd-host --bench train_step`, eager or under torch.compile.
 
 The same QFD training step as the Rust trainer: a ResNet-20 student with 4-bit weights and activations (8-bit
 first conv and classifier), EWGS-style quantizers with learned bounds and alpha (LSQ-scaled gradients) and straight-through rounding,
@@ -6,7 +6,9 @@ a full-precision teacher whose pooled feature is quantized to 4 bits, loss CE + 
 Nesterov momentum and a separate quantizer group, batch 128 of 1x28x28 inputs. Prints one line with the median
 step time and images per second. Run by benches/train-speed.sh; needs PyTorch (scripts/setup.sh --bench).
 
-Environment: QFD_BENCH_THREADS (2), QFD_BENCH_STEPS (20), QFD_BENCH_BATCH (128), QFD_BENCH_DEVICE (cpu).
+Environment: QFD_BENCH_THREADS (2), QFD_BENCH_STEPS (20), QFD_BENCH_BATCH (128), QFD_BENCH_DEVICE (cpu),
+QFD_BENCH_COMPILE (0; 1 compiles both networks' forward passes and the loss with torch.compile's default
+inductor backend, what a PyTorch user would reach for; the optimizer step stays eager).
 """
 
 import os
@@ -178,16 +180,24 @@ def main():
         [{"params": weights, "weight_decay": 5e-4}, {"params": student.quant_params(), "weight_decay": 0.0}],
         lr=1e-2, momentum=0.9, nesterov=True)
 
-    def step():
+    def qfd_loss(images, labels):
         logits, feature = student(images, True)
         with torch.no_grad():
             _, t_feature = teacher(images, False)
-        loss = F.cross_entropy(logits, labels) + 0.5 * F.mse_loss(feature, t_feature)
+        return F.cross_entropy(logits, labels) + 0.5 * F.mse_loss(feature, t_feature)
+
+    compiled = os.environ.get("QFD_BENCH_COMPILE", "0") == "1"
+    if compiled:
+        qfd_loss = torch.compile(qfd_loss)
+
+    def step():
+        loss = qfd_loss(images, labels)
         opt.zero_grad()
         loss.backward()
         opt.step()
         return loss.item()  # synchronises a GPU
 
+    # Warm-up (under torch.compile, the first steps compile the graphs).
     for _ in range(3):
         step()
     times = []
@@ -196,7 +206,8 @@ def main():
         step()
         times.append(time.perf_counter() - t0)
     median, mean = statistics.median(times), statistics.mean(times)
-    print(f"pytorch {torch.__version__} eager resnet20 w4a4 qfd  device {device}  threads {threads}  "
+    mode = "compile(inductor)" if compiled else "eager"
+    print(f"pytorch {torch.__version__} {mode} resnet20 w4a4 qfd  device {device}  threads {threads}  "
           f"batch {batch}  steps {steps}  median {median * 1e3:.1f} ms  mean {mean * 1e3:.1f} ms  "
           f"images/s {batch / median:.1f}")
 
