@@ -2,7 +2,9 @@
 
 use qfd_host::train::method::{loss, Method};
 use qfd_host::train::models::{Arch, Net, NetSpec};
-use qfd_host::train::quant::{ActQuant, ConvShape, QConv2d, QTensor, QuantMode, WeightQuant};
+use qfd_host::train::quant::{
+    fake_quant_codes, ActQuant, ConvShape, QConv2d, QTensor, QuantMode, WeightQuant,
+};
 use tch::nn::{self, OptimizerConfig};
 use tch::{Device, Kind, Tensor};
 
@@ -294,4 +296,41 @@ fn mobilenet_v1_mirrors_the_integer_graph_and_learns() {
 #[test]
 fn mobilenet_v2_mirrors_the_integer_graph_and_learns() {
     check_mobilenet(Arch::MobileNetV2, [3, 32, 32], 0.35, 8);
+}
+
+/// The quantizer as first written, four tensor ops before the rounding: the reference the fused form must
+/// match.
+fn codes_four_ops(x: &Tensor, lower: &Tensor, upper: &Tensor, bits: u8) -> Tensor {
+    let l = ((1u32 << bits) - 1) as f64;
+    let unit = ((x - lower) / (upper - lower)).clamp(0.0, 1.0) * l;
+    &unit + (unit.round() - &unit).detach()
+}
+
+#[test]
+fn the_fused_quantizer_has_the_four_op_forms_codes_and_gradients() {
+    tch::manual_seed(4);
+    // Inside the range, below and above it.
+    let x = Tensor::randn([4096], (Kind::Float, Device::Cpu)) * 1.5;
+    let g = Tensor::randn([4096], (Kind::Float, Device::Cpu));
+    for bits in [1u8, 2, 4, 8] {
+        let pass = |f: fn(&Tensor, &Tensor, &Tensor, u8) -> Tensor| {
+            let x = x.detach().set_requires_grad(true);
+            let lower = Tensor::from_slice(&[-0.8f32]).set_requires_grad(true);
+            let upper = Tensor::from_slice(&[1.3f32]).set_requires_grad(true);
+            let codes = f(&x, &lower, &upper, bits);
+            (&codes * &g).sum(Kind::Float).backward();
+            [codes.detach(), x.grad(), lower.grad(), upper.grad()]
+        };
+        let reference = pass(codes_four_ops);
+        let fused = pass(fake_quant_codes);
+        assert_eq!(reference[0], fused[0], "{bits} bits: the codes differ");
+        for (name, (a, b)) in
+            ["d/dx", "d/dlower", "d/dupper"].iter().zip(reference[1..].iter().zip(&fused[1..]))
+        {
+            let scale = f64::try_from(a.abs().max()).unwrap().max(1e-3);
+            let diff = f64::try_from((a - b).abs().max()).unwrap();
+            assert!(diff <= 1e-4 * scale, "{bits} bits, {name}: the forms differ by {diff} (scale {scale})");
+            assert!(f64::try_from(a.abs().sum(Kind::Float)).unwrap() > 1e-3, "{name} is not zero");
+        }
+    }
 }

@@ -97,11 +97,11 @@ impl Bounds {
         }
     }
 
-    /// `clamp((x - l) / (u - l), 0, 1)` and the bounds used, with gradients to the bounds scaled by
-    /// `grad_scale`.
-    fn unit(&self, x: &Tensor, grad_scale: f64) -> (Tensor, Tensor, Tensor) {
+    /// The rounded codes `c` of `x` (straight-through gradient) and the bounds used, with gradients to the
+    /// bounds scaled by `grad_scale`. See [`fake_quant_codes`].
+    fn codes_ste(&self, x: &Tensor, bits: u8, grad_scale: f64) -> (Tensor, Tensor, Tensor) {
         let (l, u) = (grad_scaled(&self.lower, grad_scale), grad_scaled(&self.upper, grad_scale));
-        (((x - &l) / (&u - &l)).clamp(0.0, 1.0), l, u)
+        (fake_quant_codes(x, &l, &u, bits), l, u)
     }
 
     /// Sets both bounds without recording gradients.
@@ -111,6 +111,17 @@ impl Bounds {
             self.upper.shallow_clone().copy_(&upper.reshape([1]));
         });
     }
+}
+
+/// `c = round(clamp((x - l) / (u - l) * L, 0, L))` with a straight-through gradient through the rounding,
+/// `L = 2^bits - 1`. Written as `clamp(x * k - l * k, 0, L)` with the scalar `k = L / (u - l)`, the tensor
+/// sees one fused multiply-add and a clamp before the rounding instead of four ops: the same function and
+/// gradients in fewer, larger operations (`tests/train_quant.rs` compares it with the four-op form).
+pub fn fake_quant_codes(x: &Tensor, lower: &Tensor, upper: &Tensor, bits: u8) -> Tensor {
+    let l = levels(bits);
+    let k = (upper - lower).reciprocal() * l;
+    let scaled = (-(lower * &k)).addcmul(x, &k).clamp(0.0, l);
+    round_ste(&scaled)
 }
 
 /// Activation quantizer of one stored tensor.
@@ -149,15 +160,16 @@ impl ActQuant {
         let l = levels(self.bits);
         // Per sample: the batch size must not change how fast the bounds learn.
         let per_sample = x.numel() as i64 / x.size().first().copied().unwrap_or(1).max(1);
-        let (unit, lower, upper) = self.bounds.unit(&x, lsq_scale(per_sample, self.bits));
-        let norm = round_ste(&(unit * l)) / l;
-        let value = &lower + (upper - &lower) * &norm;
+        let (codes, lower, upper) = self.bounds.codes_ste(&x, self.bits, lsq_scale(per_sample, self.bits));
+        let norm = &codes * (1.0 / l);
+        // `lA + (uA - lA) c / L`, one fused multiply-add over the tensor.
+        let value = lower.addcmul(&codes, &((upper - &lower) * (1.0 / l)));
         QTensor { float: x, norm, value }
     }
 
     /// Integer codes `c` of `x` (no gradient), for tests and export.
     pub fn codes(&self, x: &Tensor) -> Tensor {
-        tch::no_grad(|| (self.bounds.unit(x, 1.0).0 * levels(self.bits)).round())
+        tch::no_grad(|| self.bounds.codes_ste(x, self.bits, 1.0).0)
     }
 }
 
@@ -185,13 +197,13 @@ impl WeightQuant {
     /// The quantized weights `(2k - (L - 1)) / (L - 1)` of `w`.
     pub fn quantize(&self, w: &Tensor) -> Tensor {
         let l = levels(self.bits);
-        let k = round_ste(&(self.bounds.unit(w, self.grad_scale(w)).0 * l));
-        (k * 2.0 - l) / l
+        let k = self.bounds.codes_ste(w, self.bits, self.grad_scale(w)).0;
+        k * (2.0 / l) - 1.0
     }
 
     /// Integer codes `k` of `w` (no gradient), as the model file stores them.
     pub fn codes(&self, w: &Tensor) -> Tensor {
-        tch::no_grad(|| (self.bounds.unit(w, 1.0).0 * levels(self.bits)).round())
+        tch::no_grad(|| self.bounds.codes_ste(w, self.bits, 1.0).0)
     }
 
     /// Gradient scale of the bounds and `alpha` of a layer whose weights are `w`.
