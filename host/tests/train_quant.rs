@@ -100,12 +100,17 @@ fn gradients_reach_bounds_alpha_and_weights() {
 /// `1 +- delta / 2` at each rounding: different, still pointing the same way, and reaching every quantizer.
 #[test]
 fn ewgs_scales_a_networks_gradients_without_turning_them() {
+    // Both networks start from the same weights, copied: the random generator is shared with the tests
+    // running beside this one, so seeding it twice would not give the same draws.
+    tch::manual_seed(11);
+    let first = nn::VarStore::new(Device::Cpu);
+    let _ = Net::new(&first.root(), &spec(Arch::ResNet8, 3, None)).unwrap();
+    let images = Tensor::rand([6, 1, 12, 12], (Kind::Float, Device::Cpu));
+    let labels = Tensor::from_slice(&[0i64, 1, 2, 3, 0, 1]);
     let grads = |ewgs_delta: Option<f64>| {
-        tch::manual_seed(11);
-        let vs = nn::VarStore::new(Device::Cpu);
+        let mut vs = nn::VarStore::new(Device::Cpu);
         let net = Net::new(&vs.root(), &NetSpec { ewgs_delta, ..spec(Arch::ResNet8, 3, None) }).unwrap();
-        let images = Tensor::rand([6, 1, 12, 12], (Kind::Float, Device::Cpu));
-        let labels = Tensor::from_slice(&[0i64, 1, 2, 3, 0, 1]);
+        vs.copy(&first).unwrap();
         tch::no_grad(|| net.forward(&images, true, QuantMode::Calibrate));
         let out = net.forward(&images, true, QuantMode::Quantize);
         net.backward(&out.logits.cross_entropy_for_logits(&labels)).unwrap();
