@@ -162,10 +162,8 @@ pub fn run_one(spec: &RunSpec, measure: Measure<'_>) -> Result<RunResult, RunErr
     let started = Instant::now();
     if let Some(mut result) = awaiting_board(spec, measure) {
         if let (Some(step), true) = (measure.device, spec.variant.quantized()) {
-            let stages = plan_stages_shared(&spec.config, &spec.shared);
-            let trained_dir = stages.last().map(|s| s.config.run_dir()).unwrap_or_else(|| spec.dir());
             result.device = Some(
-                run_on_board(&trained_dir.join("model.qfdm"), step, spec)
+                run_on_board(&trained_dir(spec).join("model.qfdm"), step, spec)
                     .map_err(|source| RunError::Device { label: label.clone(), source })?,
             );
         }
@@ -181,7 +179,7 @@ pub fn run_one(spec: &RunSpec, measure: Measure<'_>) -> Result<RunResult, RunErr
         // `resume`: a study that was stopped continues its unfinished stage where it left off.
         train_stage(stage, &data, torch_device, true, None).map_err(train_err)?;
     }
-    let trained_dir = stages.last().map(|s| s.config.run_dir()).unwrap_or_else(|| spec.dir());
+    let trained_dir = trained_dir(spec);
     let state = Checkpoint::peek(&trained_dir).map_err(|e: CheckpointError| train_err(e.into()))?;
     let curve: Vec<f64> = state.metrics.iter().map(|m| m.test_acc).collect();
     let mut result = RunResult {
@@ -226,6 +224,12 @@ pub fn run_one(spec: &RunSpec, measure: Measure<'_>) -> Result<RunResult, RunErr
     result.wall_seconds = started.elapsed().as_secs_f64();
     write_result(&spec.dir(), &result)?;
     Ok(result)
+}
+
+/// Where the model `spec` exports was trained: its last stage's directory.
+fn trained_dir(spec: &RunSpec) -> PathBuf {
+    let stages = plan_stages_shared(&spec.config, &spec.shared);
+    stages.last().map(|s| s.config.run_dir()).unwrap_or_else(|| spec.dir())
 }
 
 /// Accuracy of the full-precision model in `dir` on the first `limit` images of the test split (all when

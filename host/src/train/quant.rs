@@ -104,6 +104,11 @@ impl Bounds {
         (fake_quant_codes(x, &l, &u, bits), l, u)
     }
 
+    /// Integer codes `c` of `x` (no gradient), as the runtime and the model file see them.
+    fn codes(&self, x: &Tensor, bits: u8) -> Tensor {
+        tch::no_grad(|| self.codes_ste(x, bits, 1.0).0)
+    }
+
     /// Sets both bounds without recording gradients.
     fn set(&self, lower: &Tensor, upper: &Tensor) {
         tch::no_grad(|| {
@@ -169,7 +174,7 @@ impl ActQuant {
 
     /// Integer codes `c` of `x` (no gradient), for tests and export.
     pub fn codes(&self, x: &Tensor) -> Tensor {
-        tch::no_grad(|| self.bounds.codes_ste(x, self.bits, 1.0).0)
+        self.bounds.codes(x, self.bits)
     }
 }
 
@@ -203,7 +208,7 @@ impl WeightQuant {
 
     /// Integer codes `k` of `w` (no gradient), as the model file stores them.
     pub fn codes(&self, w: &Tensor) -> Tensor {
-        tch::no_grad(|| self.bounds.codes_ste(w, self.bits, 1.0).0)
+        self.bounds.codes(w, self.bits)
     }
 
     /// Gradient scale of the bounds and `alpha` of a layer whose weights are `w`.
