@@ -25,7 +25,7 @@ symbolizer=$(command -v llvm-symbolizer || command -v addr2line || true)
 cargo build --release -p qfd-host --example link_requests
 work=target/profile; mkdir -p "$work"
 target/release/qfd-host bench --board "$board" --model "$model" --samples 1 >/dev/null
-cp "firmware/target/$board/$target/release/qfd-firmware" "$work/fw.elf"
+cp "firmware/target/$target/release/qfd-firmware" "$work/fw.elf"
 target/release/examples/link_requests "$model" 1 "$work/qfd-link.in"
 qemu=(qemu-system-arm -machine "$machine" -cpu "$cpu" -nographic -monitor none -serial none
       -semihosting-config enable=on,target=native -icount shift=0 -kernel fw.elf)

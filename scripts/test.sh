@@ -44,14 +44,12 @@ step "firmware lints (with the generated model compiled in)"
 # The asm kernels and the kernel-test firmware, as a Cortex-M4 build (DSP), a Cortex-M3 build (MLA) and a
 # Cortex-M55 build (Helium) see them.
 (cd firmware && QFD_MODEL="$PWD/../$model" RUSTFLAGS="-C target-cpu=cortex-m4 --cfg qfd_v7m --cfg qfd_dsp" \
-    cargo clippy --release --features kernel-test --target-dir target/clippy-dsp -- -D warnings)
+    cargo clippy --release --features kernel-test -- -D warnings)
 (cd firmware && QFD_BOARD=qemu-m3 QFD_MODEL="$PWD/../$model" RUSTFLAGS="-C target-cpu=cortex-m3 --cfg qfd_v7m" \
-    cargo clippy --release --features kernel-test --target thumbv7m-none-eabi --target-dir target/clippy-m3 \
-    -- -D warnings)
+    cargo clippy --release --features kernel-test --target thumbv7m-none-eabi -- -D warnings)
 (cd firmware && QFD_BOARD=qemu-m55 QFD_MODEL="$PWD/../$model" \
     RUSTFLAGS="-C target-cpu=cortex-m55 --cfg qfd_v7m --cfg qfd_dsp --cfg qfd_mve" \
-    cargo clippy --release --features kernel-test --target thumbv8m.main-none-eabihf \
-    --target-dir target/clippy-m55 -- -D warnings)
+    cargo clippy --release --features kernel-test --target thumbv8m.main-none-eabihf -- -D warnings)
 
 emulated=(qemu-m3 qemu-m4 qemu-m7 qemu-m33 qemu-m55)
 

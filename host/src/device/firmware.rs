@@ -50,9 +50,10 @@ pub struct Firmware {
 /// Builds the firmware for `board` with the model file `model` (a path cargo can read), copies the image
 /// to `elf`, and measures it.
 ///
-/// Builds for one board share a cargo target directory (dependencies compile once); a lock file held
-/// from the build until the image is copied keeps concurrent builds for that board from handing each
-/// other's images out.
+/// All boards share one cargo target directory, so the host-side build dependencies (proc macros, the
+/// code generator) compile once; cargo keeps each board's target artifacts apart because their
+/// `RUSTFLAGS` differ. A lock file held from the build until the image is copied keeps concurrent builds
+/// from handing each other's images out (the image cargo leaves is the last one built).
 pub fn build(
     board: &Board,
     model: &Path,
@@ -90,7 +91,7 @@ fn build_with(
     elf: &Path,
 ) -> Result<Firmware, DeviceError> {
     let dir = firmware_dir();
-    let target_dir = dir.join("target").join(&board.name);
+    let target_dir = dir.join("target");
     std::fs::create_dir_all(&target_dir)
         .map_err(|source| FsError::Write { path: target_dir.clone(), source })?;
     let lock_path = target_dir.join("qfd-build.lock");
