@@ -8,6 +8,8 @@
 //! Shared by `tests/kernels.rs` and `tests/requant.rs` through `mod reference;`.
 #![allow(dead_code)]
 
+pub mod transformer;
+
 use qfd_runtime::format::{Clamp, FcOutput, Window};
 use qfd_runtime::requant::RequantParams;
 

@@ -2,7 +2,7 @@
 
 use crate::codes::{storage_bits, CodeWriter, Codes, CodesMut};
 use crate::format::Clamp;
-use crate::requant::{requantize_to_code, RequantParams};
+use crate::requant::{requantize_to_code, ChannelRequant, RequantParams};
 
 /// Residual add: `out[i] = clamp(requant(a[i] * weights[0] + b[i] * weights[1]))`.
 ///
@@ -94,5 +94,53 @@ pub fn add_accumulate(
     for i in 0..len {
         let (Some(x), Some(y)) = (xs.next(), ys.next()) else { return };
         emit(i, x as i32 * weights[0] + y as i32 * weights[1]);
+    }
+}
+
+/// Residual add with a scale per channel: `out = clamp(requant_c((a << shifts[0][c]) * weights[0] +
+/// (b << shifts[1][c]) * weights[1]))` over `len` codes of `channels` channels. A transformer's residual
+/// stream is coded with power-of-two factors per channel, which the shifts apply; an empty shift table
+/// means no shift. Each channel's constant terms are in its own record.
+#[allow(clippy::too_many_arguments)]
+pub fn channel_add(
+    a: Codes<'_>,
+    b: Codes<'_>,
+    len: usize,
+    channels: usize,
+    weights: [i32; 2],
+    shifts: [&[u8]; 2],
+    requant: ChannelRequant<'_>,
+    clamp: Clamp,
+    mut out: CodesMut<'_>,
+) {
+    channel_add_accumulate(a, b, len, channels, weights, shifts, |i, acc| {
+        out.set(i, requantize_to_code(acc, requant.get(i % channels), clamp.min, clamp.max));
+    });
+}
+
+/// The accumulators of [`channel_add`] before requantization.
+pub fn channel_add_accumulate(
+    a: Codes<'_>,
+    b: Codes<'_>,
+    len: usize,
+    channels: usize,
+    weights: [i32; 2],
+    shifts: [&[u8]; 2],
+    mut emit: impl FnMut(usize, i32),
+) {
+    let shift = |table: &[u8], c: usize| table.get(c).copied().unwrap_or(0);
+    for i in 0..len {
+        let c = i % channels;
+        let x = (a.get(i) as i32) << shift(shifts[0], c);
+        let y = (b.get(i) as i32) << shift(shifts[1], c);
+        emit(i, x * weights[0] + y * weights[1]);
+    }
+}
+
+/// Element-wise table lookup: `out[i] = table[x[i]]` (a GELU, or any function of one code). `table` has
+/// one entry per input code.
+pub fn lookup(x: Codes<'_>, len: usize, table: &[u8], mut out: CodesMut<'_>) {
+    for i in 0..len {
+        out.set(i, table[x.get(i) as usize]);
     }
 }
