@@ -39,6 +39,24 @@ fn records(params: &[RequantParams]) -> Vec<u8> {
 
 const FULL: Clamp = Clamp { min: 0, max: 255 };
 
+/// Random bytes from a seed (xorshift), for tensors larger than proptest should shrink.
+struct Rng(u64);
+
+impl Rng {
+    fn bytes(&mut self, n: usize) -> Vec<u8> {
+        (0..n)
+            .map(|_| {
+                let x = &mut self.0;
+                *x |= 1;
+                *x ^= *x << 13;
+                *x ^= *x >> 7;
+                *x ^= *x << 17;
+                (*x >> 32) as u8
+            })
+            .collect()
+    }
+}
+
 /// Unpacks `count` codes of `bits` bits.
 fn codes_of(bytes: &[u8], bits: u8, count: usize) -> Vec<u8> {
     let codes = Codes::new(bytes, bits);
@@ -107,15 +125,16 @@ proptest! {
     #[test]
     fn layer_norm_normalizes(channels in 2usize..300, seed in any::<u64>(), zero in any::<u8>(), max_shift in 0u8..=3) {
         // Channels of mixed spread, as a residual stream has: what the integers give against `(x - mean) / std`.
-        let mut state = seed | 1;
-        let mut next = || { state ^= state << 13; state ^= state >> 7; state ^= state << 17; state };
-        let codes: Vec<u8> = (0..channels).map(|_| (next() % 256) as u8).collect();
-        let shifts: Vec<u8> = (0..channels).map(|_| (next() % (max_shift as u64 + 1)) as u8).collect();
-        let x: Vec<f64> = codes.iter().zip(&shifts).map(|(&k, &s)| (k as f64 - zero as f64) * (1 << s) as f64).collect();
+        let mut rng = Rng(seed);
+        let codes = rng.bytes(channels);
+        let shifts: Vec<u8> = rng.bytes(channels).iter().map(|x| x % (max_shift + 1)).collect();
+        let x: Vec<f64> =
+            codes.iter().zip(&shifts).map(|(&k, &s)| (k as f64 - zero as f64) * (1 << s) as f64).collect();
         let mean = x.iter().sum::<f64>() / channels as f64;
         let std = (x.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / channels as f64).sqrt();
         let mut got = vec![0i32; channels];
-        k::layer_norm_accumulate(Codes::new(&codes, 8), 1, channels, PtfInput { zero, shifts: &shifts }, |i, v| got[i] = v);
+        let input = PtfInput { zero, shifts: &shifts };
+        k::layer_norm_accumulate(Codes::new(&codes, 8), 1, channels, input, |i, v| got[i] = v);
         for (c, &v) in got.iter().enumerate() {
             let want = if std == 0.0 { 0.0 } else { (x[c] - mean) / std * 65536.0 };
             prop_assert!((v as f64 - want).abs() <= 1.0, "channel {}: {} against {}", c, v, want);
@@ -159,7 +178,9 @@ fn the_integer_exponential_follows_exp() {
 }
 
 prop_compose! {
-    fn exp_case()(s in 0.01f64..0.6, fraction in 0u8..=8, shift in 8u8..=24) -> ExpParams { exp_params(s, fraction, shift) }
+    fn exp_case()(s in 0.01f64..0.6, fraction in 0u8..=8, shift in 8u8..=24) -> ExpParams {
+        exp_params(s, fraction, shift)
+    }
 }
 
 proptest! {
@@ -182,10 +203,10 @@ proptest! {
 
     #[test]
     fn softmax_matches_the_reference(
-        rows in 1usize..6, n in 1usize..70, p in exp_case(), seed in any::<u64>(), log2 in any::<bool>(), bits in 2u8..=8,
+        rows in 1usize..6, n in 1usize..70, p in exp_case(), seed in any::<u64>(), log2 in any::<bool>(),
+        bits in 2u8..=8,
     ) {
-        let mut state = seed | 1;
-        let codes: Vec<u8> = (0..rows * n).map(|_| { state ^= state << 13; state ^= state >> 7; state ^= state << 17; (state % 256) as u8 }).collect();
+        let codes = Rng(seed).bytes(rows * n);
         let probs = if log2 { ProbCodes::Log2 } else { ProbCodes::Linear { bits } };
         let mut out = vec![0u8; rows * n];
         k::softmax(Codes::new(&codes, 8), rows, n, p, probs, CodesMut::new(&mut out, probs.bits()));
@@ -194,7 +215,8 @@ proptest! {
             let max = *x.iter().max().unwrap() as i128;
             let terms: Vec<u128> = x.iter().map(|&v| r::exp_term(v as i128 - max, &p)).collect();
             let sum: u128 = terms.iter().sum();
-            let want: Vec<u8> = terms.iter().map(|&e| if log2 { r::log2_code(e, sum) } else { r::linear_code(e, sum, bits) }).collect();
+            let code = |e: u128| if log2 { r::log2_code(e, sum) } else { r::linear_code(e, sum, bits) };
+            let want: Vec<u8> = terms.iter().map(|&e| code(e)).collect();
             prop_assert_eq!(got, &want[..], "row {}", row);
         }
     }
@@ -263,7 +285,8 @@ proptest! {
         let mut writer = CodesMut::new(&mut packed, bits);
         p.iter().enumerate().for_each(|(i, &x)| writer.set(i, x));
         let mut out = vec![0u8; shape.tokens * shape.channels()];
-        k::attention_values(Codes::new(&packed, bits), Codes::new(&v, 8), shape, probs, zeros[0], rq, FULL, CodesMut::new(&mut out, 8));
+        let (p_codes, v_codes) = (Codes::new(&packed, bits), Codes::new(&v, 8));
+        k::attention_values(p_codes, v_codes, shape, probs, zeros[0], rq, FULL, CodesMut::new(&mut out, 8));
         let want: Vec<u8> = r::values(&p, &v, shape.tokens, shape.heads, shape.head_dim, log2, zeros[0])
             .into_iter().map(|acc| reference::requant_code(acc, rq, FULL)).collect();
         prop_assert_eq!(out, want);
@@ -275,11 +298,10 @@ proptest! {
         shifted in any::<[bool; 2]>(), rq in prop::collection::vec(requant(30000.0), 40),
     ) {
         let len = channels * tokens;
-        let mut state = seed | 1;
-        let mut next = || { state ^= state << 13; state ^= state >> 7; state ^= state << 17; state };
-        let a: Vec<u8> = (0..len).map(|_| next() as u8).collect();
-        let b: Vec<u8> = (0..len).map(|_| next() as u8).collect();
-        let shifts: [Vec<u8>; 2] = shifted.map(|on| if on { (0..channels).map(|_| (next() % 4) as u8).collect() } else { vec![] });
+        let mut rng = Rng(seed);
+        let (a, b) = (rng.bytes(len), rng.bytes(len));
+        let shifts: [Vec<u8>; 2] =
+            shifted.map(|on| if on { rng.bytes(channels).iter().map(|x| x % 4).collect() } else { vec![] });
         let weights = weights.map(|w| w as i32);
         let table = records(&rq[..channels]);
         let mut out = vec![0u8; len];
@@ -288,14 +310,18 @@ proptest! {
         let shift = |s: &Vec<u8>, c: usize| s.get(c).copied().unwrap_or(0);
         let want: Vec<u8> = (0..len).map(|i| {
             let c = i % channels;
-            let acc = ((a[i] as i128) << shift(&shifts[0], c)) * weights[0] as i128 + ((b[i] as i128) << shift(&shifts[1], c)) * weights[1] as i128;
+            let x = (a[i] as i128) << shift(&shifts[0], c);
+            let y = (b[i] as i128) << shift(&shifts[1], c);
+            let acc = x * weights[0] as i128 + y * weights[1] as i128;
             reference::requant_code(acc, rq[c], FULL)
         }).collect();
         prop_assert_eq!(out, want);
     }
 
     #[test]
-    fn lookup_reads_the_table(codes in prop::collection::vec(0u8..16, 1..100), table in prop::collection::vec(0u8..16, 16)) {
+    fn lookup_reads_the_table(
+        codes in prop::collection::vec(0u8..16, 1..100), table in prop::collection::vec(0u8..16, 16),
+    ) {
         let mut packed = vec![0u8; codes.len().div_ceil(2)];
         let mut writer = CodesMut::new(&mut packed, 4);
         codes.iter().enumerate().for_each(|(i, &x)| writer.set(i, x));

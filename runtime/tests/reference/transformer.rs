@@ -143,7 +143,10 @@ pub fn values(p: &[u8], v: &[u8], tokens: usize, heads: usize, d: usize, log2: b
         for h in 0..heads {
             for c in 0..d {
                 out[i * ch + h * d + c] = (0..tokens)
-                    .map(|j| prob_weight(p[(h * tokens + i) * tokens + j], log2) * (v[j * ch + h * d + c] as i128 - zero as i128))
+                    .map(|j| {
+                        prob_weight(p[(h * tokens + i) * tokens + j], log2)
+                            * (v[j * ch + h * d + c] as i128 - zero as i128)
+                    })
                     .sum();
             }
         }

@@ -71,7 +71,13 @@ pub fn inverse_sqrt(v: u64) -> (u64, u32) {
 /// `|sum| < 2^25`, `sum(x^2) < 2^40`, `V < 2^50`; `|C * x - sum| < 2^26`, times `inv <= 2^32` stays below
 /// `2^58`; and `|(C * x - sum) / sqrt(V)| <= sqrt(C - 1)`, so the value fits in 22 bits.
 #[inline]
-pub fn normalize_token(x: Codes<'_>, first: usize, channels: usize, input: PtfInput<'_>, mut emit: impl FnMut(usize, i32)) {
+pub fn normalize_token(
+    x: Codes<'_>,
+    first: usize,
+    channels: usize,
+    input: PtfInput<'_>,
+    mut emit: impl FnMut(usize, i32),
+) {
     let (mut sum, mut squares) = (0i64, 0i64);
     for c in 0..channels {
         let v = input.common(x.get(first + c), c) as i64;

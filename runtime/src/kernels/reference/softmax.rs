@@ -2,7 +2,7 @@
 //!
 //! The logits are codes on one scale `s`; subtracting the row's largest code removes the zero point. The
 //! exponential is I-BERT's integer form: `exp(d s) = 2^-q exp(r s)` with `d = q x0 + r` and `x0 s` close
-//! to `-ln 2`, and `exp(r s)` from the second-degree polynomial `0.3585 (r s + 1.353)^2 + 0.344`, which in
+//! to `-ln 2`, and `exp(r s)` from the second-degree polynomial `0.35815 (r s)^2 + 0.9696 r s + 1`, which in
 //! integers is `z = r (r + b) + c` with the constants worked out for `s` at export ([`ExpParams`]). Unlike
 //! I-BERT, the differences are first put on a grid `2^P` times finer than `s`, so that `x0`, a whole number
 //! of grid steps, is within `2^-P` of a step of `-ln 2` (with `x0 = floor(-ln 2 / s)` itself, the error
@@ -24,9 +24,9 @@ pub struct ExpParams {
     pub fraction: u8,
     /// `floor(-ln 2 * 2^P / s)`: the step that halves the exponential (negative).
     pub x0: i32,
-    /// `floor(1.353 * 2^P / s)`, the polynomial's linear term.
+    /// `floor(2.7073 * 2^P / s)` (`0.9696 / 0.35815`), the polynomial's linear term.
     pub b: i64,
-    /// `floor(2^(2P) / (0.3585 s^2))`, its constant term.
+    /// `floor(2^(2P) / (0.35815 s^2))`, its constant term.
     pub c: i64,
     /// `n`: the largest term is `c << n`, and logits more than `n` halvings below the row's largest code
     /// count as `n` halvings below it.
