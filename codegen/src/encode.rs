@@ -40,7 +40,7 @@ pub fn encode_model_as(graph: &Graph, producer: &str) -> Result<Vec<u8>, EncodeE
     if graph.nodes.len() > MAX_OPS {
         return Err(EncodeError::TooManyOps(graph.nodes.len()));
     }
-    let ops: Vec<OpDesc<'_>> = graph.nodes.iter().map(|n| attach(&n.op, &n.weights, &n.requant)).collect();
+    let ops: Vec<OpDesc<'_>> = graph.nodes.iter().map(|n| attach(&n.op, &n.tables)).collect();
     let infos = graph.values();
     let sizes: Vec<usize> = infos.iter().map(|v| v.bytes()).collect();
     let arena = plan(&sizes, &lifetimes(&ops));
@@ -91,12 +91,11 @@ fn floats(v: &[f32]) -> Result<heapless::Vec<f32, 4>, EncodeError> {
         .map_err(|_| EncodeError::TooLarge("the input normalisation (4 channels at most)"))
 }
 
-/// The op with its data slices pointing at `weights` and `requant`.
-fn attach<'a>(op: &OpDesc<'static>, weights: &'a [u8], requant: &'a [u8]) -> OpDesc<'a> {
+/// The op with its table slices pointing at `tables`, in order.
+fn attach<'a>(op: &OpDesc<'static>, tables: &'a [Vec<u8>]) -> OpDesc<'a> {
     let mut op: OpDesc<'a> = op.clone();
-    if let Some((w, r)) = op.tables_mut() {
-        w.data = weights;
-        r.records = requant;
+    for (slot, bytes) in op.tables_mut().into_iter().zip(tables) {
+        *slot = bytes;
     }
     op
 }

@@ -37,12 +37,11 @@ impl ValueInfo {
 pub struct Node {
     /// Layer name, following the training module path (e.g. `layer1.0.conv1`).
     pub name: String,
-    /// The op, with empty weight and requantization slices.
+    /// The op, with empty table slices.
     pub op: OpDesc<'static>,
-    /// Packed weight codes.
-    pub weights: Vec<u8>,
-    /// Requantization records.
-    pub requant: Vec<u8>,
+    /// The bytes of the op's tables, in the order of [`OpDesc::tables`] (for a convolution: packed weight
+    /// codes, then requantization records).
+    pub tables: Vec<Vec<u8>>,
     /// The value this node writes.
     pub output: ValueInfo,
 }
@@ -190,15 +189,8 @@ impl Graph {
         }
     }
 
-    fn push(
-        &mut self,
-        name: &str,
-        op: OpDesc<'static>,
-        weights: Vec<u8>,
-        requant: Vec<u8>,
-        output: ValueInfo,
-    ) -> ValueId {
-        self.nodes.push(Node { name: name.to_string(), op, weights, requant, output });
+    fn push(&mut self, name: &str, op: OpDesc<'static>, tables: Vec<Vec<u8>>, output: ValueInfo) -> ValueId {
+        self.nodes.push(Node { name: name.to_string(), op, tables, output });
         ValueId(self.nodes.len())
     }
 
@@ -231,7 +223,7 @@ impl Graph {
         });
         let out =
             ValueInfo { shape: [ho, wo, spec.out_channels], elem: ElemType::Codes { bits: spec.out_bits } };
-        Ok(self.push(name, op, weights, requant, out))
+        Ok(self.push(name, op, vec![weights, requant], out))
     }
 
     /// Adds a fully connected layer over the whole (flattened) input; returns its output.
@@ -258,7 +250,7 @@ impl Graph {
             requant: ChannelRequant { records: &[] },
             output: spec.output,
         });
-        Ok(self.push(name, op, weights, requant, ValueInfo { shape: [1, 1, spec.outputs], elem }))
+        Ok(self.push(name, op, vec![weights, requant], ValueInfo { shape: [1, 1, spec.outputs], elem }))
     }
 
     /// Adds a residual add of two code tensors of one shape; returns its output.
@@ -283,13 +275,7 @@ impl Graph {
             requant,
             clamp,
         });
-        Ok(self.push(
-            name,
-            op,
-            Vec::new(),
-            Vec::new(),
-            ValueInfo { shape: a, elem: ElemType::Codes { bits: out_bits } },
-        ))
+        Ok(self.push(name, op, Vec::new(), ValueInfo { shape: a, elem: ElemType::Codes { bits: out_bits } }))
     }
 
     fn pool_shape(
@@ -309,7 +295,7 @@ impl Graph {
     pub fn max_pool(&mut self, name: &str, input: ValueId, window: Window) -> Result<ValueId, GraphError> {
         let (shape, bits) = self.pool_shape(name, input, &window)?;
         let op = OpDesc::MaxPool(MaxPoolDesc { input: dim(name, input.0)?, window });
-        Ok(self.push(name, op, Vec::new(), Vec::new(), ValueInfo { shape, elem: ElemType::Codes { bits } }))
+        Ok(self.push(name, op, Vec::new(), ValueInfo { shape, elem: ElemType::Codes { bits } }))
     }
 
     /// Adds an average pool; `requant` carries `1 / (kh * kw)`. Returns its output.
@@ -325,20 +311,14 @@ impl Graph {
         let (shape, _) = self.pool_shape(name, input, &window)?;
         check_clamp(name, clamp, out_bits)?;
         let op = OpDesc::AvgPool(AvgPoolDesc { input: dim(name, input.0)?, window, requant, clamp });
-        Ok(self.push(
-            name,
-            op,
-            Vec::new(),
-            Vec::new(),
-            ValueInfo { shape, elem: ElemType::Codes { bits: out_bits } },
-        ))
+        Ok(self.push(name, op, Vec::new(), ValueInfo { shape, elem: ElemType::Codes { bits: out_bits } }))
     }
 
     /// Adds a global sum pool (`H x W x C` codes to `1 x 1 x C` `i32`); returns its output.
     pub fn global_sum_pool(&mut self, name: &str, input: ValueId) -> Result<ValueId, GraphError> {
         let ([_, _, c], _) = self.codes_input(name, input)?;
         let op = OpDesc::GlobalSumPool(GlobalSumPoolDesc { input: dim(name, input.0)? });
-        Ok(self.push(name, op, Vec::new(), Vec::new(), ValueInfo { shape: [1, 1, c], elem: ElemType::I32 }))
+        Ok(self.push(name, op, Vec::new(), ValueInfo { shape: [1, 1, c], elem: ElemType::I32 }))
     }
 }
 

@@ -23,7 +23,7 @@ pub fn op_stats(desc: &ModelDesc<'_>) -> Vec<OpStats> {
         .enumerate()
         .map(|(i, op)| {
             let values = OpValues { values: &desc.values, index: i };
-            let weight_bytes = op.tables().map_or(0, |(w, r)| (w.data.len() + r.records.len()) as u64);
+            let weight_bytes = op.tables().iter().map(|t| t.bytes.len() as u64).sum();
             OpStats {
                 macs: op.macs(values),
                 params: op.params(values),

@@ -136,7 +136,7 @@ fn geometry(op: &OpDesc<'_>) -> LayerGeometry {
         OpDesc::Conv2d(c) => Some(c.groups),
         _ => None,
     };
-    (kernel, stride, padding, groups, op.tables().map(|(w, _)| w.bits))
+    (kernel, stride, padding, groups, op.weight_bits())
 }
 
 impl ModelReport {

@@ -9,14 +9,18 @@ use qfd_runtime::ops::emit::{range, EmitCx};
 
 use super::bytes::write_static;
 
-/// The `static` weight and requantization tables of op `i`, if it has any.
+/// The `static` tables of op `i` (weights, requantization records, ...), if it has any.
 pub fn emit_data(w: &mut String, i: usize, op: &OpDesc<'_>) {
-    let Some((weights, requant)) = op.tables() else { return };
-    let doc = format!("Layer {i} ({}): {}-bit weight codes, packed.", op.kind(), weights.bits);
-    write_static(w, &doc, &format!("W{i}"), weights.data);
-    let doc = format!("Layer {i}: requantization records, one per output channel.");
-    write_static(w, &doc, &format!("R{i}"), requant.records);
-    w.push('\n');
+    let tables = op.tables();
+    for table in &tables {
+        let bits =
+            op.weight_bits().filter(|_| table.tag == "W").map(|b| format!(", {b}-bit")).unwrap_or_default();
+        let doc = format!("Layer {i} ({}): {}{bits}.", op.kind(), table.what);
+        write_static(w, &doc, &format!("{}{i}", table.tag), table.bytes);
+    }
+    if !tables.is_empty() {
+        w.push('\n');
+    }
 }
 
 /// The statements that run op `i`, reading and writing the arena at the planned offsets, then tracing.

@@ -3,7 +3,9 @@
 use serde::{Deserialize, Serialize};
 
 use super::checks::{self, I32_MAX};
-use super::{code_bits, one_input, room, Inputs, Op, OpInputs, OpValues, Tables};
+use super::{
+    code_bits, one_input, op_tables, room, Inputs, Op, OpInputs, OpTable, OpTables, OpTablesMut, OpValues,
+};
 use crate::codes::Codes;
 use crate::error::{LoadError, RunError};
 use crate::format::{Clamp, ElemType, ValueDesc};
@@ -93,12 +95,23 @@ impl<'a> Op<'a> for FullyConnectedDesc<'a> {
         self.macs(values)
     }
 
-    fn tables(&self) -> Option<Tables<'a>> {
-        Some((self.weights, self.requant))
+    fn tables(&self) -> OpTables<'a> {
+        op_tables(&[
+            OpTable { tag: "W", what: "packed weight codes", bytes: self.weights.data },
+            OpTable {
+                tag: "R",
+                what: "requantization records, one per output channel",
+                bytes: self.requant.records,
+            },
+        ])
     }
 
-    fn tables_mut(&mut self) -> Option<(&mut PackedWeights<'a>, &mut ChannelRequant<'a>)> {
-        Some((&mut self.weights, &mut self.requant))
+    fn tables_mut(&mut self) -> OpTablesMut<'_, 'a> {
+        [&mut self.weights.data, &mut self.requant.records].into_iter().collect()
+    }
+
+    fn weight_bits(&self) -> Option<u8> {
+        Some(self.weights.bits)
     }
 
     fn run(&self, inputs: &OpInputs<'_, '_>, out: &mut [u8], _scratch: &mut [u8]) {

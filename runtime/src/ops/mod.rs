@@ -30,8 +30,6 @@ use crate::error::{LoadError, RunError};
 use crate::format::{ElemType, OpDesc, ValueDesc, Window};
 use crate::kernels::select::Core;
 use crate::kernels::Hwc;
-use crate::requant::ChannelRequant;
-use crate::weights::PackedWeights;
 
 /// The values an op reads (one or two).
 pub type Inputs = heapless::Vec<u16, 2>;
@@ -79,8 +77,32 @@ impl OpInputs<'_, '_> {
     }
 }
 
-/// An op's weights and their per-channel requantization, which the file stores as byte strings.
-pub type Tables<'a> = (PackedWeights<'a>, ChannelRequant<'a>);
+/// Most byte tables one op has.
+pub const MAX_OP_TABLES: usize = 3;
+
+/// A byte table an op borrows from the model file: packed weights, requantization records, per-channel
+/// shifts, a lookup table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OpTable<'a> {
+    /// What generated code names its `static`, before the op's index (`W` for weights: `W3`).
+    pub tag: &'static str,
+    /// What it holds, for the generated code's documentation.
+    pub what: &'static str,
+    /// The bytes.
+    pub bytes: &'a [u8],
+}
+
+/// An op's tables, in a fixed order per op kind.
+pub type OpTables<'a> = heapless::Vec<OpTable<'a>, MAX_OP_TABLES>;
+
+/// Mutable references to an op's table slices, in the order of [`Op::tables`] (the file writer points
+/// them at the bytes it writes).
+pub type OpTablesMut<'o, 'a> = heapless::Vec<&'o mut &'a [u8], MAX_OP_TABLES>;
+
+/// Builds [`OpTables`] from at most [`MAX_OP_TABLES`] entries.
+pub(crate) fn op_tables<'a>(tables: &[OpTable<'a>]) -> OpTables<'a> {
+    tables.iter().copied().take(MAX_OP_TABLES).collect()
+}
 
 /// What each op module implements. Every method but the ones with defaults is the op's own business;
 /// `values` always describes the op's place in a model that [`Op::check`] accepted (except in `check`).
@@ -109,13 +131,18 @@ pub trait Op<'a> {
         0
     }
 
-    /// The weights and requantization tables, for ops that have them.
-    fn tables(&self) -> Option<Tables<'a>> {
-        None
+    /// The byte tables the op borrows from the file (weights, requantization records, shifts, ...).
+    fn tables(&self) -> OpTables<'a> {
+        OpTables::new()
     }
 
-    /// The same, to point them at other bytes (the file writer does).
-    fn tables_mut(&mut self) -> Option<(&mut PackedWeights<'a>, &mut ChannelRequant<'a>)> {
+    /// The same slices, in the same order, to point them at other bytes (the file writer does).
+    fn tables_mut(&mut self) -> OpTablesMut<'_, 'a> {
+        OpTablesMut::new()
+    }
+
+    /// The bit-width of the op's weights, for ops that have weights.
+    fn weight_bits(&self) -> Option<u8> {
         None
     }
 
@@ -203,13 +230,18 @@ impl<'a> OpDesc<'a> {
     }
 
     /// See [`Op::tables`].
-    pub fn tables(&self) -> Option<Tables<'a>> {
+    pub fn tables(&self) -> OpTables<'a> {
         each_op!(self, op => op.tables())
     }
 
     /// See [`Op::tables_mut`].
-    pub fn tables_mut(&mut self) -> Option<(&mut PackedWeights<'a>, &mut ChannelRequant<'a>)> {
+    pub fn tables_mut(&mut self) -> OpTablesMut<'_, 'a> {
         each_op!(self, op => op.tables_mut())
+    }
+
+    /// See [`Op::weight_bits`].
+    pub fn weight_bits(&self) -> Option<u8> {
+        each_op!(self, op => op.weight_bits())
     }
 
     /// See [`Op::window`].
