@@ -97,6 +97,12 @@ pub enum LoadError {
         /// The op.
         op: u16,
     },
+    /// A per-channel shift, a lookup table entry, a zero point or a softmax constant lies outside its
+    /// range, or such a table has the wrong length.
+    BadParams {
+        /// The op.
+        op: u16,
+    },
     /// The worst-case accumulator of the op does not fit an `i32`.
     AccumulatorOverflow {
         /// The op.
@@ -201,6 +207,11 @@ impl fmt::Display for LoadError {
             ShiftOutOfRange { op } => write!(f, "op {op}: requantization shift out of range"),
             OffsetOutOfRange { op } => write!(f, "op {op}: requantization offset out of range"),
             BadClamp { op } => write!(f, "op {op}: clamp range is empty or exceeds the output bit-width"),
+            BadParams { op } => write!(
+                f,
+                "op {op}: a shift, lookup table, zero point or softmax constant is out of range or has the \
+                 wrong length"
+            ),
             AccumulatorOverflow { op } => write!(f, "op {op}: worst-case accumulator does not fit in i32"),
             BadOutput => write!(f, "the model must read activation codes and end in 1x1xC i32 logits"),
             BadSpec => write!(f, "input normalisation or class names do not match the channels or classes"),

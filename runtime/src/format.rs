@@ -12,7 +12,8 @@
 use serde::{Deserialize, Serialize};
 
 pub use crate::ops::{
-    AddDesc, AvgPoolDesc, Conv2dDesc, FcOutput, FullyConnectedDesc, GlobalSumPoolDesc, MaxPoolDesc,
+    AddDesc, AttentionScoresDesc, AttentionValuesDesc, AvgPoolDesc, ChannelAddDesc, Conv2dDesc, FcOutput,
+    FullyConnectedDesc, GlobalSumPoolDesc, LayerNormDesc, LookupDesc, MaxPoolDesc, SoftmaxDesc,
 };
 
 /// The first four bytes of every model file.
@@ -22,8 +23,11 @@ pub const MAGIC: [u8; 4] = *b"QFDM";
 /// 3: activations below 8 bits are packed in the arena ([`crate::codes`]), so memory plans made for version 2
 /// (one code per byte) no longer describe the arena a reader lays out.
 pub const FORMAT_MAJOR: u16 = 3;
-/// Minor format version: additions that older readers of the same major version can ignore.
-pub const FORMAT_MINOR: u16 = 0;
+/// Minor format version: additions within a major version.
+///
+/// 1: the transformer ops (`LayerNorm` to `Lookup` in [`OpDesc`]); a 3.0 reader refuses a file that uses
+/// them as malformed, and reads every other 3.1 file.
+pub const FORMAT_MINOR: u16 = 1;
 /// Most ops a model may have (a MobileNetV2 has about 70).
 pub const MAX_OPS: usize = 128;
 /// Most values a model may have: the input plus one per op.
@@ -217,4 +221,17 @@ pub enum OpDesc<'a> {
     AvgPool(AvgPoolDesc),
     /// See [`GlobalSumPoolDesc`].
     GlobalSumPool(GlobalSumPoolDesc),
+    // Format 3.1: the transformer ops.
+    /// See [`LayerNormDesc`].
+    LayerNorm(#[serde(borrow)] LayerNormDesc<'a>),
+    /// See [`ChannelAddDesc`].
+    ChannelAdd(#[serde(borrow)] ChannelAddDesc<'a>),
+    /// See [`AttentionScoresDesc`].
+    AttentionScores(AttentionScoresDesc),
+    /// See [`SoftmaxDesc`].
+    Softmax(SoftmaxDesc),
+    /// See [`AttentionValuesDesc`].
+    AttentionValues(AttentionValuesDesc),
+    /// See [`LookupDesc`].
+    Lookup(#[serde(borrow)] LookupDesc<'a>),
 }

@@ -70,7 +70,7 @@ fn tiny_graph() -> Graph {
 /// ```text
 /// 51 46 44 4d         magic "QFDM"
 /// 03                  format_major = 3 (varint)
-/// 00                  format_minor = 0 (varint)
+/// 01                  format_minor = 1 (varint)
 /// 11                  producer length = 17 (varint)
 /// 71 66 64 2d ...     producer "qfd-codegen 0.1.0" (17 bytes)
 /// f0 af c7 bd 0f      payload_crc32 = 0xf7b1_d7f0 (varint: a u32 takes 1-5 bytes)
@@ -82,7 +82,7 @@ fn tiny_graph() -> Graph {
 /// shift) to 13 (`offset: i64` in product units, multiplier, shift): the two tables below grew by 4 bytes per
 /// record, and with them the payload length and CRC. Format 3 packs activations below 8 bits in the arena:
 /// the 4-bit conv output takes 4 bytes instead of 8, and the memory plan (the value offsets) changed.
-const HEADER_VERSION: &str = "5146444d 03 00";
+const HEADER_VERSION: &str = "5146444d 03 01";
 const PAYLOAD_CRC32: u32 = 0xf7b1_d7f0;
 const PAYLOAD: &[(&str, &str)] = &[
     ("input.mean = [0.5]", "01 0000003f"),
@@ -174,7 +174,7 @@ fn the_encoding_of_a_tiny_model_is_pinned() {
 
 #[test]
 fn the_pinned_header_states_the_current_format() {
-    assert_eq!((FORMAT_MAJOR, FORMAT_MINOR), (3, 0), "update HEADER_VERSION and docs/format.md");
+    assert_eq!((FORMAT_MAJOR, FORMAT_MINOR), (3, 1), "update HEADER_VERSION and docs/format.md");
     assert!(PRODUCER.starts_with("qfd-codegen "), "{PRODUCER}");
     let payload: Vec<u8> = PAYLOAD.iter().flat_map(|(_, h)| unhex(h)).collect();
     // The checksum is CRC-32/ISO-HDLC, the one zlib computes.

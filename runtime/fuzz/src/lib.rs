@@ -5,6 +5,7 @@
 //! `RunError`. Models whose arena or work is too large for one fuzzing iteration are loaded but not run.
 
 use qfd_runtime::format::{ElemType, FileHeader, ModelDesc, OpDesc, FORMAT_MAJOR, FORMAT_MINOR, MAGIC};
+use qfd_runtime::ops::OpValues;
 use qfd_runtime::{Model, PAYLOAD_CRC};
 
 /// Loaded models needing a larger arena are not run.
@@ -33,6 +34,8 @@ pub fn work(desc: &ModelDesc<'_>) -> u64 {
             OpDesc::AvgPool(p) => out_elems * taps(p.window.kernel),
             OpDesc::GlobalSumPool(p) => desc.values[p.input as usize].elems() as u64,
             OpDesc::Add(_) => out_elems,
+            // The transformer ops: the runtime's own estimate.
+            _ => op.work(OpValues { values: &desc.values, index: i }),
         };
         total = total.saturating_add(w);
     }

@@ -57,6 +57,12 @@ use crate::requant::{ChannelRequant, RequantParams};
 use crate::weights::PackedWeights;
 
 pub use reference::{add_accumulate, avg_pool_accumulate, conv2d_accumulate, fully_connected_accumulate};
+// The transformer ops run their reference kernels everywhere for now.
+pub use reference::{
+    attention_scores, attention_scores_accumulate, attention_values, attention_values_accumulate,
+    channel_add, channel_add_accumulate, layer_norm, layer_norm_accumulate, lookup, softmax, AttentionShape,
+    ExpParams, ProbCodes, PtfInput,
+};
 pub use select::{conv_scratch_bytes, ConvVariant};
 
 /// A tensor shape: height, width, channels.

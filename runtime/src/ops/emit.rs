@@ -55,6 +55,29 @@ impl EmitCx<'_> {
     pub fn requant_table(&self) -> String {
         format!("qfd_runtime::requant::ChannelRequant {{ records: &R{} }}", self.index)
     }
+
+    /// The op's table tagged `tag` (`S` gives `&S{i}`), as a byte slice.
+    pub fn table(&self, tag: &str) -> String {
+        format!("&{tag}{}", self.index)
+    }
+}
+
+/// An attention's layout.
+pub fn attention_shape(s: crate::kernels::AttentionShape) -> String {
+    format!(
+        "qfd_runtime::kernels::AttentionShape {{ tokens: {}, heads: {}, head_dim: {} }}",
+        s.tokens, s.heads, s.head_dim
+    )
+}
+
+/// A probability coding.
+pub fn prob_codes(p: crate::kernels::ProbCodes) -> String {
+    match p {
+        crate::kernels::ProbCodes::Log2 => "qfd_runtime::kernels::ProbCodes::Log2".into(),
+        crate::kernels::ProbCodes::Linear { bits } => {
+            format!("qfd_runtime::kernels::ProbCodes::Linear {{ bits: {bits} }}")
+        }
+    }
 }
 
 /// A value's arena range, `start..end`.

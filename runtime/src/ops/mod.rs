@@ -8,21 +8,31 @@
 //! `each_op!`; the interpreter, validation, code generation, `inspect` and the speed report then handle it.
 
 mod add;
+mod attention;
 mod avg_pool;
+mod channel_add;
 mod checks;
 mod conv2d;
 #[cfg(feature = "emit")]
 pub mod emit;
 mod fully_connected;
 mod global_sum_pool;
+mod layer_norm;
+mod lookup;
 mod max_pool;
+mod softmax;
 
 pub use add::AddDesc;
+pub use attention::{AttentionScoresDesc, AttentionValuesDesc};
 pub use avg_pool::AvgPoolDesc;
+pub use channel_add::ChannelAddDesc;
 pub use conv2d::Conv2dDesc;
 pub use fully_connected::{FcOutput, FullyConnectedDesc};
 pub use global_sum_pool::GlobalSumPoolDesc;
+pub use layer_norm::LayerNormDesc;
+pub use lookup::LookupDesc;
 pub use max_pool::MaxPoolDesc;
+pub use softmax::{SoftmaxDesc, MAX_EXP_FRACTION};
 
 use crate::arena::ArenaReader;
 use crate::codes::Codes;
@@ -189,6 +199,12 @@ macro_rules! each_op {
             OpDesc::MaxPool($op) => $body,
             OpDesc::AvgPool($op) => $body,
             OpDesc::GlobalSumPool($op) => $body,
+            OpDesc::LayerNorm($op) => $body,
+            OpDesc::ChannelAdd($op) => $body,
+            OpDesc::AttentionScores($op) => $body,
+            OpDesc::Softmax($op) => $body,
+            OpDesc::AttentionValues($op) => $body,
+            OpDesc::Lookup($op) => $body,
         }
     };
 }
