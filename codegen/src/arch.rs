@@ -52,3 +52,26 @@ pub fn mobilenet_v2_last_channels(width: f32) -> usize {
         1280
     }
 }
+
+/// A vision transformer's shape: non-overlapping `patch x patch` patches embedded in `dim` channels, then
+/// `depth` blocks of `heads`-head self-attention and an MLP `mlp_ratio` times wider.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct VitShape {
+    /// Patch side in pixels.
+    pub patch: usize,
+    /// Embedding width (channels of every token).
+    pub dim: usize,
+    /// Transformer blocks.
+    pub depth: usize,
+    /// Attention heads (divides `dim`).
+    pub heads: usize,
+    /// Hidden width of the MLP over `dim`.
+    pub mlp_ratio: usize,
+}
+
+impl Default for VitShape {
+    /// Sized for a microcontroller: patch 4 (49 tokens at 28x28), width 64, depth 4, 4 heads, MLP 2x.
+    fn default() -> Self {
+        VitShape { patch: 4, dim: 64, depth: 4, heads: 4, mlp_ratio: 2 }
+    }
+}

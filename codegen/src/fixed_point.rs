@@ -1,6 +1,8 @@
 //! Real scales to the runtime's fixed-point form.
 
+use qfd_runtime::kernels::ExpParams;
 use qfd_runtime::requant::{RequantParams, MAX_OFFSET, MAX_SHIFT, MIN_SHIFT};
+use qfd_runtime::weights::max_code;
 
 /// The Q31 multiplier and shift closest to `scale`: `scale ~= multiplier / 2^31 * 2^shift`.
 ///
@@ -56,6 +58,67 @@ pub fn requant_for(scale: f64, offset: f64) -> Option<RequantParams> {
         return None;
     }
     Some(RequantParams { offset: product as i64, multiplier, shift })
+}
+
+/// Fraction bits of the softmax exponential's grid: `x0` is then within 1/256 of a logit step of `-ln 2`.
+pub const EXP_FRACTION: u8 = 8;
+/// I-BERT's second-degree polynomial for `exp(p)` on `(-ln 2, 0]`: `EXP_SQUARE * (p^2 + EXP_LINEAR * p) + 1`
+/// (within 0.33% of `exp`).
+pub const EXP_SQUARE: f64 = 0.35815147;
+/// See [`EXP_SQUARE`].
+pub const EXP_LINEAR: f64 = 0.96963238 / 0.35815147;
+/// The largest power of two of an exponential term (`c << 30`), as FQ-ViT uses.
+pub const EXP_MAX_SHIFT: u8 = 30;
+
+/// The integer exponential's constants for logit codes of scale `scale`, in rows of `row_len` logits:
+/// `x0`, `b` and `c` on a grid [`EXP_FRACTION`] bits finer than the logits, and the largest shift
+/// `n <= 30` that keeps a row's sum below `2^62`. `None` for a scale too small or not positive.
+pub fn exp_params_for(scale: f64, row_len: usize) -> Option<ExpParams> {
+    if !(scale.is_finite() && scale > 0.0) || row_len == 0 {
+        return None;
+    }
+    let grid = scale / 2f64.powi(EXP_FRACTION as i32);
+    let x0 = (-std::f64::consts::LN_2 / grid).floor();
+    let b = (EXP_LINEAR / grid).floor();
+    let c = (1.0 / (EXP_SQUARE * grid * grid)).floor();
+    if x0 < i32::MIN as f64 || c >= 2f64.powi(62) || c < 1.0 {
+        return None;
+    }
+    let mut p =
+        ExpParams { fraction: EXP_FRACTION, x0: x0 as i32, b: b as i64, c: c as i64, shift: EXP_MAX_SHIFT };
+    while (row_len as u128).saturating_mul(p.term_bound()) > 1 << 62 {
+        p.shift = p.shift.checked_sub(1)?;
+    }
+    Some(p)
+}
+
+/// Codes on an affine grid: code `k` stands for `scale * (k - zero)`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct CodeGrid {
+    /// Real value of one code step.
+    pub scale: f64,
+    /// The code of the real 0.
+    pub zero: i32,
+    /// Bit-width of the codes.
+    pub bits: u8,
+}
+
+/// The lookup table of `f` from `input` codes to `output` codes: entry `k` is `f` of code `k`'s value,
+/// rounded onto the output grid and clamped to its codes.
+pub fn lookup_table(f: impl Fn(f64) -> f64, input: CodeGrid, output: CodeGrid) -> Vec<u8> {
+    let top = max_code(output.bits) as f64;
+    (0..=max_code(input.bits))
+        .map(|k| {
+            let y = f(input.scale * (k - input.zero) as f64);
+            ((y / output.scale).round() + output.zero as f64).clamp(0.0, top) as u8
+        })
+        .collect()
+}
+
+/// GELU in PyTorch's `tanh` form (what synthetic models tabulate; trained ones tabulate their own).
+pub fn gelu_tanh(x: f64) -> f64 {
+    let k = (2.0 / std::f64::consts::PI).sqrt();
+    0.5 * x * (1.0 + (k * (x + 0.044715 * x * x * x)).tanh())
 }
 
 #[cfg(test)]
@@ -143,5 +206,34 @@ mod tests {
         assert_eq!(requant_for(0.5, f64::NAN), None);
         assert_eq!(requant_for(0.5, f64::INFINITY), None);
         assert_eq!(requant_for(0.0, 1.0), None);
+    }
+
+    #[test]
+    fn exp_params_keep_a_row_below_two_to_the_62() {
+        for (scale, n) in [(0.08, 49), (0.001, 49), (0.5, 1024), (0.02, 197)] {
+            let p = exp_params_for(scale, n).unwrap();
+            assert!(n as u128 * p.term_bound() <= 1 << 62, "{scale} {n}: {p:?}");
+            assert!(p.shift >= 16, "{scale} {n}: too few halvings ({p:?})");
+            // x0 is within one grid step of -ln 2 / scale.
+            let grid = scale / 256.0;
+            assert!((p.x0 as f64 * grid + std::f64::consts::LN_2).abs() <= grid);
+        }
+        assert_eq!(exp_params_for(0.0, 49), None);
+        assert_eq!(exp_params_for(f64::NAN, 49), None);
+        assert_eq!(exp_params_for(0.1, 0), None);
+    }
+
+    #[test]
+    fn lookup_tables_round_onto_the_output_grid() {
+        let input = CodeGrid { scale: 0.05, zero: 128, bits: 8 };
+        let output = CodeGrid { scale: 0.02, zero: 10, bits: 8 };
+        let table = lookup_table(gelu_tanh, input, output);
+        assert_eq!(table.len(), 256);
+        assert_eq!(table[128], 10, "gelu(0) = 0 is the output's zero point");
+        // gelu(0.05 * (255 - 128)) = gelu(6.35) ~ 6.35, beyond the output's 4.9: clamped to 255.
+        assert_eq!(table[255], 255);
+        // The smallest value, near -0.17 at x ~ -0.75: code 10 - 8.5 -> 1 or 2.
+        assert!(table.iter().all(|&k| k >= 1));
+        assert!(table.windows(2).skip(128).all(|w| w[0] <= w[1]), "increasing above 0");
     }
 }

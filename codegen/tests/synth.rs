@@ -88,3 +88,36 @@ fn same_config_gives_byte_identical_files() {
     let b = build(Arch::ResNet20, [32, 32, 3], 1.0, 4);
     assert_eq!(a, b);
 }
+
+#[test]
+fn the_vit_has_its_planned_ops_and_macs_and_every_layer_is_alive() {
+    for bits in [8, 4] {
+        let bytes = build(Arch::Vit, [28, 28, 1], 1.0, bits);
+        let model = Model::load(&bytes).unwrap();
+        // Defaults: patch 4 (49 tokens), width 64, depth 4, 4 heads, MLP 2x, 10 classes.
+        let (t, c, depth, hidden) = (49u64, 64u64, 4u64, 128u64);
+        let block = 4 * t * c * c + 2 * t * t * c + 2 * t * c * hidden;
+        let expected = t * c * 16 + t * c * 9 + depth * block + c * 10;
+        assert_eq!(total_macs(model.desc()), expected, "W{bits}A{bits}");
+        let kinds: Vec<&str> = model.desc().ops.iter().map(|op| op.kind()).collect();
+        let count = |k: &str| kinds.iter().filter(|&&x| x == k).count();
+        assert_eq!(
+            [
+                count("layer_norm"),
+                count("attention_scores"),
+                count("softmax"),
+                count("lookup"),
+                count("channel_add")
+            ],
+            [2 * 4 + 1, 4, 4, 4, 2 * 4 + 1]
+        );
+        for seed in [3, 9] {
+            let (_, logits, layers) = run_random(&model, seed);
+            for (i, codes) in layers.iter().enumerate() {
+                let distinct = codes.iter().collect::<std::collections::BTreeSet<_>>().len();
+                assert!(distinct > 1, "W{bits}A{bits} layer {i} ({}) is constant", kinds[i]);
+            }
+            assert!(logits.iter().any(|&l| l != logits[0]), "all logits equal");
+        }
+    }
+}

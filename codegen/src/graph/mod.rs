@@ -5,6 +5,10 @@
 //! own [`OpDesc`] with empty data slices; their bytes live beside them and are attached when encoding, so
 //! there is one definition of each op.
 
+mod transformer;
+
+pub use transformer::{AttentionSpec, LayerNormSpec};
+
 use qfd_runtime::format::{
     AddDesc, AvgPoolDesc, Clamp, Conv2dDesc, ElemType, FcOutput, FullyConnectedDesc, GlobalSumPoolDesc,
     MaxPoolDesc, OpDesc, Window,
