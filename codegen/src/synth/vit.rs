@@ -153,11 +153,11 @@ impl Builder<'_> {
         let vit = self.cfg.vit;
         let [h, w, _] = self.cfg.input;
         let bad = |m: String| Err(SynthError::Config(m));
-        if vit.patch == 0 || vit.patch > 16 || h % vit.patch != 0 || w % vit.patch != 0 {
+        if vit.patch == 0 || vit.patch > 16 || !h.is_multiple_of(vit.patch) || !w.is_multiple_of(vit.patch) {
             return bad(format!("patch {} must be 1-16 and divide the input {h}x{w}", vit.patch));
         }
         if vit.heads == 0
-            || vit.dim % vit.heads != 0
+            || !vit.dim.is_multiple_of(vit.heads)
             || vit.dim > 1024
             || vit.depth == 0
             || vit.mlp_ratio == 0
