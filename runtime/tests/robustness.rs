@@ -21,11 +21,12 @@ use std::time::Instant;
 
 use qfd_codegen::encode_model;
 use qfd_codegen::stats::total_macs;
-use qfd_codegen::synth::{all_ops, synth, Arch, SynthConfig};
+use qfd_codegen::synth::{all_ops, synth, Arch, SynthConfig, VitShape};
 use qfd_runtime::format::{
     AvgPoolDesc, Clamp, ElemType, FcOutput, FileHeader, GlobalSumPoolDesc, MaxPoolDesc, ModelDesc, OpDesc,
     Padding, Window, FORMAT_MAJOR,
 };
+use qfd_runtime::kernels::ProbCodes;
 use qfd_runtime::requant::{
     ChannelRequant, RequantParams, CHANNEL_RECORD_BYTES, MAX_OFFSET, MAX_SHIFT, MIN_SHIFT,
 };
@@ -116,6 +117,14 @@ fn make_seed(name: &'static str, bytes: Vec<u8>) -> Seed {
     Seed { name, bytes, payload_start, scratch }
 }
 
+/// A small synthetic ViT: 16 tokens of 16 channels, two heads, one block.
+fn vit_model() -> Vec<u8> {
+    let mut cfg = SynthConfig::new(Arch::Vit, [8, 8, 1]);
+    cfg.vit = VitShape { patch: 2, dim: 16, depth: 1, heads: 2, mlp_ratio: 2 };
+    cfg.seed = 4;
+    encode_model(&synth(&cfg).expect("the ViT seed builds")).expect("the ViT seed encodes")
+}
+
 /// The fixture of every op kind (see `qfd_codegen::synth::all_ops`).
 fn all_ops_model() -> Vec<u8> {
     encode_model(&all_ops(7)).expect("all-ops model encodes")
@@ -127,6 +136,7 @@ fn seeds() -> Vec<Seed> {
         synth_seed("mobilenetv1-0.25 24x24x1 W2A2", Arch::MobileNetV1, [24, 24, 1], 0.25, 2, 2),
         synth_seed("resnet20 8x8x1 W1A1", Arch::ResNet20, [8, 8, 1], 1.0, 1, 3),
         make_seed("all-ops 10x10x2", all_ops_model()),
+        make_seed("vit 8x8x1", vit_model()),
     ]
 }
 
@@ -408,6 +418,10 @@ fn clamp_of<'o>(op: &'o mut OpDesc<'_>) -> Option<&'o mut Clamp> {
         OpDesc::Conv2d(c) => Some(&mut c.clamp),
         OpDesc::Add(a) => Some(&mut a.clamp),
         OpDesc::AvgPool(p) => Some(&mut p.clamp),
+        OpDesc::LayerNorm(n) => Some(&mut n.clamp),
+        OpDesc::ChannelAdd(a) => Some(&mut a.clamp),
+        OpDesc::AttentionScores(a) => Some(&mut a.clamp),
+        OpDesc::AttentionValues(a) => Some(&mut a.clamp),
         OpDesc::FullyConnected(f) => match &mut f.output {
             FcOutput::Codes(c) => Some(c),
             FcOutput::Logits => None,
@@ -420,6 +434,8 @@ fn params_of<'o>(op: &'o mut OpDesc<'_>) -> Option<&'o mut RequantParams> {
     match op {
         OpDesc::Add(a) => Some(&mut a.requant),
         OpDesc::AvgPool(p) => Some(&mut p.requant),
+        OpDesc::AttentionScores(a) => Some(&mut a.requant),
+        OpDesc::AttentionValues(a) => Some(&mut a.requant),
         _ => None,
     }
 }
@@ -432,7 +448,26 @@ fn inputs_of<'o>(op: &'o mut OpDesc<'_>) -> Vec<&'o mut u16> {
         OpDesc::MaxPool(p) => vec![&mut p.input],
         OpDesc::AvgPool(p) => vec![&mut p.input],
         OpDesc::GlobalSumPool(p) => vec![&mut p.input],
+        OpDesc::LayerNorm(n) => vec![&mut n.input],
+        OpDesc::ChannelAdd(a) => a.inputs.iter_mut().collect(),
+        OpDesc::AttentionScores(a) => a.inputs.iter_mut().collect(),
+        OpDesc::Softmax(p) => vec![&mut p.input],
+        OpDesc::AttentionValues(a) => a.inputs.iter_mut().collect(),
+        OpDesc::Lookup(l) => vec![&mut l.input],
     }
+}
+
+/// Whether an op is one of the transformer ops (format 3.1).
+fn is_transformer_op(op: &OpDesc<'_>) -> bool {
+    matches!(
+        op,
+        OpDesc::LayerNorm(_)
+            | OpDesc::ChannelAdd(_)
+            | OpDesc::AttentionScores(_)
+            | OpDesc::Softmax(_)
+            | OpDesc::AttentionValues(_)
+            | OpDesc::Lookup(_)
+    )
 }
 
 /// A random op index for which `has` holds, else any op; `None` when there are no ops.
@@ -475,6 +510,15 @@ fn reinfer_and_replan(desc: &mut ModelDesc<'_>) {
             OpDesc::Add(a) => shape_of(a.inputs[0]),
             OpDesc::GlobalSumPool(p) => shape_of(p.input).map(|[_, _, c]| [1, 1, c]),
             OpDesc::FullyConnected(_) => Some(old),
+            OpDesc::LayerNorm(n) => shape_of(n.input),
+            OpDesc::Lookup(l) => shape_of(l.input),
+            OpDesc::Softmax(p) => shape_of(p.input),
+            OpDesc::ChannelAdd(a) => shape_of(a.inputs[0]),
+            OpDesc::AttentionValues(a) => shape_of(a.inputs[1]),
+            OpDesc::AttentionScores(a) => shape_of(a.inputs[0]).and_then(|[h, w, _]| {
+                let t = u16::try_from(h as u32 * w as u32).ok()?;
+                Some([a.heads, t, t])
+            }),
         };
         if let Some(shape) = new {
             desc.values[i + 1].shape = shape;
@@ -498,7 +542,7 @@ fn mutate_once<'s>(
 ) -> String {
     let nv = desc.values.len();
     let arena = desc.arena_bytes;
-    match rng.gen_range(0..35) {
+    match rng.gen_range(0..38) {
         // Values: shapes, element types, offsets; the arena size; the table's length.
         0..=2 if nv > 0 => {
             let (v, d) = (rng.gen_range(0..nv), rng.gen_range(0..3));
@@ -875,6 +919,68 @@ fn mutate_once<'s>(
             let w = *w;
             reinfer_and_replan(desc);
             format!("op {i} window -> {w:?}, shapes re-inferred, arena re-planned")
+        }
+        // Any op's byte table (weights, records, shifts, a lookup table): random bytes of the same length,
+        // one more or less, or none.
+        35 => {
+            let Some(i) = pick_op(desc, rng, |op| !op.tables().is_empty()) else { return "no op".into() };
+            let mut tables = desc.ops[i].tables_mut();
+            if tables.is_empty() {
+                return format!("op {i} has no tables");
+            }
+            let t = rng.gen_range(0..tables.len());
+            let len = tables[t].len();
+            let new_len = *pick(rng, &[len, len + 1, len.saturating_sub(1), 0]);
+            let start = rng.gen_range(0..scratch.random.len() - new_len.min(scratch.random.len() - 1));
+            let source = if rng.gen_bool(0.5) { &scratch.random } else { &scratch.low };
+            *tables[t] = &source[start..start + new_len];
+            format!(
+                "op {i} table {t}: {len} -> {new_len} bytes of {}",
+                if new_len == len { "new data" } else { "data" }
+            )
+        }
+        // The transformer ops' own fields: heads, zero points, softmax constants, probability codes.
+        36 | 37 => {
+            let Some(i) = pick_op(desc, rng, |op| is_transformer_op(op)) else { return "no op".into() };
+            let heads = *pick(rng, &[0u16, 1, 3, 7, 65535]);
+            let zero = *pick(rng, &[0u8, 15, 16, 128, 255]);
+            let probs = *pick(
+                rng,
+                &[
+                    ProbCodes::Log2,
+                    ProbCodes::Linear { bits: 0 },
+                    ProbCodes::Linear { bits: 8 },
+                    ProbCodes::Linear { bits: 9 },
+                ],
+            );
+            match &mut desc.ops[i] {
+                OpDesc::AttentionScores(a) => {
+                    if rng.gen_bool(0.5) {
+                        a.heads = heads
+                    } else {
+                        a.zeros[rng.gen_range(0..2)] = zero
+                    }
+                }
+                OpDesc::AttentionValues(a) => match rng.gen_range(0..3) {
+                    0 => a.heads = heads,
+                    1 => a.zero = zero,
+                    _ => a.probs = probs,
+                },
+                OpDesc::LayerNorm(n) => n.zero = zero,
+                OpDesc::ChannelAdd(a) => {
+                    a.input_weights[rng.gen_range(0..2)] = *pick(rng, &[i32::MAX, i32::MIN, 1 << 20, -1])
+                }
+                OpDesc::Softmax(p) => match rng.gen_range(0..6) {
+                    0 => p.exp.x0 = *pick(rng, &[0, 1, -1, i32::MIN, i32::MAX]),
+                    1 => p.exp.b = *pick(rng, &[-1, 0, i64::MAX, i64::MIN]),
+                    2 => p.exp.c = *pick(rng, &[0, 1, -1, i64::MAX, 1 << 40]),
+                    3 => p.exp.fraction = *pick(rng, &[0, 16, 17, 255]),
+                    4 => p.exp.shift = *pick(rng, &[0, 62, 63, 64, 255]),
+                    _ => p.probs = probs,
+                },
+                _ => {}
+            }
+            format!("op {i} ({}) fields -> {:?}", desc.ops[i].kind(), desc.ops[i])
         }
         // Fields that do not change how the model runs: still valid, or inconsistent with the model's
         // channels and classes.
@@ -1385,4 +1491,115 @@ fn tiny_file_demanding_unbounded_work_is_refused() {
     assert!(unbounded.work() >= work(unbounded.desc()), "{} < {}", unbounded.work(), work(unbounded.desc()));
     assert!(unbounded.work() > 1_000_000_000_000, "work {}", unbounded.work());
     assert_eq!(Model::load_with_limit(&file, unbounded.work() - 1).unwrap_err(), LoadError::TooMuchWork);
+}
+
+/// Representative hostile fields of the transformer ops, each with the one error it must give.
+#[test]
+fn hostile_transformer_fields_give_the_expected_error() {
+    let seed = make_seed("vit", vit_model());
+    let header: FileHeader<'_> = postcard::from_bytes(&seed.bytes).unwrap();
+    let desc: ModelDesc<'_> = postcard::from_bytes(header.payload).unwrap();
+    let load = |d: &ModelDesc<'_>| Model::load(&encode(&header, d, &Envelope::default())).err();
+    assert_eq!(load(&desc), None);
+    let first = |kind: &str| desc.ops.iter().position(|op| op.kind() == kind).unwrap();
+    let op = |i: usize| Some(i as u16);
+    let (norm, add, scores, softmax, values, gelu) = (
+        first("layer_norm"),
+        first("channel_add"),
+        first("attention_scores"),
+        first("softmax"),
+        first("attention_values"),
+        first("lookup"),
+    );
+    let error = |i: usize, change: &dyn Fn(&mut OpDesc<'_>)| {
+        let mut d = desc.clone();
+        change(&mut d.ops[i]);
+        load(&d)
+    };
+    let bad_params = |i: usize| Some(LoadError::BadParams { op: op(i).unwrap() });
+    static WIDE_SHIFTS: [u8; 16] = [8; 16];
+    static SHORT: [u8; 15] = [0; 15];
+    let (wide_shifts, short) = (&WIDE_SHIFTS, &SHORT);
+
+    assert_eq!(
+        error(norm, &|o| if let OpDesc::LayerNorm(n) = o {
+            n.shifts = wide_shifts
+        }),
+        bad_params(norm),
+        "a PTF shift of 8"
+    );
+    assert_eq!(
+        error(norm, &|o| if let OpDesc::LayerNorm(n) = o {
+            n.shifts = short
+        }),
+        bad_params(norm)
+    );
+    assert_eq!(
+        error(add, &|o| if let OpDesc::ChannelAdd(a) = o {
+            a.shifts_b = short
+        }),
+        bad_params(add),
+        "a shift table of 15 entries for 16 channels"
+    );
+    assert_eq!(
+        error(add, &|o| if let OpDesc::ChannelAdd(a) = o {
+            a.input_weights = [1 << 24, 2]
+        }),
+        Some(LoadError::AccumulatorOverflow { op: add as u16 })
+    );
+    assert_eq!(
+        error(scores, &|o| if let OpDesc::AttentionScores(a) = o {
+            a.heads = 3
+        }),
+        Some(LoadError::BadGeometry { op: scores as u16 }),
+        "3 heads of 16 channels"
+    );
+    assert_eq!(
+        error(scores, &|o| if let OpDesc::AttentionScores(a) = o {
+            a.heads = 4
+        }),
+        Some(LoadError::ShapeMismatch { op: scores as u16 }),
+        "4 heads, but the logits recorded for 2"
+    );
+    for change in [
+        |p: &mut qfd_runtime::format::SoftmaxDesc| p.exp.x0 = 0,
+        |p: &mut qfd_runtime::format::SoftmaxDesc| p.exp.c = 0,
+        |p: &mut qfd_runtime::format::SoftmaxDesc| p.exp.b = -1,
+        |p: &mut qfd_runtime::format::SoftmaxDesc| p.exp.fraction = 17,
+        // A row's sum could pass 2^62.
+        |p: &mut qfd_runtime::format::SoftmaxDesc| p.exp.shift = 62,
+    ] {
+        assert_eq!(
+            error(softmax, &|o| if let OpDesc::Softmax(p) = o {
+                change(p)
+            }),
+            bad_params(softmax)
+        );
+    }
+    assert_eq!(
+        error(softmax, &|o| if let OpDesc::Softmax(p) = o {
+            p.probs = ProbCodes::Linear { bits: 8 }
+        }),
+        Some(LoadError::ShapeMismatch { op: softmax as u16 }),
+        "8-bit probabilities recorded as 4-bit codes"
+    );
+    assert_eq!(
+        error(values, &|o| if let OpDesc::AttentionValues(a) = o {
+            a.probs = ProbCodes::Linear { bits: 4 }
+        }),
+        None,
+        "4-bit linear probabilities read the same 4-bit codes"
+    );
+    assert_eq!(
+        error(values, &|o| if let OpDesc::AttentionValues(a) = o {
+            a.probs = ProbCodes::Linear { bits: 9 }
+        }),
+        bad_params(values)
+    );
+    assert_eq!(
+        error(gelu, &|o| if let OpDesc::Lookup(l) = o {
+            l.table = short
+        }),
+        bad_params(gelu)
+    );
 }
