@@ -23,6 +23,8 @@ const MODELS: &[ModelSpec] = &[
     ("resnet20_w4a4", Arch::ResNet20, [12, 12, 3], 4, 4, 1.0),
     ("mobilenetv1_w8a8", Arch::MobileNetV1, [32, 32, 3], 8, 8, 0.25),
     ("mobilenetv2_w4a4", Arch::MobileNetV2, [32, 32, 3], 4, 4, 0.35),
+    ("vit_w8a8", Arch::Vit, [28, 28, 1], 8, 8, 1.0),
+    ("vit_w4a4", Arch::Vit, [16, 16, 3], 4, 4, 1.0),
 ];
 
 fn main() {

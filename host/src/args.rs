@@ -5,7 +5,7 @@ use std::fmt;
 use std::str::FromStr;
 
 use clap::builder::{PossibleValuesParser, TypedValueParser};
-use qfd_codegen::synth::Arch;
+use qfd_codegen::synth::{Arch, VitShape};
 
 /// Weight and activation bit-widths of the inner layers, written `W/A` (`4/2`) or `B` for both (`4`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -92,6 +92,39 @@ impl fmt::Display for InputShape {
 /// A clap parser for `--arch` that lists the known architectures in `--help` and in its error.
 pub fn arch_parser() -> impl TypedValueParser<Value = Arch> {
     PossibleValuesParser::new(Arch::ALL.map(Arch::name)).try_map(|name| name.parse::<Arch>())
+}
+
+/// A vision transformer's shape on the command line (`--arch vit`; other architectures ignore it).
+#[derive(Debug, Clone, Copy, clap::Args)]
+pub struct VitArgs {
+    /// Patch side in pixels (vit): the input's height and width must be multiples of it.
+    #[arg(long, default_value_t = VitShape::default().patch)]
+    pub patch: usize,
+    /// Embedding width, the channels of every token (vit).
+    #[arg(long, default_value_t = VitShape::default().dim)]
+    pub embed_dim: usize,
+    /// Transformer blocks (vit).
+    #[arg(long, default_value_t = VitShape::default().depth)]
+    pub depth: usize,
+    /// Attention heads, dividing the embedding width (vit).
+    #[arg(long, default_value_t = VitShape::default().heads)]
+    pub heads: usize,
+    /// Hidden width of each MLP, in multiples of the embedding width (vit).
+    #[arg(long, default_value_t = VitShape::default().mlp_ratio)]
+    pub mlp_ratio: usize,
+}
+
+impl VitArgs {
+    /// The shape these arguments give.
+    pub fn shape(&self) -> VitShape {
+        VitShape {
+            patch: self.patch,
+            dim: self.embed_dim,
+            depth: self.depth,
+            heads: self.heads,
+            mlp_ratio: self.mlp_ratio,
+        }
+    }
 }
 
 #[cfg(test)]

@@ -29,7 +29,9 @@ generated!(
     resnet8_w1a3,
     resnet20_w4a4,
     mobilenetv1_w8a8,
-    mobilenetv2_w4a4
+    mobilenetv2_w4a4,
+    vit_w8a8,
+    vit_w4a4
 );
 
 /// A layer's output as owned `i32`s, whatever its element type.
@@ -99,6 +101,8 @@ fn generated_code_matches_the_interpreter_layer_by_layer() {
     check_against_interpreter!(resnet20_w4a4, 10);
     check_against_interpreter!(mobilenetv1_w8a8, 10);
     check_against_interpreter!(mobilenetv2_w4a4, 10);
+    check_against_interpreter!(vit_w8a8, 10);
+    check_against_interpreter!(vit_w4a4, 10);
 }
 
 #[test]

@@ -4,7 +4,7 @@ use anyhow::Context;
 
 use qfd_codegen::encode_model_as;
 use qfd_codegen::synth::{synth, Arch, SynthConfig};
-use qfd_host::args::{arch_parser, BitWidths, InputShape};
+use qfd_host::args::{arch_parser, BitWidths, InputShape, VitArgs};
 use qfd_host::fsutil::write_atomic;
 use qfd_host::model_file::ModelFile;
 use qfd_host::report::ModelReport;
@@ -13,7 +13,8 @@ use qfd_host::report::ModelReport;
 ///
 /// The weights are random but the requantization is plausible, so every kernel does representative work:
 /// use it to measure speed and memory and to test the runtime and the firmware before a trained model exists.
-/// The first conv and the classifier always have 8-bit weights.
+/// The first conv and the classifier always have 8-bit weights. `vit` is a vision transformer of the integer
+/// transformer ops (LayerNorm on a power-of-two-factor residual stream, log2 softmax, a GELU table).
 #[derive(Debug, clap::Parser)]
 pub struct Cmd {
     /// Architecture.
@@ -28,6 +29,8 @@ pub struct Cmd {
     /// Width multiplier of the MobileNets' channels (ResNets ignore it).
     #[arg(long, default_value = "1.0")]
     width: f32,
+    #[command(flatten)]
+    vit: VitArgs,
     /// Number of classes.
     #[arg(long, default_value_t = 10)]
     classes: usize,
@@ -47,6 +50,7 @@ impl Cmd {
             weight_bits: self.bits.weight,
             act_bits: self.bits.act,
             width: self.width,
+            vit: self.vit.shape(),
             classes: self.classes,
             seed: self.seed,
         };

@@ -293,6 +293,13 @@ impl Net {
             Arch::ResNet20 => Body::ResNet(resnet::ResNet::new(path, spec, 3)),
             Arch::MobileNetV1 => Body::MobileNetV1(mobilenet::MobileNetV1::new(path, spec)),
             Arch::MobileNetV2 => Body::MobileNetV2(Box::new(mobilenet::MobileNetV2::new(path, spec))),
+            Arch::Vit => {
+                return Err(
+                    "training a vit is not supported yet: `qfd-host synth --arch vit` builds one with \
+                            random weights"
+                        .into(),
+                )
+            }
         };
         let cin = body.channels();
         let feature_quant = spec.feature_bits.map(|bits| ActQuant::new(&(path / "feature_q"), bits));
