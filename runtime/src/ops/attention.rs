@@ -66,6 +66,11 @@ fn centred_max(at: u16, zero: u8, max: u64) -> Result<u64, LoadError> {
     Ok((zero as u64).max(max - zero as u64))
 }
 
+/// [`shape_of`] for an op that validation accepted (an empty layout otherwise, which no kernel reads).
+fn checked_shape(tokens: &ValueDesc, heads: u16) -> AttentionShape {
+    shape_of(tokens, heads).unwrap_or(AttentionShape { tokens: 0, heads: 0, head_dim: 0 })
+}
+
 /// The `heads x T x T` shape of logits or probabilities.
 fn scores_shape(shape: AttentionShape) -> [usize; 3] {
     [shape.heads, shape.tokens, shape.tokens]
@@ -73,11 +78,7 @@ fn scores_shape(shape: AttentionShape) -> [usize; 3] {
 
 impl AttentionScoresDesc {
     fn shape(&self, values: OpValues<'_>) -> AttentionShape {
-        shape_of(values.get(self.inputs[0]), self.heads).unwrap_or(AttentionShape {
-            tokens: 0,
-            heads: 0,
-            head_dim: 0,
-        })
+        checked_shape(values.get(self.inputs[0]), self.heads)
     }
 }
 
@@ -138,11 +139,7 @@ impl Op<'_> for AttentionScoresDesc {
     fn emit_call(&self, cx: &super::emit::EmitCx<'_>) -> std::string::String {
         use super::emit;
         use std::format;
-        let shape = shape_of(cx.value(self.inputs[0]), self.heads).unwrap_or(AttentionShape {
-            tokens: 0,
-            heads: 0,
-            head_dim: 0,
-        });
+        let shape = checked_shape(cx.value(self.inputs[0]), self.heads);
         emit::call(
             "qfd_runtime::kernels::attention_scores",
             &[
@@ -160,11 +157,7 @@ impl Op<'_> for AttentionScoresDesc {
 
 impl AttentionValuesDesc {
     fn shape(&self, values: OpValues<'_>) -> AttentionShape {
-        shape_of(values.get(self.inputs[1]), self.heads).unwrap_or(AttentionShape {
-            tokens: 0,
-            heads: 0,
-            head_dim: 0,
-        })
+        checked_shape(values.get(self.inputs[1]), self.heads)
     }
 }
 
@@ -233,11 +226,7 @@ impl Op<'_> for AttentionValuesDesc {
     fn emit_call(&self, cx: &super::emit::EmitCx<'_>) -> std::string::String {
         use super::emit;
         use std::string::ToString;
-        let shape = shape_of(cx.value(self.inputs[1]), self.heads).unwrap_or(AttentionShape {
-            tokens: 0,
-            heads: 0,
-            head_dim: 0,
-        });
+        let shape = checked_shape(cx.value(self.inputs[1]), self.heads);
         emit::call(
             "qfd_runtime::kernels::attention_values",
             &[
