@@ -39,8 +39,7 @@ impl Op<'_> for AddDesc {
         if a.shape != out.shape || b.shape != out.shape {
             return Err(LoadError::ShapeMismatch { op: at });
         }
-        let bits = checks::out_codes(at, &values)?;
-        checks::clamp(at, self.clamp.min, self.clamp.max, bits)?;
+        let bits = checks::clamped_out(at, &values, self.clamp)?;
         checks::params(at, &self.requant)?;
         let [wa, wb] = self.input_weights.map(|x| x.unsigned_abs() as u64);
         if a_max * wa + b_max * wb > I32_MAX {

@@ -96,8 +96,7 @@ impl Op<'_> for AttentionScoresDesc {
         if q.shape != k.shape || values.out().shape.map(|d| d as usize) != scores_shape(shape) {
             return Err(LoadError::ShapeMismatch { op: at });
         }
-        let bits = checks::out_codes(at, &values)?;
-        checks::clamp(at, self.clamp.min, self.clamp.max, bits)?;
+        let bits = checks::clamped_out(at, &values, self.clamp)?;
         checks::params(at, &self.requant)?;
         let (q_dev, k_dev) = (centred_max(at, self.zeros[0], q_max)?, centred_max(at, self.zeros[1], k_max)?);
         if shape.head_dim as u64 * q_dev * k_dev > I32_MAX {
@@ -182,8 +181,7 @@ impl Op<'_> for AttentionValuesDesc {
         if !(1..=8).contains(&self.probs.bits()) || p_max != max_code(self.probs.bits()) as u64 {
             return Err(LoadError::BadParams { op: at });
         }
-        let bits = checks::out_codes(at, &values)?;
-        checks::clamp(at, self.clamp.min, self.clamp.max, bits)?;
+        let bits = checks::clamped_out(at, &values, self.clamp)?;
         checks::params(at, &self.requant)?;
         let v_dev = centred_max(at, self.zero, v_max)?;
         if shape.tokens as u64 * weight_max * v_dev > I32_MAX {

@@ -41,8 +41,7 @@ impl Op<'_> for AvgPoolDesc {
     fn check(&self, at: u16, values: OpValues<'_>, _max_abs: &[u64]) -> Result<u64, LoadError> {
         let (inp, in_max) = checks::codes_in(at, &values, self.input)?;
         checks::pool_shape(at, &self.window, inp, values.out())?;
-        let bits = checks::out_codes(at, &values)?;
-        checks::clamp(at, self.clamp.min, self.clamp.max, bits)?;
+        let bits = checks::clamped_out(at, &values, self.clamp)?;
         checks::params(at, &self.requant)?;
         if checks::taps(&self.window) * in_max > I32_MAX {
             return Err(LoadError::AccumulatorOverflow { op: at });

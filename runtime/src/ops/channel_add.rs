@@ -55,8 +55,7 @@ impl<'a> Op<'a> for ChannelAddDesc<'a> {
         if a.shape != out.shape || b.shape != out.shape {
             return Err(LoadError::ShapeMismatch { op: at });
         }
-        let bits = checks::out_codes(at, &values)?;
-        checks::clamp(at, self.clamp.min, self.clamp.max, bits)?;
+        let bits = checks::clamped_out(at, &values, self.clamp)?;
         let channels = out.shape[2] as usize;
         let sa = shift_table(at, self.shifts_a, channels)?;
         let sb = shift_table(at, self.shifts_b, channels)?;

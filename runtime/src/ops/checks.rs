@@ -1,7 +1,7 @@
 //! The load-time checks that several ops share.
 
 use crate::error::LoadError;
-use crate::format::{ElemType, ValueDesc, Window};
+use crate::format::{Clamp, ElemType, ValueDesc, Window};
 use crate::requant::{ChannelRequant, RequantParams, CHANNEL_RECORD_BYTES};
 use crate::weights::{codes_per_byte, max_code, packed_len, PackedWeights};
 
@@ -53,6 +53,13 @@ pub(super) fn pool_shape(
         return Err(LoadError::ShapeMismatch { op: at });
     }
     Ok(())
+}
+
+/// The output's code bit-width, with `clamp` inside its code range; `ShapeMismatch` for an `i32` output.
+pub(super) fn clamped_out(at: u16, values: &OpValues<'_>, clamp: Clamp) -> Result<u8, LoadError> {
+    let bits = out_codes(at, values)?;
+    self::clamp(at, clamp.min, clamp.max, bits)?;
+    Ok(bits)
 }
 
 /// `min <= max <= 2^bits - 1`.

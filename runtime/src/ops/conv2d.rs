@@ -5,8 +5,7 @@ use serde::{Deserialize, Serialize};
 
 use super::checks::{self, I32_MAX};
 use super::{
-    code_bits, hwc, one_input, op_tables, room, Inputs, Op, OpInputs, OpTable, OpTables, OpTablesMut,
-    OpValues,
+    code_bits, hwc, one_input, room, weight_tables, Inputs, Op, OpInputs, OpTables, OpTablesMut, OpValues,
 };
 use crate::codes::{Codes, CodesMut};
 use crate::error::{LoadError, RunError};
@@ -74,8 +73,7 @@ impl<'a> Op<'a> for Conv2dDesc<'a> {
         if hw != [h, w] {
             return Err(LoadError::ShapeMismatch { op: at });
         }
-        let bits = checks::out_codes(at, &values)?;
-        checks::clamp(at, self.clamp.min, self.clamp.max, bits)?;
+        let bits = checks::clamped_out(at, &values, self.clamp)?;
         let fan_in = self.fan_in(values);
         checks::weights(at, &self.weights, c as u64 * fan_in)?;
         checks::requant_table(at, &self.requant, c)?;
@@ -102,14 +100,7 @@ impl<'a> Op<'a> for Conv2dDesc<'a> {
     }
 
     fn tables(&self) -> OpTables<'a> {
-        op_tables(&[
-            OpTable { tag: "W", what: "packed weight codes", bytes: self.weights.data },
-            OpTable {
-                tag: "R",
-                what: "requantization records, one per output channel",
-                bytes: self.requant.records,
-            },
-        ])
+        weight_tables(&self.weights, &self.requant)
     }
 
     fn tables_mut(&mut self) -> OpTablesMut<'_, 'a> {

@@ -4,7 +4,7 @@ use serde::{Deserialize, Serialize};
 
 use super::checks::{self, I32_MAX};
 use super::{
-    code_bits, one_input, op_tables, room, Inputs, Op, OpInputs, OpTable, OpTables, OpTablesMut, OpValues,
+    code_bits, one_input, room, weight_tables, Inputs, Op, OpInputs, OpTables, OpTablesMut, OpValues,
 };
 use crate::codes::Codes;
 use crate::error::{LoadError, RunError};
@@ -96,14 +96,7 @@ impl<'a> Op<'a> for FullyConnectedDesc<'a> {
     }
 
     fn tables(&self) -> OpTables<'a> {
-        op_tables(&[
-            OpTable { tag: "W", what: "packed weight codes", bytes: self.weights.data },
-            OpTable {
-                tag: "R",
-                what: "requantization records, one per output channel",
-                bytes: self.requant.records,
-            },
-        ])
+        weight_tables(&self.weights, &self.requant)
     }
 
     fn tables_mut(&mut self) -> OpTablesMut<'_, 'a> {

@@ -4,8 +4,7 @@ use serde::{Deserialize, Serialize};
 
 use super::checks::{self, I32_MAX};
 use super::{hwc, one_input, Inputs, Op, OpInputs, OpValues};
-use crate::codes::Codes;
-use crate::error::{LoadError, RunError};
+use crate::error::LoadError;
 use crate::format::ElemType;
 use crate::kernels;
 
@@ -42,16 +41,6 @@ impl Op<'_> for GlobalSumPoolDesc {
 
     fn run(&self, inputs: &OpInputs<'_, '_>, out: &mut [u8], _scratch: &mut [u8]) {
         kernels::global_sum_pool(inputs.codes(self.input), hwc(inputs.values.get(self.input)), out);
-    }
-
-    fn accumulators<'v>(
-        &self,
-        _values: OpValues<'_>,
-        _read: &dyn Fn(u16) -> Result<Codes<'v>, RunError>,
-        _out: &mut [i32],
-    ) -> Result<usize, RunError> {
-        // Nothing is requantized.
-        Ok(0)
     }
 
     #[cfg(feature = "emit")]

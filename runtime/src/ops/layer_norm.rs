@@ -55,8 +55,7 @@ impl<'a> Op<'a> for LayerNormDesc<'a> {
         if inp.shape != values.out().shape {
             return Err(LoadError::ShapeMismatch { op: at });
         }
-        let bits = checks::out_codes(at, &values)?;
-        checks::clamp(at, self.clamp.min, self.clamp.max, bits)?;
+        let bits = checks::clamped_out(at, &values, self.clamp)?;
         let channels = inp.shape[2] as usize;
         if channels > MAX_NORM_CHANNELS
             || self.shifts.len() != channels

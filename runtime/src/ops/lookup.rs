@@ -6,8 +6,8 @@ use super::checks;
 use super::{
     code_bits, one_input, op_tables, Inputs, Op, OpInputs, OpTable, OpTables, OpTablesMut, OpValues,
 };
-use crate::codes::{Codes, CodesMut};
-use crate::error::{LoadError, RunError};
+use crate::codes::CodesMut;
+use crate::error::LoadError;
 use crate::kernels;
 use crate::weights::max_code;
 
@@ -55,16 +55,6 @@ impl<'a> Op<'a> for LookupDesc<'a> {
         let out_value = inputs.values.out();
         let out = CodesMut::new(out, code_bits(out_value));
         kernels::lookup(inputs.codes(self.input), out_value.elems(), self.table, out);
-    }
-
-    fn accumulators<'v>(
-        &self,
-        _values: OpValues<'_>,
-        _read: &dyn Fn(u16) -> Result<Codes<'v>, RunError>,
-        _out: &mut [i32],
-    ) -> Result<usize, RunError> {
-        // Nothing is requantized.
-        Ok(0)
     }
 
     #[cfg(feature = "emit")]

@@ -4,8 +4,8 @@ use serde::{Deserialize, Serialize};
 
 use super::checks;
 use super::{code_bits, hwc, one_input, Inputs, Op, OpInputs, OpValues};
-use crate::codes::{Codes, CodesMut};
-use crate::error::{LoadError, RunError};
+use crate::codes::CodesMut;
+use crate::error::LoadError;
 use crate::format::Window;
 use crate::kernels::{self, PoolGeometry};
 
@@ -51,16 +51,6 @@ impl Op<'_> for MaxPoolDesc {
             window: self.window,
         };
         kernels::max_pool(inputs.codes(self.input), &geo, CodesMut::new(out, code_bits(values.out())));
-    }
-
-    fn accumulators<'v>(
-        &self,
-        _values: OpValues<'_>,
-        _read: &dyn Fn(u16) -> Result<Codes<'v>, RunError>,
-        _out: &mut [i32],
-    ) -> Result<usize, RunError> {
-        // Nothing is requantized.
-        Ok(0)
     }
 
     #[cfg(feature = "emit")]

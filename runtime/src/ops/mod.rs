@@ -40,6 +40,8 @@ use crate::error::{LoadError, RunError};
 use crate::format::{ElemType, OpDesc, ValueDesc, Window};
 use crate::kernels::select::Core;
 use crate::kernels::Hwc;
+use crate::requant::ChannelRequant;
+use crate::weights::PackedWeights;
 
 /// The values an op reads (one or two).
 pub type Inputs = heapless::Vec<u16, 2>;
@@ -109,6 +111,15 @@ pub type OpTables<'a> = heapless::Vec<OpTable<'a>, MAX_OP_TABLES>;
 /// them at the bytes it writes).
 pub type OpTablesMut<'o, 'a> = heapless::Vec<&'o mut &'a [u8], MAX_OP_TABLES>;
 
+/// The tables of an op with weights: packed weight codes (`W`), then one requantization record per output
+/// channel (`R`).
+pub(crate) fn weight_tables<'a>(weights: &PackedWeights<'a>, requant: &ChannelRequant<'a>) -> OpTables<'a> {
+    op_tables(&[
+        OpTable { tag: "W", what: "packed weight codes", bytes: weights.data },
+        OpTable { tag: "R", what: "requantization records, one per output channel", bytes: requant.records },
+    ])
+}
+
 /// Builds [`OpTables`] from at most [`MAX_OP_TABLES`] entries.
 pub(crate) fn op_tables<'a>(tables: &[OpTable<'a>]) -> OpTables<'a> {
     tables.iter().copied().take(MAX_OP_TABLES).collect()
@@ -176,13 +187,15 @@ pub trait Op<'a> {
     fn run(&self, inputs: &OpInputs<'_, '_>, out: &mut [u8], scratch: &mut [u8]);
 
     /// Writes the `i32` accumulator of each output element before requantization into `out` and returns
-    /// how many (0 for ops that requantize nothing). `read(v)` gives value `v`'s codes.
+    /// how many. `read(v)` gives value `v`'s codes. Ops that requantize nothing keep the default: none.
     fn accumulators<'v>(
         &self,
-        values: OpValues<'_>,
-        read: &dyn Fn(u16) -> Result<Codes<'v>, RunError>,
-        out: &mut [i32],
-    ) -> Result<usize, RunError>;
+        _values: OpValues<'_>,
+        _read: &dyn Fn(u16) -> Result<Codes<'v>, RunError>,
+        _out: &mut [i32],
+    ) -> Result<usize, RunError> {
+        Ok(0)
+    }
 
     /// The Rust expression with which generated code runs the op (`qfd-codegen`).
     #[cfg(feature = "emit")]

@@ -4,8 +4,8 @@ use serde::{Deserialize, Serialize};
 
 use super::checks;
 use super::{code_bits, one_input, Inputs, Op, OpInputs, OpValues};
-use crate::codes::{Codes, CodesMut};
-use crate::error::{LoadError, RunError};
+use crate::codes::CodesMut;
+use crate::error::LoadError;
 use crate::kernels;
 use crate::kernels::reference::{ExpParams, ProbCodes};
 use crate::weights::max_code;
@@ -69,16 +69,6 @@ impl Op<'_> for SoftmaxDesc {
         let (rows, n) = rows(inputs.values);
         let out = CodesMut::new(out, code_bits(inputs.values.out()));
         kernels::softmax(inputs.codes(self.input), rows, n, self.exp, self.probs, out);
-    }
-
-    fn accumulators<'v>(
-        &self,
-        _values: OpValues<'_>,
-        _read: &dyn Fn(u16) -> Result<Codes<'v>, RunError>,
-        _out: &mut [i32],
-    ) -> Result<usize, RunError> {
-        // Nothing is requantized.
-        Ok(0)
     }
 
     #[cfg(feature = "emit")]
