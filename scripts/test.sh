@@ -3,7 +3,8 @@
 #
 #   scripts/test.sh     format, lints, all workspace tests (QEMU and Fashion-MNIST included), cross builds,
 #                       the kernels tested on every emulated core, device parity at three bit-widths on
-#                       every emulated board, real boards linked, the probe-rs build
+#                       every emulated board, a vision transformer's parity on three cores, real boards
+#                       linked, the probe-rs build
 #
 # Longer fuzzing is separate: docs/fuzzing.md. Training accuracy runs are separate: docs/training.md.
 set -euo pipefail
@@ -65,6 +66,14 @@ for board in "${emulated[@]}"; do
     done
 done
 "$host" run --board qemu-m4 --model "$model" --samples 200 --engine interpreter
+
+step "an integer vision transformer on the cores (LayerNorm, log2 softmax, attention, GELU table): parity"
+"$host" synth --arch vit --input 28x28x1 --out "$work/vit-28x28x1.qfdm"
+for board in qemu-m3 qemu-m4 qemu-m55; do
+    "$host" run --board "$board" --model "$work/vit-28x28x1.qfdm" --samples 20
+done
+"$host" run --board qemu-m4 --model "$work/vit-28x28x1.qfdm" --samples 20 --engine interpreter
+"$host" run --board nucleo-l4r5zi --model "$work/vit-28x28x1.qfdm" --build-only
 
 step "real boards: the firmware links within each board's true flash and RAM"
 for board in nucleo-l4r5zi nucleo-h7a3zi nrf52840-dk rp-pico; do
