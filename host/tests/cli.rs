@@ -212,7 +212,7 @@ fn bad_arguments_are_usage_errors_naming_the_problem() {
         assert_fails(&qfd(&all), 2, needles);
     }
     let o = qfd(&["synth", "--arch", "foo", "--out", out]);
-    assert_fails(&o, 2, &["'foo'", "--arch", "resnet8, resnet20, mobilenetv1, mobilenetv2"]);
+    assert_fails(&o, 2, &["'foo'", "--arch", "resnet8, resnet20, mobilenetv1, mobilenetv2, vit"]);
     assert!(entries(dir.path()).is_empty());
 }
 

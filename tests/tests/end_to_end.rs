@@ -13,6 +13,7 @@ fn config(arch: Arch, (weight_bits, act_bits): (u8, u8), seed: u64) -> SynthConf
         Arch::ResNet8 | Arch::ResNet20 => ([32, 32, 3], 1.0),
         Arch::MobileNetV1 => ([48, 48, 3], 0.25),
         Arch::MobileNetV2 => ([32, 32, 3], 0.35),
+        Arch::Vit => ([28, 28, 1], 1.0),
     };
     SynthConfig { weight_bits, act_bits, width, seed, ..SynthConfig::new(arch, input) }
 }
