@@ -6,6 +6,7 @@
 mod reference;
 
 use proptest::prelude::*;
+use qfd_codegen::fixed_point::{EXP_LINEAR, EXP_SQUARE};
 use qfd_runtime::format::Clamp;
 use qfd_runtime::kernels::reference as k;
 use qfd_runtime::kernels::reference::{AttentionShape, ExpParams, ProbCodes, PtfInput};
@@ -145,14 +146,15 @@ proptest! {
 // ---------------------------------------------------------------------------------------------------------
 // The exponential and the softmax.
 
-/// The constants for the logit scale `s` on a grid of `2^fraction` steps per code.
+/// The constants for the logit scale `s` on a grid of `2^fraction` steps per code (export's rule,
+/// `qfd_codegen::fixed_point::exp_params_for`, with the fraction bits and shift free).
 fn exp_params(s: f64, fraction: u8, shift: u8) -> ExpParams {
     let g = s / 2f64.powi(fraction as i32);
     ExpParams {
         fraction,
         x0: (-std::f64::consts::LN_2 / g).floor() as i32,
-        b: (0.96963238 / 0.35815147 / g).floor() as i64,
-        c: (1.0 / 0.35815147 / (g * g)).floor() as i64,
+        b: (EXP_LINEAR / g).floor() as i64,
+        c: (1.0 / (EXP_SQUARE * g * g)).floor() as i64,
         shift,
     }
 }

@@ -175,11 +175,10 @@ impl Builder<'_> {
             let name = format!("blocks.{i}");
             let normed = self.layer_norm(&format!("{name}.norm1"), &stream)?;
             let attended = self.attention(&format!("{name}.attn"), normed)?;
-            stream =
-                self.residual_ptf(&format!("{name}.add1"), (stream.id, &stream.shifts.clone()), attended)?;
+            stream = self.residual_ptf(&format!("{name}.add1"), (stream.id, &stream.shifts), attended)?;
             let normed = self.layer_norm(&format!("{name}.norm2"), &stream)?;
             let mlp = self.mlp(&format!("{name}.mlp"), normed)?;
-            stream = self.residual_ptf(&format!("{name}.add2"), (stream.id, &stream.shifts.clone()), mlp)?;
+            stream = self.residual_ptf(&format!("{name}.add2"), (stream.id, &stream.shifts), mlp)?;
         }
         self.layer_norm("norm", &stream)
     }

@@ -250,6 +250,11 @@ fn cell<'a>(p: &'a ProfileRuns, arch: &str, variant: Variant, bits: Option<Bits>
         .collect()
 }
 
+/// The integer accuracy of a grid cell, over its seeds.
+fn integer_stat(p: &ProfileRuns, arch: &str, variant: Variant, bits: Bits) -> Option<Stat> {
+    Stat::of(cell(p, arch, variant, Some(bits)).iter().filter_map(|r| r.integer_acc))
+}
+
 /// One row of the report's summary.
 #[derive(Debug, Clone)]
 struct SummaryRow {
@@ -275,8 +280,7 @@ fn arch_section(
         let _ = writeln!(md, "Full precision: **{}** %.\n", Stat::cell(Some(fp), seeds));
     }
     let quantized: Vec<Variant> = s.methods.iter().copied().filter(|v| v.quantized()).collect();
-    let integer =
-        |v: Variant, b: Bits| Stat::of(cell(p, arch, v, Some(b)).iter().filter_map(|r| r.integer_acc));
+    let integer = |v: Variant, b: Bits| integer_stat(p, arch, v, b);
     let fake = |v: Variant, b: Bits| Stat::of(cell(p, arch, v, Some(b)).iter().map(|r| r.fake_quant_acc));
     let table = |title: &str, f: &dyn Fn(Variant, Bits) -> Option<Stat>| {
         let mut t = format!("{title}\n\n| method |");
@@ -543,8 +547,7 @@ struct Tally {
 fn claims(p: &ProfileRuns, arch: &str, fp: Option<Stat>) -> (String, Option<Tally>) {
     let s = &p.study;
     let Some(qfd) = primary_qfd(s) else { return (String::new(), None) };
-    let integer =
-        |v: Variant, b: Bits| Stat::of(cell(p, arch, v, Some(b)).iter().filter_map(|r| r.integer_acc));
+    let integer = |v: Variant, b: Bits| integer_stat(p, arch, v, b);
     let baselines: Vec<Variant> = s
         .methods
         .iter()
@@ -640,11 +643,11 @@ fn ablations(p: &ProfileRuns, arch: &str) -> String {
     }
     let _ = writeln!(md, "\n**Ablation of the teacher's feature bits** (QFD at {}, lambda {}), integer accuracy %:\n\n| teacher feature | accuracy |\n|---|---:|", ab.bits, s.train.lambda);
     for v in s.methods.iter().filter(|v| v.method == Method::Qfd) {
-        let stat = Stat::of(cell(p, arch, *v, Some(ab.bits)).iter().filter_map(|r| r.integer_acc));
+        let stat = integer_stat(p, arch, *v, ab.bits);
         let _ = writeln!(md, "| {}-bit ({v}) | {} |", v.feature_bits.unwrap_or(0), Stat::cell(stat, seeds));
     }
     if let Some(fk) = s.methods.iter().find(|v| v.method == Method::FeatureKd) {
-        let stat = Stat::of(cell(p, arch, *fk, Some(ab.bits)).iter().filter_map(|r| r.integer_acc));
+        let stat = integer_stat(p, arch, *fk, ab.bits);
         let _ = writeln!(md, "| full precision (feature-kd) | {} |", Stat::cell(stat, seeds));
     }
     md + "\n"
@@ -698,8 +701,7 @@ fn bwrf_ablation(p: &ProfileRuns, arch: &str) -> String {
 /// against `qat`, `bwrf-qfd-fN` against `qfd-fN`), at every bit-width, with the two cells' spreads combined.
 fn bwrf_gains(p: &ProfileRuns, arch: &str) -> String {
     let s = &p.study;
-    let integer =
-        |v: Variant, b: Bits| Stat::of(cell(p, arch, v, Some(b)).iter().filter_map(|r| r.integer_acc));
+    let integer = |v: Variant, b: Bits| integer_stat(p, arch, v, b);
     let pairs: Vec<(Variant, Variant)> = s
         .methods
         .iter()

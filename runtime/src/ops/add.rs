@@ -3,7 +3,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::checks::{self, I32_MAX};
-use super::{code_bits, room, Inputs, Op, OpInputs, OpValues};
+use super::{code_bits, room, store, Inputs, Op, OpInputs, OpValues};
 use crate::codes::{Codes, CodesMut};
 use crate::error::{LoadError, RunError};
 use crate::format::Clamp;
@@ -68,7 +68,7 @@ impl Op<'_> for AddDesc {
         let count = values.out().elems();
         room(out, count)?;
         let (x, y) = (read(self.inputs[0])?, read(self.inputs[1])?);
-        kernels::add_accumulate(x, y, count, self.input_weights, |i, acc| out[i] = acc);
+        kernels::add_accumulate(x, y, count, self.input_weights, store(out));
         Ok(count)
     }
 

@@ -4,7 +4,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::checks::{self, I32_MAX};
-use super::{code_bits, room, Inputs, Op, OpInputs, OpValues};
+use super::{code_bits, room, store, Inputs, Op, OpInputs, OpValues};
 use crate::codes::{Codes, CodesMut};
 use crate::error::{LoadError, RunError};
 use crate::format::{Clamp, ValueDesc};
@@ -110,8 +110,7 @@ impl Op<'_> for AttentionScoresDesc {
     }
 
     fn macs(&self, values: OpValues<'_>) -> u64 {
-        let s = self.shape(values);
-        (s.scores() * s.head_dim) as u64
+        self.shape(values).products() as u64
     }
 
     fn run(&self, inputs: &OpInputs<'_, '_>, out: &mut [u8], _scratch: &mut [u8]) {
@@ -130,7 +129,7 @@ impl Op<'_> for AttentionScoresDesc {
         let shape = self.shape(values);
         room(out, shape.scores())?;
         let (q, k) = (read(self.inputs[0])?, read(self.inputs[1])?);
-        kernels::attention_scores_accumulate(q, k, shape, self.zeros, |i, acc| out[i] = acc);
+        kernels::attention_scores_accumulate(q, k, shape, self.zeros, store(out));
         Ok(shape.scores())
     }
 
@@ -195,8 +194,7 @@ impl Op<'_> for AttentionValuesDesc {
     }
 
     fn macs(&self, values: OpValues<'_>) -> u64 {
-        let s = self.shape(values);
-        (s.scores() * s.head_dim) as u64
+        self.shape(values).products() as u64
     }
 
     fn run(&self, inputs: &OpInputs<'_, '_>, out: &mut [u8], _scratch: &mut [u8]) {
@@ -216,7 +214,7 @@ impl Op<'_> for AttentionValuesDesc {
         let count = shape.tokens * shape.channels();
         room(out, count)?;
         let (p, v) = (read(self.inputs[0])?, read(self.inputs[1])?);
-        kernels::attention_values_accumulate(p, v, shape, self.probs, self.zero, |i, acc| out[i] = acc);
+        kernels::attention_values_accumulate(p, v, shape, self.probs, self.zero, store(out));
         Ok(count)
     }
 

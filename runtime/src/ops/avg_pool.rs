@@ -3,7 +3,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::checks::{self, I32_MAX};
-use super::{code_bits, hwc, one_input, room, Inputs, Op, OpInputs, OpValues};
+use super::{code_bits, hwc, one_input, room, store, Inputs, Op, OpInputs, OpValues};
 use crate::codes::{Codes, CodesMut};
 use crate::error::{LoadError, RunError};
 use crate::format::{Clamp, Window};
@@ -71,7 +71,7 @@ impl Op<'_> for AvgPoolDesc {
     ) -> Result<usize, RunError> {
         let count = values.out().elems();
         room(out, count)?;
-        kernels::avg_pool_accumulate(read(self.input)?, &self.geometry(values), |i, acc| out[i] = acc);
+        kernels::avg_pool_accumulate(read(self.input)?, &self.geometry(values), store(out));
         Ok(count)
     }
 

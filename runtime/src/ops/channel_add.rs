@@ -3,7 +3,9 @@
 use serde::{Deserialize, Serialize};
 
 use super::checks::{self, I32_MAX};
-use super::{code_bits, op_tables, room, Inputs, Op, OpInputs, OpTable, OpTables, OpTablesMut, OpValues};
+use super::{
+    code_bits, op_tables, room, store, Inputs, Op, OpInputs, OpTable, OpTables, OpTablesMut, OpValues,
+};
 use crate::codes::{Codes, CodesMut};
 use crate::error::{LoadError, RunError};
 use crate::format::Clamp;
@@ -114,9 +116,7 @@ impl<'a> Op<'a> for ChannelAddDesc<'a> {
         room(out, len)?;
         let (x, y) = (read(self.inputs[0])?, read(self.inputs[1])?);
         let shifts = [self.shifts_a, self.shifts_b];
-        kernels::channel_add_accumulate(x, y, len, channels, self.input_weights, shifts, |i, acc| {
-            out[i] = acc
-        });
+        kernels::channel_add_accumulate(x, y, len, channels, self.input_weights, shifts, store(out));
         Ok(len)
     }
 

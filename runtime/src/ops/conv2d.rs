@@ -5,7 +5,8 @@ use serde::{Deserialize, Serialize};
 
 use super::checks::{self, I32_MAX};
 use super::{
-    code_bits, hwc, one_input, room, weight_tables, Inputs, Op, OpInputs, OpTables, OpTablesMut, OpValues,
+    code_bits, hwc, one_input, room, store, weight_tables, Inputs, Op, OpInputs, OpTables, OpTablesMut,
+    OpValues,
 };
 use crate::codes::{Codes, CodesMut};
 use crate::error::{LoadError, RunError};
@@ -143,7 +144,10 @@ impl<'a> Op<'a> for Conv2dDesc<'a> {
         let count = values.out().elems();
         room(out, count)?;
         let geo = self.geometry(values);
-        kernels::conv2d_accumulate(read(self.input)?, &geo, self.weights, |i, _, acc| out[i] = acc);
+        kernels::conv2d_accumulate(read(self.input)?, &geo, self.weights, {
+            let mut put = store(out);
+            move |i, _, acc| put(i, acc)
+        });
         Ok(count)
     }
 

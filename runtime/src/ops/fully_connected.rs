@@ -4,7 +4,7 @@ use serde::{Deserialize, Serialize};
 
 use super::checks::{self, I32_MAX};
 use super::{
-    code_bits, one_input, room, weight_tables, Inputs, Op, OpInputs, OpTables, OpTablesMut, OpValues,
+    code_bits, one_input, room, store, weight_tables, Inputs, Op, OpInputs, OpTables, OpTablesMut, OpValues,
 };
 use crate::codes::Codes;
 use crate::error::{LoadError, RunError};
@@ -131,7 +131,7 @@ impl<'a> Op<'a> for FullyConnectedDesc<'a> {
         let count = values.out().elems();
         room(out, count)?;
         let input = fc_input(values.get(self.input), read(self.input)?.bytes());
-        kernels::fully_connected_accumulate(input, self.weights, count, |o, acc| out[o] = acc);
+        kernels::fully_connected_accumulate(input, self.weights, count, store(out));
         Ok(count)
     }
 

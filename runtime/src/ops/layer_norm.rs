@@ -4,7 +4,8 @@ use serde::{Deserialize, Serialize};
 
 use super::checks;
 use super::{
-    code_bits, one_input, op_tables, room, Inputs, Op, OpInputs, OpTable, OpTables, OpTablesMut, OpValues,
+    code_bits, one_input, op_tables, room, store, Inputs, Op, OpInputs, OpTable, OpTables, OpTablesMut,
+    OpValues,
 };
 use crate::codes::{Codes, CodesMut};
 use crate::error::{LoadError, RunError};
@@ -106,7 +107,7 @@ impl<'a> Op<'a> for LayerNormDesc<'a> {
         let (tokens, channels) = tokens_channels(values);
         room(out, tokens * channels)?;
         let x = read(self.input)?;
-        kernels::layer_norm_accumulate(x, tokens, channels, self.ptf(), |i, v| out[i] = v);
+        kernels::layer_norm_accumulate(x, tokens, channels, self.ptf(), store(out));
         Ok(tokens * channels)
     }
 

@@ -338,6 +338,16 @@ pub fn code_bits(v: &ValueDesc) -> u8 {
     }
 }
 
+/// The sink an op's accumulator kernel writes into: accumulator `i` goes to `out[i]`. [`room`] has checked
+/// that `out` holds every index the kernel emits; one past the end would be dropped, never a panic.
+fn store(out: &mut [i32]) -> impl FnMut(usize, i32) + '_ {
+    move |i, acc| {
+        if let Some(slot) = out.get_mut(i) {
+            *slot = acc;
+        }
+    }
+}
+
 /// Checks that `out` holds at least `count` accumulators.
 fn room(out: &[i32], count: usize) -> Result<(), RunError> {
     if out.len() < count {

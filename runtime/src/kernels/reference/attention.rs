@@ -33,6 +33,11 @@ impl AttentionShape {
     pub const fn scores(&self) -> usize {
         self.heads * self.tokens * self.tokens
     }
+
+    /// Multiply-accumulates of either product (`Q K^T`, or probabilities times `V`): `heads * T * T * d`.
+    pub const fn products(&self) -> usize {
+        self.scores() * self.head_dim
+    }
 }
 
 /// Shift that turns the log2 code `k` into the integer weight `2^(14 - k)`: probabilities times `V` are

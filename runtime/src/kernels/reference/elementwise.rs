@@ -138,9 +138,9 @@ pub fn channel_add_accumulate(
 }
 
 /// Element-wise table lookup: `out[i] = table[x[i]]` (a GELU, or any function of one code). `table` has
-/// one entry per input code.
+/// one entry per input code (validation checks it); a code past a shorter table reads 0.
 pub fn lookup(x: Codes<'_>, len: usize, table: &[u8], mut out: CodesMut<'_>) {
     for i in 0..len {
-        out.set(i, table[x.get(i) as usize]);
+        out.set(i, table.get(x.get(i) as usize).copied().unwrap_or(0));
     }
 }

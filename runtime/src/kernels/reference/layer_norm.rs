@@ -28,10 +28,11 @@ pub struct PtfInput<'a> {
 }
 
 impl PtfInput<'_> {
-    /// Channel `c`'s code on the common scale: `(x - zero) << shift[c]`.
+    /// Channel `c`'s code on the common scale: `(x - zero) << shift[c]` (a channel past a shorter table,
+    /// which validation refuses, is not shifted).
     #[inline(always)]
     fn common(&self, x: u8, c: usize) -> i32 {
-        (x as i32 - self.zero as i32) << self.shifts[c]
+        (x as i32 - self.zero as i32) << self.shifts.get(c).copied().unwrap_or(0)
     }
 }
 
@@ -78,6 +79,8 @@ pub fn normalize_token(
     input: PtfInput<'_>,
     mut emit: impl FnMut(usize, i32),
 ) {
+    // Two passes over the channels (sums, then values) recompute `x` rather than keep it: no buffer, so no
+    // bound on the channels but validation's.
     let (mut sum, mut squares) = (0i64, 0i64);
     for c in 0..channels {
         let v = input.common(x.get(first + c), c) as i64;

@@ -112,6 +112,7 @@ pub fn softmax(x: Codes<'_>, rows: usize, n: usize, exp: ExpParams, probs: ProbC
     for row in 0..rows {
         let first = row * n;
         let max = (0..n).map(|j| x.get(first + j)).max().unwrap_or(0) as i32;
+        // Each term is computed twice (for the sum, then for its code) rather than kept: no row buffer.
         let term = |j: usize| exp.exp(x.get(first + j) as i32 - max);
         let sum: u64 = (0..n).map(term).sum();
         for j in 0..n {
