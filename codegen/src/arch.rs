@@ -69,6 +69,29 @@ pub struct VitShape {
     pub mlp_ratio: usize,
 }
 
+impl VitShape {
+    /// Why this shape cannot take a `height x width` input, if it cannot: the patch must divide both sides
+    /// (1-16 pixels), the heads the width (at most 1024), and depth and MLP ratio be at least 1.
+    pub fn check(&self, height: usize, width: usize) -> Result<(), String> {
+        let p = self.patch;
+        if p == 0 || p > 16 || !height.is_multiple_of(p) || !width.is_multiple_of(p) {
+            return Err(format!("patch {p} must be 1-16 and divide the input {height}x{width}"));
+        }
+        if self.heads == 0
+            || !self.dim.is_multiple_of(self.heads)
+            || self.dim > 1024
+            || self.depth == 0
+            || self.mlp_ratio == 0
+        {
+            return Err(format!(
+                "width {} must be a multiple of the heads {} (at most 1024), with depth and MLP ratio from 1",
+                self.dim, self.heads
+            ));
+        }
+        Ok(())
+    }
+}
+
 impl Default for VitShape {
     /// Sized for a microcontroller: patch 4 (49 tokens at 28x28), width 64, depth 4, 4 heads, MLP 2x.
     fn default() -> Self {

@@ -37,6 +37,8 @@ fn spec(arch: Arch, feature_bits: Option<u8>) -> NetSpec {
         std: 0.3530,
         width: 1.0,
         ewgs_delta: None,
+        vit: Default::default(),
+        log2_softmax: true,
     }
 }
 

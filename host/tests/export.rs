@@ -106,6 +106,7 @@ fn compare_layers(
                     grids.push(None);
                     continue;
                 }
+                other => panic!("a CNN has no {other:?}; tests/export_vit.rs compares the transformer ops"),
             };
             let grid = Grid::of(&name, q_out).unwrap();
             let fake =
@@ -216,7 +217,7 @@ fn refusals_name_their_reason() {
     let net = &trained.net;
     let layer = net.conv_layers()[2];
     // A BatchNorm scale near zero has no fixed-point multiplier: refused, naming the layer.
-    let gamma = layer.bn.ws.as_ref().unwrap();
+    let gamma = layer.batch_norm().unwrap().ws.as_ref().unwrap();
     tch::no_grad(|| {
         let _ = gamma.shallow_clone().get(0).fill_(1e-30);
     });

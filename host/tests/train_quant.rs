@@ -21,6 +21,8 @@ fn spec(arch: Arch, bits: u8, feature_bits: Option<u8>) -> NetSpec {
         std: 0.35,
         width: 1.0,
         ewgs_delta: None,
+        vit: Default::default(),
+        log2_softmax: true,
     }
 }
 
@@ -210,6 +212,8 @@ fn mobilenet_spec(arch: Arch, input: [i64; 3], width: f64, bits: u8) -> NetSpec 
         std: 0.3,
         width,
         ewgs_delta: None,
+        vit: Default::default(),
+        log2_softmax: true,
     }
 }
 

@@ -152,21 +152,7 @@ impl Builder<'_> {
     pub(super) fn vit(&mut self, x: ValueId) -> Result<ValueId, SynthError> {
         let vit = self.cfg.vit;
         let [h, w, _] = self.cfg.input;
-        let bad = |m: String| Err(SynthError::Config(m));
-        if vit.patch == 0 || vit.patch > 16 || !h.is_multiple_of(vit.patch) || !w.is_multiple_of(vit.patch) {
-            return bad(format!("patch {} must be 1-16 and divide the input {h}x{w}", vit.patch));
-        }
-        if vit.heads == 0
-            || !vit.dim.is_multiple_of(vit.heads)
-            || vit.dim > 1024
-            || vit.depth == 0
-            || vit.mlp_ratio == 0
-        {
-            return bad(format!(
-                "width {} must be a multiple of the heads {} (at most 1024), with depth and MLP ratio from 1",
-                vit.dim, vit.heads
-            ));
-        }
+        vit.check(h, w).map_err(SynthError::Config)?;
         let embed = self.conv("patch_embed", x, ConvLayer::patches(vit.dim, vit.patch as u8))?;
         let depthwise = ConvLayer::depthwise(vit.dim, 1, self.cfg.weight_bits);
         let pos = self.conv("pos_embed", embed, ConvLayer { kind: OutputKind::Centred, ..depthwise })?;

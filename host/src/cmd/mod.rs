@@ -7,6 +7,7 @@ mod eval;
 mod export;
 mod inspect;
 mod kernel_test;
+mod quantize;
 mod run;
 mod study;
 mod synth;
@@ -24,6 +25,7 @@ pub enum Command {
     Inspect(inspect::Cmd),
     Train(Box<train::Cmd>),
     Export(export::Cmd),
+    Quantize(quantize::Cmd),
     Codegen(codegen::Cmd),
     Run(run::Cmd),
     Bench(bench::Cmd),
@@ -42,6 +44,7 @@ impl Command {
             Command::Inspect(cmd) => cmd.run(),
             Command::Train(cmd) => cmd.run(),
             Command::Export(cmd) => cmd.run(),
+            Command::Quantize(cmd) => cmd.run(),
             Command::Codegen(cmd) => cmd.run(),
             Command::Run(cmd) => cmd.run(),
             Command::Bench(cmd) => cmd.run(),

@@ -21,12 +21,27 @@ pub struct Cmd {
     /// TOML file with any of the options below (flags given on the command line win).
     #[arg(long, value_name = "FILE")]
     config: Option<PathBuf>,
-    /// Architecture: resnet8, resnet20, mobilenetv1 or mobilenetv2 [default: resnet20].
+    /// Architecture: resnet8, resnet20, mobilenetv1, mobilenetv2 or vit [default: resnet20].
     #[arg(long)]
     arch: Option<String>,
     /// Channel width multiplier of the MobileNets [default: 1].
     #[arg(long)]
     width: Option<f64>,
+    /// Vision transformer: patch side in pixels, dividing the input's height and width [default: 4].
+    #[arg(long)]
+    patch: Option<usize>,
+    /// Vision transformer: embedding width, the channels of every token [default: 64].
+    #[arg(long)]
+    embed_dim: Option<usize>,
+    /// Vision transformer: transformer blocks [default: 4].
+    #[arg(long)]
+    depth: Option<usize>,
+    /// Vision transformer: attention heads, dividing the embedding width [default: 4].
+    #[arg(long)]
+    heads: Option<usize>,
+    /// Vision transformer: MLP hidden width in multiples of the embedding width [default: 2].
+    #[arg(long)]
+    mlp_ratio: Option<usize>,
     /// fp, qat, logit-kd, feature-kd, qfd, bwrf (block-wise replacement) or bwrf-qfd (bwrf plus the QFD
     /// term) [default: qfd].
     #[arg(long)]
@@ -62,7 +77,7 @@ pub struct Cmd {
     /// batches on a GPU.
     #[arg(long)]
     lr_batch_scaling: bool,
-    /// sgd or adam [default: sgd].
+    /// sgd, adam or adamw (decoupled weight decay, for the vit) [default: sgd].
     #[arg(long)]
     optimizer: Option<OptimizerKind>,
     /// Base learning rate [default: 0.05 for sgd, 0.001 for adam; a fifth of that when fine-tuning a
@@ -130,6 +145,13 @@ pub struct Cmd {
     /// Distil from this teacher run directory instead of training one.
     #[arg(long, value_name = "DIR")]
     teacher: Option<PathBuf>,
+    /// Use this trained full-precision run directory instead of training the full-precision stage.
+    #[arg(long, value_name = "DIR")]
+    fp_run: Option<PathBuf>,
+    /// Start the quantized student from this run directory, keeping its quantizers: a `qfd-host quantize`
+    /// result (how a vit's quantization-aware training starts) [default: the full-precision model].
+    #[arg(long, value_name = "DIR")]
+    init: Option<PathBuf>,
     /// Continue an interrupted stage from its last completed epoch.
     #[arg(long)]
     resume: bool,
@@ -147,6 +169,7 @@ impl Cmd {
         set!(arch, method, dataset, epochs, batch_size, optimizer, lambda, teacher_feature_bits, temperature);
         set!(device, seed, width, momentum, weight_decay, warmup_epochs, ewgs_delta);
         set!(bwrf_mode, bwrf_path_loss, bwrf_paths, bwrf_weight);
+        set!(patch, embed_dim, depth, heads, mlp_ratio);
         if let Some(b) = self.bits {
             (cfg.wbits, cfg.abits) = (b.weight, b.act);
         }
@@ -159,6 +182,8 @@ impl Cmd {
         cfg.quant_lr = self.quant_lr.or(cfg.quant_lr);
         cfg.run_dir = self.run_dir.or(cfg.run_dir);
         cfg.teacher = self.teacher.or(cfg.teacher);
+        cfg.fp_run = self.fp_run.or(cfg.fp_run);
+        cfg.init = self.init.or(cfg.init);
         cfg.fp_first_last |= self.fp_first_last;
         cfg.ewgs |= self.ewgs;
         cfg.lr_batch_scaling |= self.lr_batch_scaling;

@@ -11,12 +11,12 @@ use qfd_runtime::requant::RequantParams;
 use tch::{Device, Kind, Tensor};
 
 use super::ExportError;
-use crate::train::models::{ConvBnQ, BN_EPS, STEM_PADDING};
-use crate::train::quant::{ActQuant, QLinear, WeightQuant};
+use crate::train::models::{ConvAffine, ConvBnQ, BN_EPS};
+use crate::train::quant::{ActQuant, ConvReads, QLinear, WeightQuant};
 
 /// Fractional bits of the residual add's common step: each branch's step is written as an integer multiple
 /// of `max(step_a, step_b) / 2^ADD_FRACTION_BITS` (relative error below `2^-15`).
-const ADD_FRACTION_BITS: i32 = 14;
+pub(super) const ADD_FRACTION_BITS: i32 = 14;
 
 /// The grid of a stored tensor: `value = lower + step * code`, codes `0..=levels`.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -60,7 +60,7 @@ impl Grid {
 
     /// The requantization and clamp that map an accumulator `acc` whose real value is `scale * acc + offset`
     /// onto this grid, after a ReLU when `relu`.
-    fn requant(&self, layer: &str, scale: f64, offset: f64) -> Result<RequantParams, ExportError> {
+    pub(super) fn requant(&self, layer: &str, scale: f64, offset: f64) -> Result<RequantParams, ExportError> {
         let per_unit = self.levels() / (self.upper - self.lower);
         requant_for(scale * per_unit, (offset - self.lower) * per_unit).ok_or_else(|| ExportError::Overflow {
             layer: layer.into(),
@@ -75,7 +75,7 @@ impl Grid {
 
     /// Output clamp: `[f(0), levels]` after a ReLU (the quantizer is monotone, so `f(max(z, 0)) =
     /// max(f(z), f(0))`), else the whole range.
-    fn clamp(&self, relu: bool) -> Clamp {
+    pub(super) fn clamp(&self, relu: bool) -> Clamp {
         Clamp { min: if relu { self.code_of(0.0) } else { 0 }, max: self.levels() as u8 }
     }
 }
@@ -89,18 +89,20 @@ pub enum ConvInput {
         mean: Vec<f64>,
         /// Shared std of `p / 255`.
         std: f64,
+        /// Zero padding of the pixels (the stem's).
+        padding: u8,
     },
     /// Codes of a stored tensor; a convolution reads `code / levels`.
     Codes(Grid),
 }
 
 /// One scalar tensor as `f64`.
-fn scalar(t: &Tensor) -> f64 {
+pub(super) fn scalar(t: &Tensor) -> f64 {
     t.to_device(Device::Cpu).to_kind(Kind::Double).reshape([-1]).double_value(&[0])
 }
 
 /// Every element of `t`, as `f64`, in row-major order.
-fn values(t: &Tensor) -> Vec<f64> {
+pub(super) fn values(t: &Tensor) -> Vec<f64> {
     Vec::<f64>::try_from(t.to_device(Device::Cpu).to_kind(Kind::Double).reshape([-1]))
         .expect("a double tensor converts to Vec<f64>")
 }
@@ -127,34 +129,50 @@ pub fn fold_conv(name: &str, layer: &ConvBnQ, input: &ConvInput) -> Result<(Conv
     let q = quantizer(name, conv.quant.as_ref())?;
     let shape = conv.shape;
     let (codes, lw) = weight_codes(q, &conv.weight, &[0, 2, 3, 1]);
-    let alpha = scalar(&q.alpha).abs();
+    // `|alpha|` for the tensor, or per output channel.
+    let alpha: Vec<f64> = values(&q.alpha).into_iter().map(f64::abs).collect();
     let cout = shape.cout as usize;
     let fan_in = codes.len() / cout;
 
     let (acc_scale, constant): (f64, Vec<f64>) = match input {
-        ConvInput::Codes(g) => (alpha / (g.levels() * lw), vec![0.0; cout]),
-        ConvInput::Pixels { mean, std } => {
+        ConvInput::Codes(g) => match conv.reads {
+            ConvReads::Codes => (1.0 / (g.levels() * lw), vec![0.0; cout]),
+            // `sum(w * (lower + step * c)) / Lw`: the lower bound times each channel's weight sum.
+            ConvReads::Values => {
+                if shape.padding > 0 && g.code_of(0.0) != 0 {
+                    return Err(ExportError::Unsupported {
+                        layer: name.into(),
+                        reason: format!(
+                            "it pads its input with code 0, which stands for {:e}, not 0 (the float model's padding)",
+                            g.lower
+                        ),
+                    });
+                }
+                let constant = codes
+                    .chunks(fan_in)
+                    .map(|w| g.lower / lw * w.iter().map(|&k| 2.0 * k as f64 - lw).sum::<f64>())
+                    .collect();
+                (g.step() / lw, constant)
+            }
+        },
+        ConvInput::Pixels { mean, std, .. } => {
             let channels = mean.len();
             let constant = codes
                 .chunks(fan_in)
                 .map(|w| {
                     let sum: f64 =
                         w.iter().enumerate().map(|(i, &k)| (2.0 * k as f64 - lw) * mean[i % channels]).sum();
-                    -alpha / (lw * std) * sum
+                    -1.0 / (lw * std) * sum
                 })
                 .collect();
-            (alpha / (255.0 * lw * std), constant)
+            (1.0 / (255.0 * lw * std), constant)
         }
     };
-    let bn = &layer.bn;
-    let gamma = bn.ws.as_ref().map(values).unwrap_or_else(|| vec![1.0; cout]);
-    let beta = bn.bs.as_ref().map(values).unwrap_or_else(|| vec![0.0; cout]);
-    let (mean, var) = (values(&bn.running_mean), values(&bn.running_var));
+    let (scale, shift) = affine_of(layer, cout);
     let out = Grid::of(name, &layer.q)?;
     let requant = (0..cout)
         .map(|o| {
-            let s_bn = gamma[o] / (var[o] + BN_EPS).sqrt();
-            let t_bn = beta[o] - s_bn * mean[o];
+            let (s_bn, t_bn) = (scale[o] * alpha[o % alpha.len()], shift[o]);
             if s_bn == 0.0 {
                 return Err(ExportError::Unsupported {
                     layer: name.into(),
@@ -165,9 +183,9 @@ pub fn fold_conv(name: &str, layer: &ConvBnQ, input: &ConvInput) -> Result<(Conv
         })
         .collect::<Result<Vec<_>, _>>()?;
     let pad = match input {
-        ConvInput::Pixels { .. } => STEM_PADDING,
-        ConvInput::Codes(_) => shape.padding,
-    } as u8;
+        ConvInput::Pixels { padding, .. } => *padding,
+        ConvInput::Codes(_) => shape.padding as u8,
+    };
     let (k, s) = (shape.kernel as u8, shape.stride as u8);
     let spec = ConvSpec {
         out_channels: cout,
@@ -184,6 +202,22 @@ pub fn fold_conv(name: &str, layer: &ConvBnQ, input: &ConvInput) -> Result<(Conv
         out_bits: out.bits,
     };
     Ok((spec, out))
+}
+
+/// The per-channel affine map after a layer's convolution, in inference form: `(scale, shift)` per
+/// channel (a BatchNorm with its running statistics, or `(1, bias)`).
+fn affine_of(layer: &ConvBnQ, channels: usize) -> (Vec<f64>, Vec<f64>) {
+    match &layer.affine {
+        ConvAffine::BatchNorm(bn) => {
+            let gamma = bn.ws.as_ref().map(values).unwrap_or_else(|| vec![1.0; channels]);
+            let beta = bn.bs.as_ref().map(values).unwrap_or_else(|| vec![0.0; channels]);
+            let (mean, var) = (values(&bn.running_mean), values(&bn.running_var));
+            let scale: Vec<f64> = (0..channels).map(|o| gamma[o] / (var[o] + BN_EPS).sqrt()).collect();
+            let shift = (0..channels).map(|o| beta[o] - scale[o] * mean[o]).collect();
+            (scale, shift)
+        }
+        ConvAffine::Bias(b) => (vec![1.0; channels], values(b)),
+    }
 }
 
 /// The residual add `quant(relu?(value_a + value_b))` with `value = lower + step * code` for both inputs:

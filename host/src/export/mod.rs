@@ -7,6 +7,7 @@
 //! accumulator can overflow `i32`. The result is deterministic: the same checkpoint gives the same bytes.
 
 pub mod fold;
+pub mod transformer;
 
 use std::path::{Path, PathBuf};
 
@@ -23,6 +24,10 @@ use crate::train::models::{IntegerOp, Net};
 use crate::train::quant::QuantMode;
 use crate::train::run::{load_trained, predictions, Data, TrainError};
 use fold::{fold_add, fold_classifier, fold_conv, ConvInput, Grid};
+use transformer::{
+    fold_attention_scores, fold_attention_values, fold_layer_norm, fold_lookup, fold_softmax,
+    fold_stream_add, StreamGrid, StreamInput,
+};
 
 /// Why a checkpoint cannot be exported.
 #[derive(Debug, thiserror::Error)]
@@ -227,6 +232,32 @@ pub fn encode(graph: &Graph) -> Result<Vec<u8>, ExportError> {
     })
 }
 
+/// How a value of the integer graph holds its codes, as the ops that read it need to know.
+#[derive(Debug, Clone)]
+enum Stored {
+    /// Raw pixels (the input), or logits: no activation grid.
+    Raw,
+    /// An ordinary grid.
+    Grid(Grid),
+    /// The transformer's residual stream.
+    Stream(StreamGrid),
+    /// Attention probability codes.
+    Probs,
+}
+
+impl Stored {
+    /// The ordinary grid of a value read by `layer`, or why it has none.
+    fn grid(&self, layer: &str) -> Result<Grid, ExportError> {
+        match self {
+            Stored::Grid(g) => Ok(*g),
+            _ => Err(ExportError::Unsupported {
+                layer: layer.into(),
+                reason: "it reads a value that is not on an ordinary quantization grid".into(),
+            }),
+        }
+    }
+}
+
 /// The integer graph of a trained quantized network, layer by layer as [`Net::integer_ops`] lists them.
 pub fn integer_graph(net: &Net, data: &Data, mut meta: GraphMeta) -> Result<Graph, ExportError> {
     if net.has_feature_quantizer() {
@@ -237,29 +268,26 @@ pub fn integer_graph(net: &Net, data: &Data, mut meta: GraphMeta) -> Result<Grap
     }
     let [c, h, w] = data.input.map(|d| d as usize);
     let mut graph = Graph::new([h, w, c], 8, meta.clone());
-    let pixels = ConvInput::Pixels { mean: data.mean.clone(), std: data.std };
-    // The grid of every value that holds codes (value 0, the pixels, has none).
-    let mut grids: Vec<Option<Grid>> = vec![None];
+    let pixels =
+        ConvInput::Pixels { mean: data.mean.clone(), std: data.std, padding: net.stem_padding() as u8 };
+    // How each value's codes read (value 0, the pixels, has no codes).
+    let mut stored: Vec<Stored> = vec![Stored::Raw];
     let (mut logit_scale, mut pooled_pixels) = (1.0, 0);
+    let shape_of = |graph: &Graph, v: usize| graph.value(ValueId(v)).map(|v| v.shape).unwrap_or([0; 3]);
     for op in net.integer_ops() {
-        let grid = match op {
+        let out = match op {
             IntegerOp::Conv { name, input, layer } => {
-                let reads = match grids[input] {
-                    Some(g) => ConvInput::Codes(g),
-                    None => pixels.clone(),
+                let reads = match &stored[input] {
+                    Stored::Raw => pixels.clone(),
+                    other => ConvInput::Codes(other.grid(&name)?),
                 };
                 let (spec, out) = fold_conv(&name, layer, &reads)?;
                 graph.conv2d(&name, ValueId(input), spec)?;
-                Some(out)
+                Stored::Grid(out)
             }
             IntegerOp::Add { name, inputs, quant, relu } => {
-                let grid_of = |v: usize| {
-                    grids[v].ok_or_else(|| ExportError::Unsupported {
-                        layer: name.clone(),
-                        reason: "an input of the add is not quantized".into(),
-                    })
-                };
-                let folded = fold_add(&name, [grid_of(inputs[0])?, grid_of(inputs[1])?], quant, relu)?;
+                let [a, b] = [stored[inputs[0]].grid(&name)?, stored[inputs[1]].grid(&name)?];
+                let folded = fold_add(&name, [a, b], quant, relu)?;
                 graph.add(
                     &name,
                     [ValueId(inputs[0]), ValueId(inputs[1])],
@@ -268,26 +296,73 @@ pub fn integer_graph(net: &Net, data: &Data, mut meta: GraphMeta) -> Result<Grap
                     folded.clamp,
                     folded.out.bits,
                 )?;
-                Some(folded.out)
+                Stored::Grid(folded.out)
+            }
+            IntegerOp::StreamAdd { name, inputs, quant } => {
+                let a = match &stored[inputs[0]] {
+                    Stored::Stream(s) => StreamInput::Stream(s.clone()),
+                    other => StreamInput::Grid(other.grid(&name)?),
+                };
+                let f = fold_stream_add(&name, &a, stored[inputs[1]].grid(&name)?, quant)?;
+                graph.channel_add(
+                    &name,
+                    [ValueId(inputs[0]), ValueId(inputs[1])],
+                    f.input_weights,
+                    f.shifts,
+                    &f.requant,
+                    (f.clamp, f.out.bits),
+                )?;
+                Stored::Stream(f.out)
+            }
+            IntegerOp::LayerNorm { name, input, norm } => {
+                let Stored::Stream(stream) = &stored[input] else {
+                    return Err(ExportError::Unsupported {
+                        layer: name,
+                        reason: "it does not read the stream".into(),
+                    });
+                };
+                let (spec, out) = fold_layer_norm(&name, stream, norm)?;
+                graph.layer_norm(&name, ValueId(input), spec)?;
+                Stored::Grid(out)
+            }
+            IntegerOp::AttentionScores { name, inputs, heads, quant } => {
+                let qk = [stored[inputs[0]].grid(&name)?, stored[inputs[1]].grid(&name)?];
+                let channels = shape_of(&graph, inputs[0])[2];
+                let (zeros, spec, out) = fold_attention_scores(&name, qk, heads, channels, quant)?;
+                graph.attention_scores(&name, [ValueId(inputs[0]), ValueId(inputs[1])], zeros, spec)?;
+                Stored::Grid(out)
+            }
+            IntegerOp::Softmax { name, input, probs } => {
+                let tokens = shape_of(&graph, input)[2];
+                let exp = fold_softmax(&name, stored[input].grid(&name)?, tokens)?;
+                graph.softmax(&name, ValueId(input), exp, probs)?;
+                Stored::Probs
+            }
+            IntegerOp::AttentionValues { name, inputs, heads, probs, quant } => {
+                let v = stored[inputs[1]].grid(&name)?;
+                let (zero, spec, out) = fold_attention_values(&name, v, heads, probs, quant)?;
+                graph.attention_values(&name, [ValueId(inputs[0]), ValueId(inputs[1])], probs, zero, spec)?;
+                Stored::Grid(out)
+            }
+            IntegerOp::Lookup { name, input, function, quant } => {
+                let (table, out) = fold_lookup(&name, stored[input].grid(&name)?, function, quant)?;
+                graph.lookup(&name, ValueId(input), table, out.bits)?;
+                Stored::Grid(out)
             }
             IntegerOp::GlobalPool { input } => {
                 pooled_pixels = graph.value(ValueId(input)).map(|v| v.shape[0] * v.shape[1]).unwrap_or(0);
                 graph.global_sum_pool("pool", ValueId(input))?;
                 // The sums keep their input's grid, for the classifier.
-                grids[input]
+                stored[input].clone()
             }
             IntegerOp::Classifier { input, fc } => {
-                let grid = grids[input].ok_or_else(|| ExportError::Unsupported {
-                    layer: "fc".into(),
-                    reason: "the pooled feature is not quantized".into(),
-                })?;
-                let (spec, scale) = fold_classifier(fc, grid, pooled_pixels)?;
+                let (spec, scale) = fold_classifier(fc, stored[input].grid("fc")?, pooled_pixels)?;
                 logit_scale = scale;
                 graph.fully_connected("fc", ValueId(input), spec)?;
-                None
+                Stored::Raw
             }
         };
-        grids.push(grid);
+        stored.push(out);
     }
     meta.logit_scale = logit_scale as f32;
     graph.meta = meta;

@@ -225,9 +225,12 @@ pub fn path_loss(
                     let partner_input = &partner_pass().1[i];
                     let x = match i {
                         0 => partner_input.shallow(),
-                        _ => student
-                            .block_output_quantizer(i - 1)
-                            .forward(partner_input.value.shallow_clone(), mode),
+                        _ => match student.block_output_quantizer(i - 1) {
+                            Some(q) => q.forward(partner_input.value.shallow_clone(), mode),
+                            // A transformer's stream: block replacement is for the CNNs (the
+                            // configuration refuses it for a vit).
+                            None => QTensor::float(partner_input.value.shallow_clone()),
+                        },
                     };
                     if i + 1 == blocks {
                         student.head(&x, mode).logits
@@ -272,6 +275,8 @@ mod tests {
             std: 0.25,
             width: 0.25,
             ewgs_delta: None,
+            vit: Default::default(),
+            log2_softmax: true,
         }
     }
 

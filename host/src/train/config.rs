@@ -14,6 +14,7 @@ use super::method::Method;
 use super::schedule::LrSchedule;
 use crate::data::DatasetKind;
 use crate::fsutil::{self, FsError};
+use qfd_codegen::synth::VitShape;
 
 /// Why a configuration was refused.
 #[derive(Debug, thiserror::Error)]
@@ -54,6 +55,8 @@ pub enum OptimizerKind {
     Sgd,
     /// Adam; base learning rate 1e-3.
     Adam,
+    /// Adam with decoupled weight decay (Loshchilov and Hutter); base learning rate 1e-3.
+    Adamw,
 }
 
 impl FromStr for OptimizerKind {
@@ -62,7 +65,8 @@ impl FromStr for OptimizerKind {
         match s {
             "sgd" => Ok(OptimizerKind::Sgd),
             "adam" => Ok(OptimizerKind::Adam),
-            other => Err(format!("unknown optimizer '{other}' (expected sgd or adam)")),
+            "adamw" => Ok(OptimizerKind::Adamw),
+            other => Err(format!("unknown optimizer '{other}' (expected sgd, adam or adamw)")),
         }
     }
 }
@@ -72,7 +76,7 @@ impl OptimizerKind {
     pub fn default_lr(self) -> f64 {
         match self {
             OptimizerKind::Sgd => 0.05,
-            OptimizerKind::Adam => 1e-3,
+            OptimizerKind::Adam | OptimizerKind::Adamw => 1e-3,
         }
     }
 }
@@ -231,12 +235,32 @@ pub struct TrainConfig {
     pub device: DeviceChoice,
     /// Channel width multiplier of the MobileNets.
     pub width: f64,
+    /// Vision transformer: patch side in pixels.
+    pub patch: usize,
+    /// Vision transformer: embedding width.
+    pub embed_dim: usize,
+    /// Vision transformer: blocks.
+    pub depth: usize,
+    /// Vision transformer: attention heads.
+    pub heads: usize,
+    /// Vision transformer: MLP width over the embedding width.
+    pub mlp_ratio: usize,
+    /// Vision transformer: 4-bit log2 attention probabilities (Log-Int-Softmax) when quantized; linear
+    /// codes of the activation bit-width otherwise.
+    pub log2_softmax: bool,
     /// Where checkpoints, metrics and plots go; `None` for [`TrainConfig::run_dir`]'s default.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub run_dir: Option<PathBuf>,
     /// A trained teacher checkpoint directory to use instead of training one.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub teacher: Option<PathBuf>,
+    /// A trained full-precision run directory to use instead of training the full-precision stage.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fp_run: Option<PathBuf>,
+    /// The run directory the quantized student starts from instead of the full-precision model: a
+    /// `qfd-host quantize` result, whose quantizers it keeps.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub init: Option<PathBuf>,
     /// Block-wise replacement (bwrf, bwrf-qfd): `single` (one quantized block among full-precision ones)
     /// or `prefix` (the first quantized blocks, then full precision). See [`bwrf`](super::bwrf).
     pub bwrf_mode: BwrfMode,
@@ -280,8 +304,16 @@ impl Default for TrainConfig {
             seed: 0,
             device: DeviceChoice::Auto,
             width: 1.0,
+            patch: VitShape::default().patch,
+            embed_dim: VitShape::default().dim,
+            depth: VitShape::default().depth,
+            heads: VitShape::default().heads,
+            mlp_ratio: VitShape::default().mlp_ratio,
+            log2_softmax: true,
             run_dir: None,
             teacher: None,
+            fp_run: None,
+            init: None,
             bwrf_mode: BwrfMode::Single,
             bwrf_path_loss: PathLoss::Ce,
             bwrf_paths: PathCount::All,
@@ -334,6 +366,17 @@ impl TrainConfig {
     /// The config with `lr` and `quant-lr` filled in, e.g. to record in the run directory what was used.
     pub fn with_resolved_lrs(self) -> TrainConfig {
         TrainConfig { lr: Some(self.lr()), quant_lr: Some(self.quant_lr()), ..self }
+    }
+
+    /// The vision transformer's shape.
+    pub fn vit_shape(&self) -> VitShape {
+        VitShape {
+            patch: self.patch,
+            dim: self.embed_dim,
+            depth: self.depth,
+            heads: self.heads,
+            mlp_ratio: self.mlp_ratio,
+        }
     }
 
     /// The run directory: the one given, or `runs/<dataset>-<arch>[-x<width>]-<method>[-w<W>a<A>]`.
@@ -431,6 +474,18 @@ impl TrainConfig {
         }
         if self.teacher.is_some() && !self.method.needs_teacher() {
             return bad("teacher", format!("method {} uses no teacher", self.method));
+        }
+        if self.method == Method::Ptq {
+            return bad("method", "ptq models are made by `qfd-host quantize RUN_DIR`, not trained".into());
+        }
+        if self.arch == "vit" && self.method.needs_partner() {
+            return bad(
+                "method",
+                format!(
+                    "{} swaps CNN blocks; a vit trains with fp, qat, logit-kd, feature-kd or qfd",
+                    self.method
+                ),
+            );
         }
         Ok(())
     }

@@ -27,6 +27,9 @@ pub enum Method {
     Bwrf,
     /// [`Method::Bwrf`] with the QFD distillation term beside the task loss.
     BwrfQfd,
+    /// Post-training quantization of a full-precision model (`qfd-host quantize`): calibrated, not
+    /// trained.
+    Ptq,
 }
 
 impl Method {
@@ -51,6 +54,7 @@ impl Method {
             Method::Qfd => "qfd",
             Method::Bwrf => "bwrf",
             Method::BwrfQfd => "bwrf-qfd",
+            Method::Ptq => "ptq",
         }
     }
 
@@ -79,7 +83,8 @@ impl fmt::Display for Method {
 impl FromStr for Method {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {
-        Method::ALL.into_iter().find(|m| m.name() == s).ok_or_else(|| {
+        // `ptq` names what `qfd-host quantize` writes; it is not a training method.
+        Method::ALL.into_iter().chain([Method::Ptq]).find(|m| m.name() == s).ok_or_else(|| {
             let names: Vec<_> = Method::ALL.iter().map(|m| m.name()).collect();
             format!("unknown method '{s}' (expected one of: {})", names.join(", "))
         })

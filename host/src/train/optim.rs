@@ -62,6 +62,9 @@ pub enum Rule {
         betas: (f64, f64),
         /// Added to the denominator.
         eps: f64,
+        /// Decoupled weight decay (AdamW): the weights shrink by `lr * weight_decay` each step instead of
+        /// the decay joining the gradient.
+        decoupled: bool,
     },
 }
 
@@ -100,7 +103,8 @@ impl Optimizer {
     pub fn from_config(cfg: &TrainConfig, vs: &VarStore) -> Optimizer {
         let rule = match cfg.optimizer {
             OptimizerKind::Sgd => Rule::Sgd { momentum: cfg.momentum, nesterov: cfg.nesterov },
-            OptimizerKind::Adam => Rule::Adam { betas: ADAM_BETAS, eps: ADAM_EPS },
+            OptimizerKind::Adam => Rule::Adam { betas: ADAM_BETAS, eps: ADAM_EPS, decoupled: false },
+            OptimizerKind::Adamw => Rule::Adam { betas: ADAM_BETAS, eps: ADAM_EPS, decoupled: true },
         };
         let mut opt = Optimizer::new(vs, rule, cfg.lr() * cfg.lr_factor(), cfg.weight_decay);
         opt.set_lr_group(QUANT_GROUP, cfg.quant_lr() * cfg.lr_factor());
@@ -170,7 +174,11 @@ impl Optimizer {
                     continue;
                 }
                 let Group { lr, weight_decay } = groups[p.group];
-                let mut d_p = if weight_decay != 0.0 {
+                let decoupled = matches!(rule, Rule::Adam { decoupled: true, .. });
+                if decoupled && weight_decay != 0.0 {
+                    let _ = p.tensor.f_mul_scalar_(1.0 - lr * weight_decay)?;
+                }
+                let mut d_p = if weight_decay != 0.0 && !decoupled {
                     grad.f_add(&p.tensor.f_mul_scalar(weight_decay)?)?
                 } else {
                     grad.f_detach_copy()?
@@ -191,7 +199,7 @@ impl Optimizer {
                         }
                         let _ = p.tensor.f_sub_(&d_p.f_mul_scalar(lr)?)?;
                     }
-                    Rule::Adam { betas: (beta1, beta2), eps } => {
+                    Rule::Adam { betas: (beta1, beta2), eps, .. } => {
                         let mut m = match p.first.take() {
                             Some(m) => m,
                             None => p.tensor.f_zeros_like()?,

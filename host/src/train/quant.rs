@@ -13,7 +13,9 @@
 //! stored tensor, not to the layer reading it: every reader of one tensor sees the same codes, as on the
 //! device (the residual shortcut reads the block input's codes).
 
-use tch::{nn, Tensor};
+use std::cell::RefCell;
+
+use tch::{nn, Kind, Tensor};
 
 pub use super::ewgs::round_ste;
 
@@ -50,6 +52,47 @@ pub enum QuantMode {
     Quantize,
     /// Fake quantization after setting each quantizer's parameters from the batch it sees (EWGS init).
     Calibrate,
+    /// Full precision, with every activation quantizer recording what it sees (post-training
+    /// quantization's calibration, see [`Observer`]).
+    Observe,
+}
+
+impl QuantMode {
+    /// Whether values pass through the quantizers unchanged (`Float` and `Observe`).
+    pub fn is_float(self) -> bool {
+        matches!(self, QuantMode::Float | QuantMode::Observe)
+    }
+}
+
+/// What an activation quantizer saw in [`QuantMode::Observe`] passes: the running minimum and maximum of
+/// each channel (dimension 1) and the last batch, which OMSE and PTF measure their errors on.
+#[derive(Debug, Default)]
+pub struct Observer {
+    /// Per-channel minimum so far.
+    pub min: Option<Tensor>,
+    /// Per-channel maximum so far.
+    pub max: Option<Tensor>,
+    /// The last batch seen.
+    pub last: Option<Tensor>,
+}
+
+impl Observer {
+    /// Records one batch.
+    pub fn observe(&mut self, x: &Tensor) {
+        let x = x.detach();
+        let channels = x.size().get(1).copied().unwrap_or(1);
+        let flat = x.transpose(0, 1).reshape([channels, -1]);
+        let (min, max) = (flat.amin(&[1i64][..], false), flat.amax(&[1i64][..], false));
+        self.min = Some(match self.min.take() {
+            Some(m) => m.minimum(&min),
+            None => min,
+        });
+        self.max = Some(match self.max.take() {
+            Some(m) => m.maximum(&max),
+            None => max,
+        });
+        self.last = Some(x);
+    }
 }
 
 /// A tensor as stored between layers, in the three forms its readers need.
@@ -90,10 +133,15 @@ pub struct Bounds {
 
 impl Bounds {
     fn new(path: &nn::Path, lower: f64, upper: f64) -> Self {
+        Self::with_shape(path, &[1], lower, upper)
+    }
+
+    /// Bounds of shape `dims`, broadcast against the quantized tensor (one pair per channel).
+    fn with_shape(path: &nn::Path, dims: &[i64], lower: f64, upper: f64) -> Self {
         let path = path.set_group(QUANT_GROUP);
         Bounds {
-            lower: path.var("lower", &[1], nn::Init::Const(lower)),
-            upper: path.var("upper", &[1], nn::Init::Const(upper)),
+            lower: path.var("lower", dims, nn::Init::Const(lower)),
+            upper: path.var("upper", dims, nn::Init::Const(upper)),
         }
     }
 
@@ -112,8 +160,8 @@ impl Bounds {
     /// Sets both bounds without recording gradients.
     fn set(&self, lower: &Tensor, upper: &Tensor) {
         tch::no_grad(|| {
-            self.lower.shallow_clone().copy_(&lower.reshape([1]));
-            self.upper.shallow_clone().copy_(&upper.reshape([1]));
+            self.lower.shallow_clone().copy_(&lower.reshape(self.lower.size()));
+            self.upper.shallow_clone().copy_(&upper.reshape(self.upper.size()));
         });
     }
 }
@@ -136,12 +184,21 @@ pub struct ActQuant {
     pub bounds: Bounds,
     /// Bit-width.
     pub bits: u8,
+    /// What [`QuantMode::Observe`] passes saw.
+    pub observer: RefCell<Observer>,
 }
 
 impl ActQuant {
     /// A quantizer of `bits` bits with bounds `[0, 1]` until calibrated.
     pub fn new(path: &nn::Path, bits: u8) -> Self {
-        ActQuant { bounds: Bounds::new(path, 0.0, 1.0), bits }
+        ActQuant { bounds: Bounds::new(path, 0.0, 1.0), bits, observer: RefCell::default() }
+    }
+
+    /// Sets the bounds to the grid of step `step` on which `zero` (an integer code) stands for the real 0.
+    pub fn set_grid(&self, step: f64, zero: f64) {
+        let l = levels(self.bits);
+        let t = |v: f64| Tensor::from_slice(&[v as f32]).to_device(self.bounds.lower.device());
+        self.bounds.set(&t(-zero * step), &t((l - zero) * step));
     }
 
     /// EWGS initialisation: `uA = 3 std(x) / sqrt(1 - 2/pi)`, `lA = min(x)`.
@@ -156,7 +213,10 @@ impl ActQuant {
 
     /// Quantizes `x` (see the module docs); in [`QuantMode::Float`] passes it through.
     pub fn forward(&self, x: Tensor, mode: QuantMode) -> QTensor {
-        if mode == QuantMode::Float {
+        if mode == QuantMode::Observe {
+            self.observer.borrow_mut().observe(&x);
+        }
+        if mode.is_float() {
             return QTensor::float(x);
         }
         if mode == QuantMode::Calibrate {
@@ -199,6 +259,36 @@ impl WeightQuant {
         }
     }
 
+    /// A quantizer with its own bounds and `alpha` for each of a convolution's `channels` output channels.
+    pub fn per_channel(path: &nn::Path, bits: u8, channels: i64) -> Self {
+        WeightQuant {
+            bounds: Bounds::with_shape(path, &[channels, 1, 1, 1], -1.0, 1.0),
+            alpha: path.set_group(QUANT_GROUP).var("alpha", &[channels], nn::Init::Const(1.0)),
+            bits,
+        }
+    }
+
+    /// Whether each output channel has its own bounds and `alpha`.
+    pub fn is_per_channel(&self) -> bool {
+        self.alpha.numel() > 1
+    }
+
+    /// Post-training (MinMax) setting of a per-channel or per-tensor quantizer: bounds `+-max|w|` and
+    /// `alpha = max|w|`, so the grid's extreme levels are the extreme weights.
+    pub fn set_min_max(&self, w: &Tensor) {
+        let w = w.detach();
+        let u = if self.is_per_channel() {
+            w.abs().reshape([w.size()[0], -1]).amax(&[1i64][..], false)
+        } else {
+            w.abs().max()
+        }
+        .clamp_min(1e-8);
+        self.bounds.set(&(-&u), &u);
+        tch::no_grad(|| {
+            self.alpha.shallow_clone().copy_(&u.reshape(self.alpha.size()));
+        });
+    }
+
     /// The quantized weights `(2k - (L - 1)) / (L - 1)` of `w`.
     pub fn quantize(&self, w: &Tensor) -> Tensor {
         let l = levels(self.bits);
@@ -216,23 +306,46 @@ impl WeightQuant {
         lsq_scale(w.numel() as i64, self.bits)
     }
 
-    /// `|alpha|`, with its gradient scaled like the bounds'.
+    /// `|alpha|`, with its gradient scaled like the bounds', shaped to scale a convolution's output
+    /// (`[1, C, 1, 1]`) when per channel.
     fn scale(&self, w: &Tensor) -> Tensor {
-        grad_scaled(&self.alpha, self.grad_scale(w)).abs()
+        let alpha = grad_scaled(&self.alpha, self.grad_scale(w)).abs();
+        if self.is_per_channel() {
+            alpha.reshape([1, -1, 1, 1])
+        } else {
+            alpha
+        }
     }
 
-    /// EWGS initialisation of the bounds: `uW = 3 std(W)`, `lW = -uW`.
+    /// EWGS initialisation of the bounds: `uW = 3 std(W)`, `lW = -uW` (per channel when per channel).
     fn calibrate_bounds(&self, w: &Tensor) {
-        let u = w.detach().std(true) * 3.0;
+        let w = w.detach();
+        let u = if self.is_per_channel() {
+            w.reshape([w.size()[0], -1]).std_dim(&[1i64][..], true, false) * 3.0
+        } else {
+            w.std(true) * 3.0
+        };
         self.bounds.set(&(-&u), &u);
     }
 
-    /// EWGS initialisation of `alpha = mean|float output| / mean|quantized output|`.
+    /// EWGS initialisation of `alpha = mean|float output| / mean|quantized output|` (over each output
+    /// channel, dimension 1, when per channel).
     fn calibrate_alpha(&self, float_out: &Tensor, quant_out: &Tensor) {
-        let ratio = float_out.detach().abs().mean(tch::Kind::Float)
-            / quant_out.detach().abs().mean(tch::Kind::Float).clamp_min(1e-12);
+        let mean_abs = |t: &Tensor| {
+            let t = t.detach().abs();
+            if self.is_per_channel() {
+                t.transpose(0, 1).reshape([self.alpha.numel() as i64, -1]).mean_dim(
+                    &[1i64][..],
+                    false,
+                    Kind::Float,
+                )
+            } else {
+                t.mean(Kind::Float)
+            }
+        };
+        let ratio = mean_abs(float_out) / mean_abs(quant_out).clamp_min(1e-12);
         tch::no_grad(|| {
-            self.alpha.shallow_clone().copy_(&ratio.reshape([1]));
+            self.alpha.shallow_clone().copy_(&ratio.reshape(self.alpha.size()));
         });
     }
 }
@@ -254,8 +367,20 @@ pub struct ConvShape {
     pub groups: i64,
 }
 
+/// What a quantized convolution multiplies its weights with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConvReads {
+    /// The normalised codes `c / (L - 1)` (the CNNs: the BatchNorm after the convolution absorbs the
+    /// input's grid, and quantization-aware training adapts it).
+    Codes,
+    /// The reconstructed values (the vision transformer: the float model's own arithmetic, so that
+    /// post-training quantization needs no retraining). Zero padding is code 0 on the device, so the
+    /// input's grid must put code 0 at the real 0 wherever the convolution pads.
+    Values,
+}
+
 /// A convolution with quantized weights, or a float one when `quant` is `None`. No bias: a BatchNorm
-/// follows every convolution.
+/// or a bias follows every convolution.
 #[derive(Debug)]
 pub struct QConv2d {
     /// `[cout, cin / groups, k, k]`.
@@ -264,6 +389,8 @@ pub struct QConv2d {
     pub quant: Option<WeightQuant>,
     /// Geometry.
     pub shape: ConvShape,
+    /// What the quantized layer reads.
+    pub reads: ConvReads,
 }
 
 impl QConv2d {
@@ -274,7 +401,14 @@ impl QConv2d {
         let weight =
             path.var("weight", &dims, nn::Init::Randn { mean: 0.0, stdev: (2.0 / fan_in as f64).sqrt() });
         let quant = weight_bits.map(|bits| WeightQuant::new(&(path / "wq"), bits));
-        QConv2d { weight, quant, shape }
+        QConv2d { weight, quant, shape, reads: ConvReads::Codes }
+    }
+
+    /// [`QConv2d::new`] with `bits`-bit weights quantized per output channel, reading values.
+    pub fn per_channel(path: &nn::Path, shape: ConvShape, bits: u8) -> Self {
+        let float = Self::new(path, shape, None);
+        let quant = Some(WeightQuant::per_channel(&(path / "wq"), bits, shape.cout));
+        QConv2d { quant, reads: ConvReads::Values, ..float }
     }
 
     fn conv(&self, x: &Tensor, w: &Tensor) -> Tensor {
@@ -285,12 +419,17 @@ impl QConv2d {
     /// Applies the layer to a stored tensor: the float value in float mode, the normalised codes otherwise.
     pub fn forward(&self, x: &QTensor, mode: QuantMode) -> Tensor {
         match (&self.quant, mode) {
-            (None, _) | (_, QuantMode::Float) => self.conv(&x.value, &self.weight),
+            (None, _) => self.conv(&x.value, &self.weight),
+            (_, m) if m.is_float() => self.conv(&x.value, &self.weight),
             (Some(q), _) => {
                 if mode == QuantMode::Calibrate {
                     q.calibrate_bounds(&self.weight);
                 }
-                let out = self.conv(&x.norm, &q.quantize(&self.weight));
+                let input = match self.reads {
+                    ConvReads::Codes => &x.norm,
+                    ConvReads::Values => &x.value,
+                };
+                let out = self.conv(input, &q.quantize(&self.weight));
                 if mode == QuantMode::Calibrate {
                     q.calibrate_alpha(&self.conv(&x.float, &self.weight), &out);
                 }
@@ -325,7 +464,8 @@ impl QLinear {
     /// `x W^T + b`, with `W` quantized and scaled by `|alpha|` unless float.
     pub fn forward(&self, x: &Tensor, mode: QuantMode) -> Tensor {
         match (&self.quant, mode) {
-            (None, _) | (_, QuantMode::Float) => x.linear(&self.weight, Some(&self.bias)),
+            (None, _) => x.linear(&self.weight, Some(&self.bias)),
+            (_, m) if m.is_float() => x.linear(&self.weight, Some(&self.bias)),
             (Some(q), _) => {
                 if mode == QuantMode::Calibrate {
                     q.calibrate_bounds(&self.weight);

@@ -135,7 +135,11 @@ impl Data {
     }
 }
 
-fn net_spec(config: &TrainConfig, feature_bits: Option<u8>, data: &Data) -> Result<NetSpec, TrainError> {
+pub(crate) fn net_spec(
+    config: &TrainConfig,
+    feature_bits: Option<u8>,
+    data: &Data,
+) -> Result<NetSpec, TrainError> {
     let arch: Arch = config.arch.parse().map_err(TrainError::Build)?;
     Ok(NetSpec {
         arch,
@@ -149,6 +153,8 @@ fn net_spec(config: &TrainConfig, feature_bits: Option<u8>, data: &Data) -> Resu
         std: data.std,
         width: config.width,
         ewgs_delta: config.ewgs.then_some(config.ewgs_delta),
+        vit: config.vit_shape(),
+        log2_softmax: config.log2_softmax,
     })
 }
 
@@ -268,7 +274,12 @@ pub fn train_stage(
         let start = match &stage.init_from {
             Some(init) => {
                 load_matching_weights(init, &mut vs)?;
-                calibrate(&net, cfg, stage.feature_bits.is_some(), data);
+                // A quantized starting point (post-training quantization) keeps its quantizers.
+                if Checkpoint::peek(init)?.config.method.quantized() {
+                    reestimate_batch_norm(&net, cfg, data);
+                } else {
+                    calibrate(&net, cfg, stage.feature_bits.is_some(), data);
+                }
                 let start = evaluate(&net, &data.test, mode, teacher.as_ref(), cfg);
                 eprintln!("{}: starting from {}: {}", stage.name, init.display(), start.summary());
                 Some(start)

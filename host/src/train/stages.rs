@@ -55,7 +55,7 @@ pub fn plan_stages(config: &TrainConfig) -> Vec<Stage> {
         run_dir: None,
         ..config.clone()
     };
-    let fp_dir = sibling(&fp, "fp");
+    let fp_dir = config.fp_run.clone().unwrap_or_else(|| sibling(&fp, "fp"));
     let fp_stage = Stage {
         name: "fp",
         config: TrainConfig { run_dir: Some(fp_dir.clone()), ..fp.clone() },
@@ -65,54 +65,81 @@ pub fn plan_stages(config: &TrainConfig) -> Vec<Stage> {
         partner: None,
     };
     // The teacher and the student fine-tune the full-precision model.
-    let finetune =
-        TrainConfig { lr: Some(config.finetune_lr()), fp_lr: None, fp_epochs: None, ..config.clone() };
+    let finetune = TrainConfig {
+        lr: Some(config.finetune_lr()),
+        fp_lr: None,
+        fp_epochs: None,
+        fp_run: None,
+        init: None,
+        ..config.clone()
+    };
+    // A vision transformer's student keeps the quantizers post-training quantization set: its attention
+    // products need whole zero points, which learned bounds would move.
+    let student_config = match config.arch.as_str() {
+        "vit" => TrainConfig { quant_lr: Some(0.0), ..finetune.clone() },
+        _ => finetune.clone(),
+    };
     // Block-wise replacement mixes the student's blocks into the full-precision model it starts from.
     let partner = config.method.needs_partner().then(|| fp_dir.clone());
     let student = |teacher: Option<PathBuf>| Stage {
         name: "student",
-        config: finetune.clone(),
+        config: student_config.clone(),
         feature_bits: None,
-        init_from: Some(fp_dir.clone()),
+        init_from: Some(config.init.clone().unwrap_or_else(|| fp_dir.clone())),
         teacher,
         partner: partner.clone(),
     };
-    match config.method {
+    let mut stages = match config.method {
         // Trained alone, the full-precision model is the same stage, in the run directory asked for.
         Method::Fp => {
             vec![Stage { config: TrainConfig { run_dir: Some(config.run_dir()), ..fp }, ..fp_stage }]
         }
-        Method::Qat | Method::Bwrf => vec![fp_stage, student(None)],
+        // Post-training quantization starts from the full-precision model too (the configuration
+        // refuses training one; `qfd-host quantize` makes it).
+        Method::Qat | Method::Bwrf | Method::Ptq => vec![fp_stage, student(None)],
         Method::LogitKd | Method::FeatureKd => match &config.teacher {
             Some(t) => vec![fp_stage, student(Some(t.clone()))],
             None => vec![fp_stage, student(Some(fp_dir.clone()))],
         },
         Method::Qfd | Method::BwrfQfd => {
             if let Some(t) = &config.teacher {
-                return vec![fp_stage, student(Some(t.clone()))];
+                vec![fp_stage, student(Some(t.clone()))]
+            } else {
+                let bits = config.teacher_feature_bits;
+                let teacher_dir = match &config.run_dir {
+                    Some(dir) => dir.join(format!("teacher-f{bits}")),
+                    None => PathBuf::from(format!("{}-teacher-f{bits}", fp_dir.display())),
+                };
+                let teacher = Stage {
+                    name: "teacher",
+                    config: TrainConfig {
+                        teacher_feature_bits: bits,
+                        run_dir: Some(teacher_dir.clone()),
+                        lr: finetune.lr,
+                        epochs: config.epochs,
+                        ..fp.clone()
+                    },
+                    feature_bits: Some(bits),
+                    init_from: Some(fp_dir.clone()),
+                    teacher: None,
+                    partner: None,
+                };
+                vec![fp_stage, teacher, student(Some(teacher_dir))]
             }
-            let bits = config.teacher_feature_bits;
-            let teacher_dir = match &config.run_dir {
-                Some(dir) => dir.join(format!("teacher-f{bits}")),
-                None => PathBuf::from(format!("{}-teacher-f{bits}", fp_dir.display())),
-            };
-            let teacher = Stage {
-                name: "teacher",
-                config: TrainConfig {
-                    teacher_feature_bits: bits,
-                    run_dir: Some(teacher_dir.clone()),
-                    lr: finetune.lr,
-                    epochs: config.epochs,
-                    ..fp.clone()
-                },
-                feature_bits: Some(bits),
-                init_from: Some(fp_dir.clone()),
-                teacher: None,
-                partner: None,
-            };
-            vec![fp_stage, teacher, student(Some(teacher_dir))]
         }
+    };
+    // A full-precision run given, or one nothing reads (the student starts elsewhere and no stage
+    // distils from it or pairs with it), is not trained.
+    let fp_read = stages.iter().any(|s| {
+        s.name != "fp"
+            && (s.init_from.as_ref() == Some(&fp_dir)
+                || s.teacher.as_ref() == Some(&fp_dir)
+                || s.partner.as_ref() == Some(&fp_dir))
+    });
+    if config.method != Method::Fp && (config.fp_run.is_some() || !fp_read) {
+        stages.retain(|s| s.name != "fp");
     }
+    stages
 }
 
 /// [`plan_stages`], with the stages other runs can reuse (the full-precision model, the QFD teachers) moved
@@ -149,6 +176,7 @@ pub fn plan_stages_shared(config: &TrainConfig, shared: &std::path::Path) -> Vec
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::path::Path;
 
     fn plan(method: Method) -> Vec<Stage> {
         plan_stages(&TrainConfig {
@@ -186,6 +214,32 @@ mod tests {
         assert_eq!(stages[1].feature_bits, Some(4));
         assert_eq!(stages[2].teacher.as_ref(), Some(&stages[1].config.run_dir()));
         assert_eq!(stages[2].config.run_dir(), PathBuf::from("runs/fashion-mnist-resnet8-qfd-w4a4"));
+    }
+
+    #[test]
+    fn a_student_started_elsewhere_trains_no_full_precision_model_it_does_not_read() {
+        let vit = |method| TrainConfig {
+            method,
+            arch: "vit".into(),
+            init: Some("runs/vit/ptq".into()),
+            run_dir: Some("out".into()),
+            ..TrainConfig::default()
+        };
+        let qat = plan_stages(&vit(Method::Qat));
+        assert_eq!(qat.iter().map(|s| s.name).collect::<Vec<_>>(), ["student"]);
+        assert_eq!(qat[0].init_from.as_deref(), Some(Path::new("runs/vit/ptq")));
+        assert_eq!(qat[0].config.quant_lr(), 0.0, "a vit student keeps its post-training quantizers");
+        assert_eq!(qat[0].config.init, None, "the stage's own config starts from its init_from");
+        // QFD's teacher still fine-tunes the full-precision model: trained here, or the one given.
+        let qfd = plan_stages(&vit(Method::Qfd));
+        assert_eq!(qfd.iter().map(|s| s.name).collect::<Vec<_>>(), ["fp", "teacher", "student"]);
+        let given = plan_stages(&TrainConfig { fp_run: Some("runs/vit/fp".into()), ..vit(Method::Qfd) });
+        assert_eq!(given.iter().map(|s| s.name).collect::<Vec<_>>(), ["teacher", "student"]);
+        assert_eq!(given[0].init_from.as_deref(), Some(Path::new("runs/vit/fp")));
+        assert_eq!(given[1].init_from.as_deref(), Some(Path::new("runs/vit/ptq")));
+        // A CNN student keeps learning its quantizers.
+        let cnn = plan_stages(&TrainConfig { arch: "resnet8".into(), ..vit(Method::Qat) });
+        assert!(cnn[0].config.quant_lr() > 0.0);
     }
 
     #[test]

@@ -10,13 +10,19 @@
 //! - MobileNetV1/V2 (see [`mobilenet`]): the stem has stride 2 and `scaled(32, width)` channels; depthwise
 //!   convs are grouped [`QConv2d`]s; V2's projections are quantized without ReLU and its residual add
 //!   quantizes the sum of the two values, without ReLU;
+//! - vision transformer (see [`vit`]): the stem is the patch embedding (no padding), then the
+//!   position encoding, transformer blocks and a final LayerNorm;
 //! - head: mean of the last tensor's values over the pixels (the pooled feature), optionally quantized (the
 //!   QFD teacher's feature quantizer), then an 8-bit fully connected layer.
 
 use std::rc::Rc;
 
+mod integer_ops;
 mod mobilenet;
 mod resnet;
+pub mod vit;
+
+pub use integer_ops::{IntegerOp, IntegerOps};
 
 use tch::nn::{self, ModuleT};
 use tch::{Kind, Tensor};
@@ -52,6 +58,11 @@ pub struct NetSpec {
     pub width: f64,
     /// EWGS gradient scaling with this `delta` in training passes; `None` for the straight-through gradient.
     pub ewgs_delta: Option<f64>,
+    /// The vision transformer's shape (other architectures ignore it).
+    pub vit: vit::VitShape,
+    /// Log2 (Log-Int-Softmax) attention probabilities in the quantized vision transformer; linear codes of
+    /// the activation bit-width otherwise.
+    pub log2_softmax: bool,
 }
 
 /// Outputs of a forward pass.
@@ -72,78 +83,27 @@ pub const BN_EPS: f64 = 1e-5;
 /// Zero padding of the raw pixels before the stem (whose conv then has no padding of its own).
 pub const STEM_PADDING: i64 = 1;
 
-/// One op of the integer graph a network becomes, in execution order, with the training modules it folds.
-/// Inputs are value indices as in the runtime: 0 is the input pixels, `i + 1` the output of op `i`.
-#[derive(Debug)]
-pub enum IntegerOp<'a> {
-    /// A convolution with its BatchNorm, optional ReLU and the quantizer of its output.
-    Conv {
-        /// Layer name (the training module path).
-        name: String,
-        /// The value it reads.
-        input: usize,
-        /// The layer.
-        layer: &'a ConvBnQ,
-    },
-    /// `quant(relu?(value(a) + value(b)))`.
-    Add {
-        /// Layer name.
-        name: String,
-        /// The two values added.
-        inputs: [usize; 2],
-        /// The quantizer of the sum.
-        quant: &'a ActQuant,
-        /// Whether a ReLU precedes the quantizer.
-        relu: bool,
-    },
-    /// Sum of every pixel of each channel (the pooled feature times `H * W`).
-    GlobalPool {
-        /// The value it reads.
-        input: usize,
-    },
-    /// The classifier, reading the pool's sums.
-    Classifier {
-        /// The value it reads.
-        input: usize,
-        /// The layer.
-        fc: &'a QLinear,
-    },
-}
-
-/// The integer ops of a network, built in order; each `push` returns the value the op writes.
-#[derive(Debug, Default)]
-pub struct IntegerOps<'a> {
-    /// The ops so far.
-    pub ops: Vec<IntegerOp<'a>>,
-}
-
-impl<'a> IntegerOps<'a> {
-    fn push(&mut self, op: IntegerOp<'a>) -> usize {
-        self.ops.push(op);
-        self.ops.len()
-    }
-
-    fn conv(&mut self, name: String, input: usize, layer: &'a ConvBnQ) -> usize {
-        self.push(IntegerOp::Conv { name, input, layer })
-    }
-
-    fn add(&mut self, name: String, inputs: [usize; 2], quant: &'a ActQuant, relu: bool) -> usize {
-        self.push(IntegerOp::Add { name, inputs, quant, relu })
-    }
-}
-
 /// Bits of the first conv and last FC: 8 unless float.
 fn edge_bits(spec: &NetSpec) -> Option<u8> {
     (!spec.fp_first_last).then_some(8)
 }
 
-/// A conv, its BatchNorm and the quantizer of its output.
+/// The per-channel affine map after a convolution.
+#[derive(Debug)]
+pub enum ConvAffine {
+    /// A BatchNorm (the CNNs, and a vision transformer's patch embedding and position encoding).
+    BatchNorm(nn::BatchNorm),
+    /// A bias (a vision transformer's token-wise linear layers).
+    Bias(Tensor),
+}
+
+/// A conv, its BatchNorm (or bias) and the quantizer of its output.
 #[derive(Debug)]
 pub struct ConvBnQ {
     /// The convolution.
     pub conv: QConv2d,
-    /// Its BatchNorm.
-    pub bn: nn::BatchNorm,
+    /// Its BatchNorm or bias.
+    pub affine: ConvAffine,
     /// The quantizer of the output.
     pub q: ActQuant,
     /// Whether a ReLU precedes the quantizer.
@@ -152,28 +112,65 @@ pub struct ConvBnQ {
 
 impl ConvBnQ {
     fn new(path: &nn::Path, shape: ConvShape, wbits: Option<u8>, abits: u8, relu: bool) -> Self {
+        Self::from_conv(path, QConv2d::new(&(path / "conv"), shape, wbits), abits, relu)
+    }
+
+    /// The layer around `conv`, which was built under `path / "conv"`.
+    fn from_conv(path: &nn::Path, conv: QConv2d, abits: u8, relu: bool) -> Self {
+        let cout = conv.shape.cout;
         ConvBnQ {
-            conv: QConv2d::new(&(path / "conv"), shape, wbits),
+            conv,
             // BatchNorm scales start at 1 as in PyTorch (tch's default draws them from U(0, 1)).
-            bn: nn::batch_norm2d(
+            affine: ConvAffine::BatchNorm(nn::batch_norm2d(
                 path / "bn",
-                shape.cout,
+                cout,
                 nn::BatchNormConfig {
                     ws_init: nn::Init::Const(1.0),
                     momentum: BN_MOMENTUM,
                     eps: BN_EPS,
                     ..Default::default()
                 },
-            ),
+            )),
             q: ActQuant::new(&(path / "q"), abits),
             relu,
         }
     }
 
+    /// A convolution with `bits`-bit weights per output channel and a bias (no ReLU).
+    fn with_bias(path: &nn::Path, shape: ConvShape, bits: u8, abits: u8) -> Self {
+        ConvBnQ {
+            conv: QConv2d::per_channel(&(path / "conv"), shape, bits),
+            affine: ConvAffine::Bias(path.var("bias", &[shape.cout], nn::Init::Const(0.0))),
+            q: ActQuant::new(&(path / "q"), abits),
+            relu: false,
+        }
+    }
+
+    /// Its BatchNorm, if it has one.
+    pub fn batch_norm(&self) -> Option<&nn::BatchNorm> {
+        match &self.affine {
+            ConvAffine::BatchNorm(bn) => Some(bn),
+            ConvAffine::Bias(_) => None,
+        }
+    }
+
+    /// The layer before its quantizer: `relu?(BN(conv(x)))`.
+    pub fn pre_activation(&self, x: &QTensor, train: bool, mode: QuantMode) -> Tensor {
+        let y = channels_last(&self.conv.forward(x, mode));
+        let y = match &self.affine {
+            ConvAffine::BatchNorm(bn) => bn.forward_t(&y, train),
+            ConvAffine::Bias(b) => y + b.reshape([1, -1, 1, 1]),
+        };
+        if self.relu {
+            y.relu()
+        } else {
+            y
+        }
+    }
+
     /// The layer's stored output: `q(relu?(BN(conv(x))))`.
     pub fn forward(&self, x: &QTensor, train: bool, mode: QuantMode) -> QTensor {
-        let y = self.bn.forward_t(&channels_last(&self.conv.forward(x, mode)), train);
-        self.q.forward(if self.relu { y.relu() } else { y }, mode)
+        self.q.forward(self.pre_activation(x, train, mode), mode)
     }
 }
 
@@ -196,6 +193,7 @@ enum Body {
     MobileNetV1(mobilenet::MobileNetV1),
     /// Boxed: its last layer makes it much larger than the others.
     MobileNetV2(Box<mobilenet::MobileNetV2>),
+    Vit(Box<vit::Vit>),
 }
 
 impl Body {
@@ -205,6 +203,7 @@ impl Body {
             Body::ResNet(b) => b.channels(),
             Body::MobileNetV1(b) => b.channels(),
             Body::MobileNetV2(b) => b.channels(),
+            Body::Vit(b) => b.channels(),
         }
     }
 
@@ -214,6 +213,7 @@ impl Body {
             Body::ResNet(b) => b.len(),
             Body::MobileNetV1(b) => b.len(),
             Body::MobileNetV2(b) => b.len(),
+            Body::Vit(b) => b.len(),
         }
     }
 
@@ -223,15 +223,17 @@ impl Body {
             Body::ResNet(b) => b.block(i, x, train, mode),
             Body::MobileNetV1(b) => b.block(i, x, train, mode),
             Body::MobileNetV2(b) => b.block(i, x, train, mode),
+            Body::Vit(b) => b.block(i, x, train, mode),
         }
     }
 
-    /// The quantizer of block `i`'s output.
-    fn block_output(&self, i: usize) -> &ActQuant {
+    /// The quantizer of block `i`'s output (`None` for a transformer's stream).
+    fn block_output(&self, i: usize) -> Option<&ActQuant> {
         match self {
-            Body::ResNet(b) => b.block_output(i),
-            Body::MobileNetV1(b) => b.block_output(i),
-            Body::MobileNetV2(b) => b.block_output(i),
+            Body::ResNet(b) => Some(b.block_output(i)),
+            Body::MobileNetV1(b) => Some(b.block_output(i)),
+            Body::MobileNetV2(b) => Some(b.block_output(i)),
+            Body::Vit(b) => b.block_output(i),
         }
     }
 
@@ -240,6 +242,7 @@ impl Body {
             Body::ResNet(b) => b.act_quantizers(v),
             Body::MobileNetV1(b) => b.act_quantizers(v),
             Body::MobileNetV2(b) => b.act_quantizers(v),
+            Body::Vit(b) => b.act_quantizers(v),
         }
     }
 
@@ -248,6 +251,7 @@ impl Body {
             Body::ResNet(b) => b.integer_ops(ops, input),
             Body::MobileNetV1(b) => b.integer_ops(ops, input),
             Body::MobileNetV2(b) => b.integer_ops(ops, input),
+            Body::Vit(b) => b.integer_ops(ops, input),
         }
     }
 
@@ -256,6 +260,7 @@ impl Body {
             Body::ResNet(b) => b.conv_layers(v),
             Body::MobileNetV1(b) => b.conv_layers(v),
             Body::MobileNetV2(b) => b.conv_layers(v),
+            Body::Vit(b) => b.conv_layers(v),
         }
     }
 }
@@ -283,22 +288,25 @@ impl Net {
         if mobile && !(spec.width > 0.0 && spec.width <= 4.0) {
             return Err(format!("width {} must be in (0, 4]", spec.width));
         }
-        let (stem_channels, stem_stride) =
-            if mobile { (mobilenet::stem_channels(spec.width), 2) } else { (resnet::ResNet::STEM, 1) };
-        // The stem pads before normalising (see the module docs), so its conv has no padding of its own.
-        let stem_shape = ConvShape { padding: 0, ..conv_shape(spec.input[0], stem_channels, 3, stem_stride) };
-        let stem = ConvBnQ::new(&(path / "conv1"), stem_shape, edge_bits(spec), spec.act_bits, true);
-        let body = match spec.arch {
-            Arch::ResNet8 => Body::ResNet(resnet::ResNet::new(path, spec, 1)),
-            Arch::ResNet20 => Body::ResNet(resnet::ResNet::new(path, spec, 3)),
-            Arch::MobileNetV1 => Body::MobileNetV1(mobilenet::MobileNetV1::new(path, spec)),
-            Arch::MobileNetV2 => Body::MobileNetV2(Box::new(mobilenet::MobileNetV2::new(path, spec))),
-            Arch::Vit => {
-                return Err(
-                    "training a vit is not supported yet: `qfd-host synth --arch vit` builds one with \
-                            random weights"
-                        .into(),
-                )
+        let (stem, body) = match spec.arch {
+            Arch::Vit => Self::vit_parts(path, spec)?,
+            _ => {
+                let (stem_channels, stem_stride) = if mobile {
+                    (mobilenet::stem_channels(spec.width), 2)
+                } else {
+                    (resnet::ResNet::STEM, 1)
+                };
+                // The stem pads before normalising (see the module docs), so its conv has no padding.
+                let stem_shape =
+                    ConvShape { padding: 0, ..conv_shape(spec.input[0], stem_channels, 3, stem_stride) };
+                let stem = ConvBnQ::new(&(path / "conv1"), stem_shape, edge_bits(spec), spec.act_bits, true);
+                let body = match spec.arch {
+                    Arch::ResNet8 => Body::ResNet(resnet::ResNet::new(path, spec, 1)),
+                    Arch::ResNet20 => Body::ResNet(resnet::ResNet::new(path, spec, 3)),
+                    Arch::MobileNetV1 => Body::MobileNetV1(mobilenet::MobileNetV1::new(path, spec)),
+                    _ => Body::MobileNetV2(Box::new(mobilenet::MobileNetV2::new(path, spec))),
+                };
+                (stem, body)
             }
         };
         let cin = body.channels();
@@ -310,6 +318,56 @@ impl Net {
             .to_device(path.device());
         let tape = spec.ewgs_delta.map(GradTape::new);
         Ok(Net { spec: spec.clone(), stem, body, feature_quant, fc, mean, tape })
+    }
+
+    /// A vision transformer's stem (the patch embedding: a convolution with stride equal to its kernel,
+    /// per-channel weights, a BatchNorm and a ReLU) and body, after checking its shape.
+    fn vit_parts(path: &nn::Path, spec: &NetSpec) -> Result<(ConvBnQ, Body), String> {
+        let vit = spec.vit;
+        let [_, h, w] = spec.input.map(|d| d as usize);
+        vit.check(h, w)?;
+        let patch = vit.patch as i64;
+        let shape = ConvShape {
+            cin: spec.input[0],
+            cout: vit.dim as i64,
+            kernel: patch,
+            stride: patch,
+            padding: 0,
+            groups: 1,
+        };
+        let stem_path = path / "patch_embed";
+        let conv = match edge_bits(spec) {
+            Some(bits) => QConv2d::per_channel(&(&stem_path / "conv"), shape, bits),
+            None => QConv2d::new(&(&stem_path / "conv"), shape, None),
+        };
+        // With a ReLU, the embedding's codes start at the real 0, so the position encoding's zero padding
+        // (code 0 on the device) is the float model's zero padding too.
+        let stem = ConvBnQ::from_conv(&stem_path, conv, spec.act_bits, true);
+        Ok((stem, Body::Vit(Box::new(vit::Vit::new(path, spec)))))
+    }
+
+    /// The first layer's name in the integer graph.
+    pub fn stem_name(&self) -> &'static str {
+        match self.spec.arch {
+            Arch::Vit => "patch_embed",
+            _ => "conv1",
+        }
+    }
+
+    /// Zero padding of the raw pixels before the stem: [`STEM_PADDING`], none before a patch embedding.
+    pub fn stem_padding(&self) -> i64 {
+        match self.spec.arch {
+            Arch::Vit => 0,
+            _ => STEM_PADDING,
+        }
+    }
+
+    /// The vision transformer's body, if this network is one.
+    pub fn vit(&self) -> Option<&vit::Vit> {
+        match &self.body {
+            Body::Vit(v) => Some(v),
+            _ => None,
+        }
     }
 
     /// Forward pass on pixels `p / 255` (`[N, C, H, W]` floats in `[0, 1]`); a training pass records its
@@ -365,7 +423,7 @@ impl Net {
 
     /// What the stem reads: the pixels zero-padded and normalised (see the module docs).
     pub fn stem_input(&self, pixels: &Tensor) -> QTensor {
-        let x = pixels.constant_pad_nd([STEM_PADDING; 4]);
+        let x = pixels.constant_pad_nd([self.stem_padding(); 4]);
         QTensor::float((x - &self.mean) / self.spec.std)
     }
 
@@ -379,9 +437,9 @@ impl Net {
 
     /// The quantizer of block `i`'s output (any but the head): the quantizer that puts what block `i + 1`
     /// reads on this network's grid.
-    pub fn block_output_quantizer(&self, i: usize) -> &ActQuant {
+    pub fn block_output_quantizer(&self, i: usize) -> Option<&ActQuant> {
         match i {
-            0 => &self.stem.q,
+            0 => Some(&self.stem.q),
             _ => self.body.block_output(i - 1),
         }
     }
@@ -400,9 +458,7 @@ impl Net {
         let pooled = h.value.mean_dim(&[2i64, 3][..], false, Kind::Float);
         let feature = match &self.feature_quant {
             // The teacher's feature quantizer works in every mode: it is the teacher's own layer.
-            Some(q) => {
-                q.forward(pooled, if mode == QuantMode::Float { QuantMode::Quantize } else { mode }).value
-            }
+            Some(q) => q.forward(pooled, if mode.is_float() { QuantMode::Quantize } else { mode }).value,
             None => pooled,
         };
         NetOutput { logits: self.fc.forward(&feature, mode), feature }
@@ -418,7 +474,7 @@ impl Net {
     /// The integer graph this network becomes (see [`IntegerOp`]), mirroring [`Net::forward`] op for op.
     pub fn integer_ops(&self) -> Vec<IntegerOp<'_>> {
         let mut ops = IntegerOps::default();
-        let x = ops.conv("conv1".into(), 0, &self.stem);
+        let x = ops.conv(self.stem_name().into(), 0, &self.stem);
         let x = self.body.integer_ops(&mut ops, x);
         let pooled = ops.push(IntegerOp::GlobalPool { input: x });
         ops.push(IntegerOp::Classifier { input: pooled, fc: &self.fc });
@@ -447,7 +503,8 @@ impl Net {
     /// exponential running averages that no longer match the network (Nagel et al., "Overcoming Oscillations
     /// in Quantization-Aware Training", 2022); the exported model folds these statistics.
     pub fn reestimate_batch_norm<'a>(&self, batches: impl IntoIterator<Item = &'a Tensor>, mode: QuantMode) {
-        let bns: Vec<&nn::BatchNorm> = self.conv_layers().into_iter().map(|l| &l.bn).collect();
+        let bns: Vec<&nn::BatchNorm> =
+            self.conv_layers().into_iter().filter_map(|l| l.batch_norm()).collect();
         let zero = |bn: &nn::BatchNorm| {
             let _ = bn.running_mean.shallow_clone().zero_();
             let _ = bn.running_var.shallow_clone().zero_();
