@@ -5,7 +5,7 @@ mod common;
 
 use std::path::{Path, PathBuf};
 
-use common::fashion_mnist_installed;
+use common::{fashion_mnist_installed, integer_trace};
 use qfd_host::export::fold::Grid;
 use qfd_host::export::{export, integer_graph, ExportError};
 use qfd_host::train::config::{DeviceChoice, TrainConfig};
@@ -30,20 +30,6 @@ fn tiny(method: Method, run_dir: &Path) -> TrainConfig {
         run_dir: Some(run_dir.to_path_buf()),
         ..TrainConfig::default()
     }
-}
-
-/// Every op's output of the integer model on `image`, as `i32` per element in `H x W x C` order.
-fn integer_trace(model: &Model, image: &[u8]) -> Vec<Vec<i32>> {
-    let mut arena = vec![0u8; model.arena_size()];
-    let mut logits = vec![0i32; model.num_classes()];
-    let mut outputs = Vec::new();
-    model
-        .run_traced(image, &mut arena, &mut logits, |i, _, out| {
-            let n = model.desc().values[i + 1].elems();
-            outputs.push((0..n).map(|i| out.i32_at(i)).collect());
-        })
-        .unwrap();
-    outputs
 }
 
 /// `H x W x C` integers as a `[1, C, H, W]` float tensor.

@@ -30,3 +30,17 @@ pub fn qemu_installed() -> bool {
     }
     ok
 }
+
+/// Every op's output of the integer model on `image`, as `i32` per element in storage order.
+pub fn integer_trace(model: &qfd_runtime::Model, image: &[u8]) -> Vec<Vec<i32>> {
+    let mut arena = vec![0u8; model.arena_size()];
+    let mut logits = vec![0i32; model.num_classes()];
+    let mut outputs = Vec::new();
+    model
+        .run_traced(image, &mut arena, &mut logits, |i, _, out| {
+            let n = model.desc().values[i + 1].elems();
+            outputs.push((0..n).map(|i| out.i32_at(i)).collect());
+        })
+        .unwrap();
+    outputs
+}

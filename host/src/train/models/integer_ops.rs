@@ -125,6 +125,10 @@ impl<'a> IntegerOps<'a> {
         self.push(IntegerOp::Conv { name, input, layer })
     }
 
+    pub(crate) fn stream_add(&mut self, name: String, inputs: [usize; 2], quant: &'a PtfQuant) -> usize {
+        self.push(IntegerOp::StreamAdd { name, inputs, quant })
+    }
+
     pub(crate) fn add(&mut self, name: String, inputs: [usize; 2], quant: &'a ActQuant, relu: bool) -> usize {
         self.push(IntegerOp::Add { name, inputs, quant, relu })
     }

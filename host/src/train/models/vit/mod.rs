@@ -285,8 +285,7 @@ impl Vit {
     pub(super) fn integer_ops<'a>(&'a self, ops: &mut IntegerOps<'a>, x: usize) -> usize {
         let heads = self.shape.heads;
         let pos = ops.conv("pos_embed".into(), x, &self.pos);
-        let mut stream =
-            ops.push(IntegerOp::StreamAdd { name: "pos_add".into(), inputs: [x, pos], quant: &self.pos_add });
+        let mut stream = ops.stream_add("pos_add".into(), [x, pos], &self.pos_add);
         for b in &self.blocks {
             let name = &b.name;
             let normed = ops.push(IntegerOp::LayerNorm {
@@ -315,11 +314,7 @@ impl Vit {
                 quant: &b.values,
             });
             let attended = ops.conv(format!("{name}.attn.proj"), mixed, &b.proj);
-            stream = ops.push(IntegerOp::StreamAdd {
-                name: format!("{name}.add1"),
-                inputs: [stream, attended],
-                quant: &b.add1,
-            });
+            stream = ops.stream_add(format!("{name}.add1"), [stream, attended], &b.add1);
             let normed = ops.push(IntegerOp::LayerNorm {
                 name: format!("{name}.norm2"),
                 input: stream,
@@ -333,11 +328,7 @@ impl Vit {
                 quant: &b.gelu,
             });
             let out = ops.conv(format!("{name}.mlp.fc2"), activated, &b.fc2);
-            stream = ops.push(IntegerOp::StreamAdd {
-                name: format!("{name}.add2"),
-                inputs: [stream, out],
-                quant: &b.add2,
-            });
+            stream = ops.stream_add(format!("{name}.add2"), [stream, out], &b.add2);
         }
         ops.push(IntegerOp::LayerNorm { name: "norm".into(), input: stream, norm: &self.norm })
     }
