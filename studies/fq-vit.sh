@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # FQ-ViT on Fashion-MNIST, end to end, written up as docs/results/fq-vit.md:
-#   1. the full-precision vit (patch 4, width 64, depth 4, 4 heads, MLP 2x), AdamW with warm-up;
+#   1. the full-precision vit (the default shape: patch 4, width 64, depth 4, 4 heads, MLP 4x), AdamW
+#      with warm-up;
 #   2. post-training quantization at 8/8 bits: MinMax (the baseline), PTF only, PTF + LIS (FQ-ViT's 8/8/4),
 #      each with the MinMax and the OMSE observer, on 1,000 calibration images; the same at 6 and 5
 #      activation bits;
@@ -11,13 +12,15 @@
 # Each step reuses what an earlier run of this script finished, so an interrupted run continues.
 #
 # Usage: studies/fq-vit.sh [RUN_DIR]   (default runs/fq-vit)
-# Environment: FP_EPOCHS (30), FT_EPOCHS (1), SAMPLES (200 parity images per board and engine),
+# Environment: FP_EPOCHS (36), FT_EPOCHS (1), SAMPLES (200 parity images per board and engine),
+# VIT_ARGS (the vit's shape options, e.g. "--depth 6"; none by default),
 # QFD_HOST (default target/release/qfd-host, built if missing), REPORT (docs/results/fq-vit.md).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 D=${1:-runs/fq-vit}
 Q=${QFD_HOST:-target/release/qfd-host}
-FP_EPOCHS=${FP_EPOCHS:-30}
+FP_EPOCHS=${FP_EPOCHS:-36}
+read -r -a VIT <<< "${VIT_ARGS:-}"
 FT_EPOCHS=${FT_EPOCHS:-1}
 SAMPLES=${SAMPLES:-200}
 REPORT=${REPORT:-docs/results/fq-vit.md}
@@ -28,7 +31,7 @@ step() { echo "== $*" >&2; }
 done_run() { [ -f "$1/state.json" ]; }
 
 step "full-precision vit ($FP_EPOCHS epochs)"
-"$Q" train --arch vit --method fp --optimizer adamw --weight-decay 0.05 --epochs "$FP_EPOCHS" \
+"$Q" train --arch vit "${VIT[@]}" --method fp --optimizer adamw --weight-decay 0.05 --epochs "$FP_EPOCHS" \
     --warmup-epochs 3 --run-dir "$D/fp" 2>&1 | tee "$D/logs/fp.log" >&2
 
 # Post-training quantization: ptq-<method>[-omse][-a<bits>] (no suffix: the MinMax observer, 8 bits). Below
@@ -53,7 +56,7 @@ done
 # Fine-tuning from the FQ-ViT model: its quantizers stay, the weights train.
 for method in qat qfd; do
     step "$method from the FQ-ViT model ($FT_EPOCHS epochs)"
-    "$Q" train --arch vit --method "$method" --bits 8 --optimizer adamw --weight-decay 0.05 \
+    "$Q" train --arch vit "${VIT[@]}" --method "$method" --bits 8 --optimizer adamw --weight-decay 0.05 \
         --epochs "$FT_EPOCHS" --warmup-epochs 0.2 --fp-run "$D/fp" --init "$D/ptq-fq-vit" \
         --run-dir "$D/$method" 2>&1 | tee "$D/logs/$method.log" >&2
 done

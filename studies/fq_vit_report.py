@@ -26,12 +26,15 @@ ROWS = [
     ("PTF + LIS (FQ-ViT)", "fq-vit", "ptq-fq-vit", "ptq-fq-vit-omse", "8/8/4"),
 ]
 fp = last_metrics("fp")
+shape = json.loads((run_dir / "fp" / "state.json").read_text())["config"]
+tokens = (28 // shape["patch"]) ** 2
 out = []
 out.append("# FQ-ViT on Fashion-MNIST: an integer-only vision transformer\n")
 out.append(
     "Written by `studies/fq-vit.sh` (this run: full precision "
-    f"{fp_epochs} epochs, fine-tuning {ft_epochs} epoch(s)). The vit: patch 4 (49 tokens), width 64, depth 4, "
-    "4 heads, MLP 2x, a depthwise 3x3 position encoding; 8-bit weights per output channel, 8-bit "
+    f"{fp_epochs} epochs, fine-tuning {ft_epochs} epoch(s)). The vit: patch {shape['patch']} ({tokens} tokens), "
+    f"width {shape['embed_dim']}, depth {shape['depth']}, {shape['heads']} heads, MLP {shape['mlp_ratio']}x, "
+    "a depthwise 3x3 position encoding; 8-bit weights per output channel, 8-bit "
     "activations per tensor with whole zero points. Every accuracy is on the 10,000 test images; "
     "*integer* is the exported `.qfdm` run by the runtime (bit-exact with the boards), *fake-quant* the "
     "training graph. W/A/attention bits in the second column.\n"

@@ -93,8 +93,9 @@ impl VitShape {
 }
 
 impl Default for VitShape {
-    /// Sized for a microcontroller: patch 4 (49 tokens at 28x28), width 64, depth 4, 4 heads, MLP 2x.
+    /// Sized for a microcontroller: patch 4 (49 tokens at 28x28), width 64, depth 4, 4 heads, MLP 4x (the
+    /// smallest shape we found to reach 90% on Fashion-MNIST; MLP 2x stops at about 89.4%).
     fn default() -> Self {
-        VitShape { patch: 4, dim: 64, depth: 4, heads: 4, mlp_ratio: 2 }
+        VitShape { patch: 4, dim: 64, depth: 4, heads: 4, mlp_ratio: 4 }
     }
 }

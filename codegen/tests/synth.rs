@@ -94,8 +94,8 @@ fn the_vit_has_its_planned_ops_and_macs_and_every_layer_is_alive() {
     for bits in [8, 4] {
         let bytes = build(Arch::Vit, [28, 28, 1], 1.0, bits);
         let model = Model::load(&bytes).unwrap();
-        // Defaults: patch 4 (49 tokens), width 64, depth 4, 4 heads, MLP 2x, 10 classes.
-        let (t, c, depth, hidden) = (49u64, 64u64, 4u64, 128u64);
+        // Defaults: patch 4 (49 tokens), width 64, depth 4, 4 heads, MLP 4x, 10 classes.
+        let (t, c, depth, hidden) = (49u64, 64u64, 4u64, 256u64);
         let block = 4 * t * c * c + 2 * t * t * c + 2 * t * c * hidden;
         let expected = t * c * 16 + t * c * 9 + depth * block + c * 10;
         assert_eq!(total_macs(model.desc()), expected, "W{bits}A{bits}");

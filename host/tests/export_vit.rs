@@ -34,6 +34,7 @@ fn tiny_vit(run_dir: &Path) -> TrainConfig {
         embed_dim: 32,
         depth: 2,
         heads: 2,
+        mlp_ratio: 2,
         device: DeviceChoice::Cpu,
         run_dir: Some(run_dir.to_path_buf()),
         ..TrainConfig::default()
