@@ -12,8 +12,9 @@
 # Each step reuses what an earlier run of this script finished, so an interrupted run continues.
 #
 # Usage: studies/fq-vit.sh [RUN_DIR]   (default runs/fq-vit)
-# Environment: FP_EPOCHS (36), FT_EPOCHS (1), SAMPLES (200 parity images per board and engine),
-# VIT_ARGS (the vit's shape options, e.g. "--depth 6"; none by default),
+# Environment: FP_EPOCHS (36), FT_EPOCHS (1), FT_LR (1e-4, the fine-tuning's peak learning rate: the
+# full-precision recipe's 1e-3 loses accuracy in one epoch), SAMPLES (200 parity images per board and
+# engine), VIT_ARGS (the vit's shape options, e.g. "--depth 6"; none by default),
 # QFD_HOST (default target/release/qfd-host, built if missing), REPORT (docs/results/fq-vit.md).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -22,6 +23,7 @@ Q=${QFD_HOST:-target/release/qfd-host}
 FP_EPOCHS=${FP_EPOCHS:-36}
 read -r -a VIT <<< "${VIT_ARGS:-}"
 FT_EPOCHS=${FT_EPOCHS:-1}
+FT_LR=${FT_LR:-1e-4}
 SAMPLES=${SAMPLES:-200}
 REPORT=${REPORT:-docs/results/fq-vit.md}
 [ -x "$Q" ] || cargo build --release -p qfd-host
@@ -56,7 +58,7 @@ done
 # Fine-tuning from the FQ-ViT model: its quantizers stay, the weights train.
 for method in qat qfd; do
     step "$method from the FQ-ViT model ($FT_EPOCHS epochs)"
-    "$Q" train --arch vit "${VIT[@]}" --method "$method" --bits 8 --optimizer adamw --weight-decay 0.05 \
+    "$Q" train --arch vit "${VIT[@]}" --method "$method" --bits 8 --optimizer adamw --lr "$FT_LR" --weight-decay 0.05 \
         --epochs "$FT_EPOCHS" --warmup-epochs 0.2 --fp-run "$D/fp" --init "$D/ptq-fq-vit" \
         --run-dir "$D/$method" 2>&1 | tee "$D/logs/$method.log" >&2
 done

@@ -25,15 +25,23 @@ ROWS = [
     ("PTF only", "ptf", "ptq-ptf", "ptq-ptf-omse", "8/8/8"),
     ("PTF + LIS (FQ-ViT)", "fq-vit", "ptq-fq-vit", "ptq-fq-vit-omse", "8/8/4"),
 ]
+
+
+def config(run):
+    return json.loads((run_dir / run / "state.json").read_text())["state"]["config"]
+
+
 fp = last_metrics("fp")
-shape = json.loads((run_dir / "fp" / "state.json").read_text())["config"]
+shape = config("fp")
+ft_lr = config("qat").get("lr", "the default")
 tokens = (28 // shape["patch"]) ** 2
 out = []
 out.append("# FQ-ViT on Fashion-MNIST: an integer-only vision transformer\n")
 out.append(
     "Written by `studies/fq-vit.sh` (this run: full precision "
-    f"{fp_epochs} epochs, fine-tuning {ft_epochs} epoch(s)). The vit: patch {shape['patch']} ({tokens} tokens), "
-    f"width {shape['embed_dim']}, depth {shape['depth']}, {shape['heads']} heads, MLP {shape['mlp_ratio']}x, "
+    f"{fp_epochs} epochs, fine-tuning {ft_epochs} epoch(s) at learning rate {ft_lr}). The vit: patch "
+    f"{shape['patch']} ({tokens} tokens), width {shape['embed-dim']}, depth {shape['depth']}, {shape['heads']} "
+    f"heads, MLP {shape['mlp-ratio']}x, "
     "a depthwise 3x3 position encoding; 8-bit weights per output channel, 8-bit "
     "activations per tensor with whole zero points. Every accuracy is on the 10,000 test images; "
     "*integer* is the exported `.qfdm` run by the runtime (bit-exact with the boards), *fake-quant* the "
