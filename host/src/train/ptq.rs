@@ -19,7 +19,7 @@ use super::method::Method;
 use super::metrics::Evaluation;
 use super::models::vit::ptf::PTF_MAX_SHIFT;
 use super::models::Net;
-use super::quant::{fake_quant_codes, ActQuant, QuantMode};
+use super::quant::{fake_quant_codes, whole_zero_grid, ActQuant, QuantMode};
 use super::run::{evaluate, net_spec, Data, TrainError};
 use qfd_codegen::synth::Arch;
 
@@ -239,15 +239,10 @@ fn calibrate(net: &Net, data: &Data, options: &PtqOptions) {
 fn set_range(q: &ActQuant, observer: Observer) {
     let (step, zero) = {
         let obs = q.observer.borrow();
-        let (Some(min), Some(max)) = (&obs.min, &obs.max) else { return };
-        let lo = min.min().double_value(&[]).min(0.0);
-        let hi = max.max().double_value(&[]).max(0.0);
+        let Some((lo, hi)) = obs.range() else { return };
         let levels = ((1u32 << q.bits) - 1) as f64;
-        // The grid of the range shrunk by `shrink`: its step and whole zero point.
-        let grid = |shrink: f64| {
-            let step = ((hi - lo) * shrink / levels).max(1e-8);
-            (step, (-lo * shrink / step).round().clamp(0.0, levels))
-        };
+        // The grid of the range shrunk by `shrink`.
+        let grid = |shrink: f64| whole_zero_grid(lo * shrink, hi * shrink, levels);
         match (observer, &obs.last) {
             (Observer::Omse, Some(last)) => {
                 let last = last.to_kind(Kind::Float);

@@ -93,6 +93,20 @@ impl Observer {
         });
         self.last = Some(x);
     }
+
+    /// The range seen over all channels, widened to hold 0; `None` before the first batch.
+    pub fn range(&self) -> Option<(f64, f64)> {
+        let (min, max) = (self.min.as_ref()?, self.max.as_ref()?);
+        Some((min.min().double_value(&[]).min(0.0), max.max().double_value(&[]).max(0.0)))
+    }
+}
+
+/// The grid of `levels` steps over `[lo, hi]` (`lo <= 0 <= hi`) with a whole zero point: its step and the
+/// code of 0. The quantizers that post-training quantization sets use it; the attention products need
+/// whole zero points.
+pub fn whole_zero_grid(lo: f64, hi: f64, levels: f64) -> (f64, f64) {
+    let step = ((hi - lo) / levels).max(1e-8);
+    (step, (-lo / step).round().clamp(0.0, levels))
 }
 
 /// A tensor as stored between layers, in the three forms its readers need.

@@ -9,7 +9,7 @@ use std::cell::RefCell;
 
 use tch::{nn, Kind, Tensor};
 
-use crate::train::quant::{round_ste, Observer, QTensor, QuantMode};
+use crate::train::quant::{round_ste, whole_zero_grid, Observer, QTensor, QuantMode};
 
 /// FQ-ViT's `K`: the largest power-of-two factor.
 pub const PTF_MAX_SHIFT: u8 = 3;
@@ -75,13 +75,11 @@ impl PtfQuant {
     /// the smaller). `max_shift = 0` is per-tensor MinMax. Returns false when nothing was observed.
     pub fn calibrate(&self, max_shift: u8) -> bool {
         let obs = self.observer.borrow();
-        let (Some(min), Some(max), Some(last)) = (&obs.min, &obs.max, &obs.last) else {
+        let (Some((lo, hi)), Some(last)) = (obs.range(), &obs.last) else {
             return false;
         };
-        let (lo, hi) = (min.min().double_value(&[]).min(0.0), max.max().double_value(&[]).max(0.0));
         let l = self.levels();
-        let s8 = ((hi - lo) / l).max(1e-8);
-        let zero = (-lo / s8).round().clamp(0.0, l);
+        let (s8, zero) = whole_zero_grid(lo, hi, l);
         let base = s8 / 2f64.powi(max_shift as i32);
         let channels = last.size()[1];
         let per_channel = last.transpose(0, 1).reshape([channels, -1]).to_kind(Kind::Double);
