@@ -13,7 +13,9 @@ readonly RUST_TARGETS=(
     riscv32imac-unknown-none-elf
 )
 readonly RUST_COMPONENTS=(rustfmt clippy llvm-tools)
-readonly APT_PACKAGES=(qemu-system-arm dataset-fashion-mnist fonts-dejavu-core)
+# mesa-vulkan-drivers and libvulkan1: a software Vulkan device (lavapipe), on which the tests run the burn
+# engine's wgpu backend without a GPU.
+readonly APT_PACKAGES=(qemu-system-arm dataset-fashion-mnist fonts-dejavu-core mesa-vulkan-drivers libvulkan1)
 readonly DATASET_FILES=(train-images-idx3-ubyte train-labels-idx1-ubyte t10k-images-idx3-ubyte t10k-labels-idx1-ubyte)
 # A wheel bigger than this is deleted once its contents are in the cache.
 readonly KEEP_WHEEL_MAX_BYTES=$((500 * 1024 * 1024))

@@ -4,8 +4,11 @@
 use std::fmt;
 use std::str::FromStr;
 
-use clap::builder::{PossibleValuesParser, TypedValueParser};
+use clap::builder::{PossibleValuesParser, RangedU64ValueParser, TypedValueParser};
+use qfd_accel::Backend;
 use qfd_codegen::synth::{Arch, VitShape};
+
+use crate::eval::EvalEngine;
 
 /// Weight and activation bit-widths of the inner layers, written `W/A` (`4/2`) or `B` for both (`4`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -127,6 +130,65 @@ impl VitArgs {
     }
 }
 
+/// The engine that computes an integer model's outputs on the host (`eval`, `study`).
+#[derive(Debug, Clone, Copy, clap::Args)]
+pub struct EngineArgs {
+    /// runtime: the no_std runtime the boards run, one image per thread. burn: whole batches on a burn
+    /// backend (qfd-accel), with the runtime's logits bit for bit (docs/accel.md).
+    #[arg(long, value_enum, default_value_t = EngineKind::Runtime)]
+    pub engine: EngineKind,
+    /// The burn engine's backend: flex (the CPU, always built; ndarray is another name for it), wgpu or
+    /// cuda (in a qfd-host built with `--features wgpu` or `--features cuda`) [default: flex].
+    #[arg(long, value_name = "NAME")]
+    pub backend: Option<Backend>,
+    /// Images per batch of the burn engine [default: 32 on the CPU, 1024 on a GPU].
+    #[arg(long, value_name = "N", value_parser = RangedU64ValueParser::<usize>::new().range(1..))]
+    pub batch: Option<usize>,
+}
+
+/// `--engine`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum EngineKind {
+    /// The no_std runtime.
+    Runtime,
+    /// The burn engine.
+    Burn,
+}
+
+/// `--backend` or `--batch` without `--engine burn`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("--{0} applies to the burn engine only; add --engine burn")]
+pub struct EngineArgsError(pub &'static str);
+
+impl EngineArgs {
+    /// The engine these arguments choose; the runtime gets `threads` threads.
+    pub fn engine(&self, threads: usize) -> Result<EvalEngine, EngineArgsError> {
+        match self.engine {
+            EngineKind::Runtime if self.backend.is_some() => Err(EngineArgsError("backend")),
+            EngineKind::Runtime if self.batch.is_some() => Err(EngineArgsError("batch")),
+            EngineKind::Runtime => Ok(EvalEngine::Runtime { threads }),
+            EngineKind::Burn => {
+                let backend = self.backend.unwrap_or(Backend::Flex);
+                Ok(EvalEngine::Burn { backend, batch: self.batch.unwrap_or(backend.default_batch()) })
+            }
+        }
+    }
+
+    /// The arguments that choose `engine` again (for the processes of `study --jobs`).
+    pub fn to_args(engine: EvalEngine) -> Vec<String> {
+        match engine {
+            EvalEngine::Runtime { .. } => Vec::new(),
+            EvalEngine::Burn { backend, batch } => {
+                ["--engine", "burn", "--backend", backend.name(), "--batch"]
+                    .map(String::from)
+                    .into_iter()
+                    .chain([batch.to_string()])
+                    .collect()
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -147,5 +209,34 @@ mod tests {
         for bad in ["32x32", "32x32x3x1", "axbxc", "", "32*32*3", "70000x1x1"] {
             assert!(bad.parse::<InputShape>().is_err(), "{bad} accepted");
         }
+    }
+
+    #[derive(Debug, clap::Parser)]
+    struct EngineCli {
+        #[command(flatten)]
+        engine: EngineArgs,
+    }
+
+    fn engine(args: &[&str]) -> Result<EvalEngine, EngineArgsError> {
+        use clap::Parser;
+        EngineCli::try_parse_from([&["t"], args].concat()).unwrap().engine.engine(3)
+    }
+
+    #[test]
+    fn engine_options_choose_the_engine_and_survive_a_round_trip() {
+        assert_eq!(engine(&[]), Ok(EvalEngine::Runtime { threads: 3 }));
+        let cpu = EvalEngine::Burn { backend: Backend::Flex, batch: Backend::Flex.default_batch() };
+        assert_eq!(engine(&["--engine", "burn"]), Ok(cpu));
+        assert_eq!(engine(&["--engine", "burn", "--backend", "ndarray"]), Ok(cpu));
+        let gpu = EvalEngine::Burn { backend: Backend::Cuda, batch: 7 };
+        assert_eq!(engine(&["--engine", "burn", "--backend", "cuda", "--batch", "7"]), Ok(gpu));
+        assert_eq!(engine(&["--backend", "wgpu"]), Err(EngineArgsError("backend")));
+        assert_eq!(engine(&["--batch", "9"]), Err(EngineArgsError("batch")));
+        // `study --jobs` hands the choice to its processes as arguments.
+        for chosen in [cpu, gpu] {
+            let args = EngineArgs::to_args(chosen);
+            assert_eq!(engine(&args.iter().map(String::as_str).collect::<Vec<_>>()), Ok(chosen));
+        }
+        assert!(EngineArgs::to_args(EvalEngine::Runtime { threads: 3 }).is_empty());
     }
 }

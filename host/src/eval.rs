@@ -1,7 +1,9 @@
 //! Accuracy of a model on a data set as the integer runtime computes it: what `qfd-host eval` reports.
 //!
-//! Images are split into contiguous chunks, one per thread, each thread with its own arena; the runtime is
-//! deterministic, so the predictions and every count are the same whatever the number of threads.
+//! Two engines compute the same bits ([`EvalEngine`]). The runtime splits the images into contiguous chunks, one
+//! per thread, each thread with its own arena; it is deterministic, so the predictions and every count are
+//! the same whatever the number of threads. The burn engine (`qfd-accel`) runs batches of images on a CPU
+//! or GPU backend, with logits equal to the runtime's.
 //!
 //! ```no_run
 //! use qfd_host::data::{Dataset, Split};
@@ -22,6 +24,8 @@ use std::time::Instant;
 
 use serde::Serialize;
 
+use qfd_accel::{AccelError, Backend};
+use qfd_runtime::arena::predicted_class;
 use qfd_runtime::{Model, RunError};
 
 use crate::data::{Dataset, DatasetKind};
@@ -29,6 +33,50 @@ use crate::table::{Align, Table};
 
 /// Widest confusion matrix [`EvalReport::to_text`] prints; larger ones are in the JSON form only.
 pub const MAX_TEXT_CONFUSION_CLASSES: usize = 20;
+
+/// Which code computes the integer model's outputs. Both give the same logits, bit for bit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EvalEngine {
+    /// The `no_std` runtime, the code the boards run, one image at a time on each of `threads` threads.
+    Runtime {
+        /// Worker threads (at least 1).
+        threads: usize,
+    },
+    /// The burn engine (`qfd-accel`): `batch` images at a time on `backend`.
+    Burn {
+        /// The burn backend.
+        backend: Backend,
+        /// Images per batch (at least 1).
+        batch: usize,
+    },
+}
+
+impl Default for EvalEngine {
+    /// The runtime on every core.
+    fn default() -> Self {
+        EvalEngine::Runtime { threads: std::thread::available_parallelism().map_or(1, |n| n.get()) }
+    }
+}
+
+impl EvalEngine {
+    /// Threads of the runtime engine; 0 for the burn engine (its backend has its own).
+    pub fn threads(&self) -> usize {
+        match *self {
+            EvalEngine::Runtime { threads } => threads,
+            EvalEngine::Burn { .. } => 0,
+        }
+    }
+
+    /// The engine in words, e.g. `the runtime on 2 threads` or `burn (flex), batches of 256`.
+    pub fn describe(&self) -> String {
+        match *self {
+            EvalEngine::Runtime { threads } => {
+                format!("the runtime on {threads} thread{}", if threads == 1 { "" } else { "s" })
+            }
+            EvalEngine::Burn { backend, batch } => format!("burn ({backend}), batches of {batch}"),
+        }
+    }
+}
 
 /// Why a model could not be evaluated on a data set.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -86,6 +134,9 @@ pub enum EvalError {
         /// Logits of the model.
         classes: usize,
     },
+    /// The burn engine cannot run the model or failed.
+    #[error("the burn engine: {0}")]
+    Accel(#[from] AccelError),
     /// The runtime refused an image.
     #[error("image {index}")]
     Run {
@@ -150,7 +201,12 @@ pub struct EvalReport {
     pub confusion: Vec<Vec<u64>>,
     /// The predicted class of each image, in data set order (to compare two models image by image).
     pub predictions: Vec<usize>,
-    /// Worker threads used (at most one per image).
+    /// The logits of every image, `classes` per image in data set order (not in the JSON form).
+    #[serde(skip)]
+    pub logits: Vec<i32>,
+    /// What computed the outputs, in words ([`EvalEngine::describe`]).
+    pub engine: String,
+    /// Worker threads of the runtime engine (at most one per image); 0 for the burn engine.
     pub threads: usize,
     /// Wall-clock seconds of the inferences.
     pub seconds: f64,
@@ -196,6 +252,7 @@ impl EvalReport {
             correct: u64,
             accuracy: f64,
             images_per_sec: f64,
+            engine: &'r str,
             threads: usize,
             seconds: f64,
             class_names: &'r [String],
@@ -212,6 +269,7 @@ impl EvalReport {
             correct: self.correct,
             accuracy: self.accuracy(),
             images_per_sec: self.images_per_sec(),
+            engine: &self.engine,
             threads: self.threads,
             seconds: self.seconds,
             class_names: &self.class_names,
@@ -232,13 +290,7 @@ impl EvalReport {
             ("accuracy", format!("{} top-1 ({}/{})", percent(self.accuracy()), self.correct, self.total)),
             (
                 "speed",
-                format!(
-                    "{:.0} images/s on {} thread{} ({:.2} s)",
-                    self.images_per_sec(),
-                    self.threads,
-                    if self.threads == 1 { "" } else { "s" },
-                    self.seconds
-                ),
+                format!("{:.0} images/s with {} ({:.2} s)", self.images_per_sec(), self.engine, self.seconds),
             ),
         ];
         for (key, value) in lines {
@@ -296,17 +348,18 @@ fn percent(x: f64) -> String {
     format!("{:.2}%", 100.0 * x)
 }
 
-/// Runs the model on every image of `data` with `threads` threads (at least 1, at most one per image) and
-/// counts the outcomes. Checks the shapes first ([`check_compatible`]).
+/// Runs the model on every image of `data` with the runtime on `threads` threads (at least 1, at most one per
+/// image) and counts the outcomes. Checks the shapes first ([`check_compatible`]).
 pub fn evaluate_model(model: &Model<'_>, data: &Dataset, threads: usize) -> Result<EvalReport, EvalError> {
-    evaluate_with_progress(model, data, threads, &|_| {})
+    evaluate(model, data, EvalEngine::Runtime { threads }, &|_| {})
 }
 
-/// [`evaluate_model`], calling `progress(n)` from the worker threads each time `n` more images are done.
-pub fn evaluate_with_progress(
+/// Runs the model on every image of `data` with `engine` and counts the outcomes, calling `progress(n)`
+/// (from any thread) each time `n` more images are done. Checks the shapes first ([`check_compatible`]).
+pub fn evaluate(
     model: &Model<'_>,
     data: &Dataset,
-    threads: usize,
+    engine: EvalEngine,
     progress: &(dyn Fn(usize) + Sync),
 ) -> Result<EvalReport, EvalError> {
     check_compatible(model, data)?;
@@ -318,26 +371,25 @@ pub fn evaluate_with_progress(
         return Err(EvalError::LabelOutOfRange { index, label: data.labels[index], classes });
     }
 
-    let chunk = total.div_ceil(threads.clamp(1, total.max(1))).max(1);
-    // Equal chunks can leave a thread without work (10 images on 6 threads: 5 chunks of 2); count workers.
-    let threads = total.div_ceil(chunk);
-    let mut predictions = vec![0usize; total];
     let start = Instant::now();
-    let outcomes: Vec<Result<(), EvalError>> = std::thread::scope(|scope| {
-        let workers: Vec<_> = predictions
-            .chunks_mut(chunk)
-            .enumerate()
-            .map(|(i, out)| {
-                let first = i * chunk;
-                scope.spawn(move || predict_range(model, data, first, out, progress))
-            })
-            .collect();
-        // A worker only panics on a bug; pass the panic on rather than hide it.
-        workers.into_iter().map(|w| w.join().unwrap_or_else(|p| std::panic::resume_unwind(p))).collect()
-    });
+    let (logits, threads) = match engine {
+        EvalEngine::Runtime { threads } => logits_on_threads(model, data, threads, progress)?,
+        EvalEngine::Burn { backend, batch } => {
+            let accel = qfd_accel::Engine::new(model, backend)?;
+            let mut logits = Vec::with_capacity(total * classes);
+            for images in data.images.chunks(batch.max(1) * image_len) {
+                logits.extend(accel.logits(images)?);
+                progress(images.len() / image_len);
+            }
+            (logits, 0)
+        }
+    };
     let seconds = start.elapsed().as_secs_f64();
-    // Chunks are in image order, so the first error is the one of the lowest image index.
-    outcomes.into_iter().collect::<Result<(), _>>()?;
+    let engine = match engine {
+        EvalEngine::Runtime { .. } => EvalEngine::Runtime { threads },
+        burn => burn,
+    };
+    let predictions: Vec<usize> = logits.chunks_exact(classes).map(predicted_class).collect();
 
     let mut confusion = vec![vec![0u64; classes]; classes];
     for (&label, &predicted) in data.labels.iter().zip(&predictions) {
@@ -352,29 +404,59 @@ pub fn evaluate_with_progress(
         correct,
         confusion,
         predictions,
+        logits,
+        engine: engine.describe(),
         threads,
         seconds,
     })
 }
 
+/// The runtime's logits of every image, on `threads` threads; returns them and the threads used.
+fn logits_on_threads(
+    model: &Model<'_>,
+    data: &Dataset,
+    threads: usize,
+    progress: &(dyn Fn(usize) + Sync),
+) -> Result<(Vec<i32>, usize), EvalError> {
+    let (total, classes) = (data.len(), model.num_classes());
+    let chunk = total.div_ceil(threads.clamp(1, total.max(1))).max(1);
+    // Equal chunks can leave a thread without work (10 images on 6 threads: 5 chunks of 2); count workers.
+    let threads = total.div_ceil(chunk);
+    let mut logits = vec![0i32; total * classes];
+    let outcomes: Vec<Result<(), EvalError>> = std::thread::scope(|scope| {
+        let workers: Vec<_> = logits
+            .chunks_mut(chunk * classes)
+            .enumerate()
+            .map(|(i, out)| {
+                let first = i * chunk;
+                scope.spawn(move || run_range(model, data, first, out, progress))
+            })
+            .collect();
+        // A worker only panics on a bug; pass the panic on rather than hide it.
+        workers.into_iter().map(|w| w.join().unwrap_or_else(|p| std::panic::resume_unwind(p))).collect()
+    });
+    // Chunks are in image order, so the first error is the one of the lowest image index.
+    outcomes.into_iter().collect::<Result<(), _>>()?;
+    Ok((logits, threads))
+}
+
 /// Images between progress reports: often enough for a smooth bar, rarely enough to cost nothing.
 const PROGRESS_EVERY: usize = 16;
 
-/// Predicts images `first..first + out.len()` into `out`, with one arena for the whole range.
-fn predict_range(
+/// Runs images `first..` into `out` (their logits, one image after the other), with one arena for them all.
+fn run_range(
     model: &Model<'_>,
     data: &Dataset,
     first: usize,
-    out: &mut [usize],
+    out: &mut [i32],
     progress: &(dyn Fn(usize) + Sync),
 ) -> Result<(), EvalError> {
     let mut arena = vec![0u8; model.arena_size()];
-    let mut logits = vec![0i32; model.num_classes()];
     let mut unreported = 0;
-    for (offset, prediction) in out.iter_mut().enumerate() {
+    for (offset, logits) in out.chunks_exact_mut(model.num_classes()).enumerate() {
         let index = first + offset;
-        *prediction = model
-            .run(data.image(index), &mut arena, &mut logits)
+        model
+            .run(data.image(index), &mut arena, logits)
             .map_err(|source| EvalError::Run { index, source })?;
         unreported += 1;
         if unreported == PROGRESS_EVERY {
@@ -403,6 +485,8 @@ mod tests {
             correct,
             confusion,
             predictions: Vec::new(),
+            logits: Vec::new(),
+            engine: EvalEngine::Runtime { threads: 2 }.describe(),
             threads: 2,
             seconds: 0.5,
         }
@@ -421,7 +505,9 @@ mod tests {
     #[test]
     fn text_shows_the_summary_the_classes_and_the_matrix() {
         let text = report(vec![vec![3, 1], vec![2, 4]]).to_text("m.qfdm");
-        for needle in ["model     m.qfdm", "70.00% top-1 (7/10)", "20 images/s on 2 threads", "1  c1"] {
+        for needle in
+            ["model     m.qfdm", "70.00% top-1 (7/10)", "20 images/s with the runtime on 2 threads", "1  c1"]
+        {
             assert!(text.contains(needle), "lacks {needle:?}:\n{text}");
         }
         assert!(text.contains("true  0  1\n0 c0  3  1\n1 c1  2  4\n"), "{text}");

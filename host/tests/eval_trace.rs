@@ -118,6 +118,29 @@ fn eval_counts_add_up_and_match_direct_runs_whatever_the_threads() {
     for key in ["predictions", "confusion", "correct", "total", "per_class_accuracy"] {
         assert_eq!(one[key], three[key], "{key} differs between 1 and 3 threads");
     }
+    // The burn engine, in batches that do not divide the images, reports the same.
+    let burn = qfd_json(&[
+        "eval",
+        m,
+        "--dataset",
+        "fashion-mnist",
+        "--limit",
+        "300",
+        "--engine",
+        "burn",
+        "--batch",
+        "64",
+        "--verify",
+        "--json",
+    ]);
+    // --verify ran the runtime too and compared every logit.
+    assert_eq!(burn["verify"]["logits"], 3000);
+    assert_eq!(burn["verify"]["images"], 300);
+    for key in ["predictions", "confusion", "correct", "total", "per_class_accuracy", "class_names"] {
+        assert_eq!(burn[key], three[key], "{key} differs between the burn engine and the runtime");
+    }
+    assert_eq!(burn["engine"], "burn (flex), batches of 64");
+    assert_eq!(three["engine"], "the runtime on 3 threads");
 
     // The library gives the same with any number of threads, more threads than images included.
     data.truncate(7);
@@ -181,6 +204,38 @@ fn eval_and_trace_refuse_bad_inputs_naming_the_problem() {
     let trace = ["trace", c, "--dataset", "fashion-mnist", "--input", "0", "--out", t];
     assert_fails(&qfd(&trace), &needles);
     assert!(!out.exists(), "a refused trace writes nothing");
+
+    // The burn engine: options that need it, a backend not built, a model it cannot run.
+    let fm = ["eval", m, "--dataset", "fashion-mnist", "--limit", "10"];
+    assert_fails(
+        &qfd(&[&fm[..], &["--backend", "flex"]].concat()),
+        &["--backend applies to the burn engine only"],
+    );
+    assert_fails(&qfd(&[&fm[..], &["--engine", "burn", "--threads", "2"]].concat()), &["--threads applies"]);
+    assert_fails(
+        &qfd(&[&fm[..], &["--verify"]].concat()),
+        &["--verify checks the burn engine", "--engine burn"],
+    );
+    if !cfg!(feature = "wgpu") {
+        let o = qfd(&[&fm[..], &["--engine", "burn", "--backend", "wgpu"]].concat());
+        assert_fails(&o, &["the wgpu backend is not in this build", "--features wgpu"]);
+    }
+    let o = qfd(&[&fm[..], &["--engine", "burn", "--backend", "tpu"]].concat());
+    assert!(stderr(&o).contains("unknown backend 'tpu'"), "{}", stderr(&o));
+    let vit = dir.path().join("vit.qfdm");
+    let o = qfd(&["synth", "--arch", "vit", "--input", "28x28x1", "--out", vit.to_str().unwrap()]);
+    assert!(o.status.success(), "synth: {}", stderr(&o));
+    let o = qfd(&[
+        "eval",
+        vit.to_str().unwrap(),
+        "--dataset",
+        "fashion-mnist",
+        "--limit",
+        "10",
+        "--engine",
+        "burn",
+    ]);
+    assert_fails(&o, &["is not supported by the burn engine", "--engine runtime"]);
 
     let hundred = synth(dir.path(), "hundred.qfdm", "28x28x1", "100");
     let o = qfd(&["eval", hundred.to_str().unwrap(), "--dataset", "fashion-mnist"]);

@@ -6,6 +6,7 @@ mod common;
 use std::path::{Path, PathBuf};
 
 use common::{fashion_mnist_installed, integer_trace};
+use qfd_accel::{Backend, Engine, RequantForm};
 use qfd_host::export::fold::Grid;
 use qfd_host::export::{export, integer_graph, ExportError};
 use qfd_host::train::config::{DeviceChoice, TrainConfig};
@@ -146,6 +147,20 @@ fn integer_layers_match_the_fake_quantized_layers_and_export_is_deterministic() 
     let data = Data::load(cfg, Device::Cpu).unwrap();
     let trained = load_trained(&runs.student, &data, Device::Cpu).unwrap();
     let test = qfd_host::data::Dataset::load(cfg.dataset, qfd_host::data::Split::Test, None).unwrap();
+
+    // The trained model on the burn engine: the runtime's logits, in both forms of requantization.
+    let images = &test.images[..300 * test.image_len()];
+    let mut arena = vec![0u8; model.arena_size()];
+    let mut expected = Vec::new();
+    for image in images.chunks_exact(test.image_len()) {
+        let mut logits = vec![0i32; model.num_classes()];
+        model.run(image, &mut arena, &mut logits).unwrap();
+        expected.extend(logits);
+    }
+    for form in [RequantForm::Wide, RequantForm::Thresholds] {
+        let engine = Engine::with_requant(&model, Backend::Flex, form).unwrap();
+        assert!(engine.logits(images).unwrap() == expected, "{form:?}: the burn engine's logits differ");
+    }
     let [c, h, w] = data.input.map(|d| d as usize);
     // Per layer, in order: (name, codes, codes that differ), over four images.
     let mut layers: Vec<(String, usize, usize)> = Vec::new();

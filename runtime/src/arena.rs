@@ -45,6 +45,11 @@ pub fn read_logits(bytes: &[u8], logits: &mut [i32]) -> usize {
     for (l, b) in logits.iter_mut().zip(bytes.chunks_exact(4)) {
         *l = i32::from_le_bytes([b[0], b[1], b[2], b[3]]);
     }
+    predicted_class(logits)
+}
+
+/// The predicted class: the index of the first largest logit (0 for no logits).
+pub fn predicted_class(logits: &[i32]) -> usize {
     let mut best = 0;
     for (i, &l) in logits.iter().enumerate() {
         if l > logits[best] {

@@ -6,8 +6,9 @@ use clap::builder::RangedU64ValueParser;
 use indicatif::{ProgressBar, ProgressState, ProgressStyle};
 
 use anyhow::Context;
+use qfd_host::args::EngineArgs;
 use qfd_host::data::{Dataset, DatasetKind, Split};
-use qfd_host::eval::{dataset_kind, evaluate_with_progress};
+use qfd_host::eval::{dataset_kind, evaluate, EvalEngine, EvalReport};
 use qfd_host::export::fake_quant_predictions;
 use qfd_host::model_file::ModelFile;
 use qfd_runtime::Model;
@@ -16,7 +17,8 @@ use qfd_runtime::Model;
 ///
 /// Reports top-1 accuracy, per-class accuracy, the confusion matrix (rows: true class, columns: predicted
 /// class) and images/s. The images must have the model's input shape and the data set one class per logit.
-/// The results do not depend on --threads.
+/// The results depend neither on --threads nor on --engine: the burn engine computes the runtime's logits
+/// bit for bit, in batches, on the CPU or a GPU.
 #[derive(Debug, clap::Parser)]
 pub struct Cmd {
     /// The model file.
@@ -26,9 +28,15 @@ pub struct Cmd {
     /// Evaluate only the first N test images.
     #[arg(long, value_name = "N", value_parser = RangedU64ValueParser::<usize>::new().range(1..))]
     limit: Option<usize>,
-    /// Worker threads [default: all cores].
+    /// Worker threads of the runtime engine [default: all cores].
     #[arg(long, value_name = "N", value_parser = RangedU64ValueParser::<usize>::new().range(1..))]
     threads: Option<usize>,
+    #[command(flatten)]
+    engine: EngineArgs,
+    /// With --engine burn: run the runtime on the same images too and check that every logit is equal
+    /// (the command fails naming the first image that differs); reports both engines' speed.
+    #[arg(long)]
+    verify: bool,
     /// Also run the fake-quantized model of this training checkpoint (a run directory) on the same images:
     /// report its accuracy, the difference, and how often the two predict the same class.
     #[arg(long, value_name = "RUN_DIR")]
@@ -67,9 +75,28 @@ impl Cmd {
         }
         let threads =
             self.threads.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, NonZeroUsize::get));
+        let engine = self.engine.engine(threads)?;
+        if self.threads.is_some() && !matches!(engine, EvalEngine::Runtime { .. }) {
+            anyhow::bail!(
+                "--threads applies to the runtime engine only; the burn engine uses its backend's threads"
+            );
+        }
+        if self.verify && matches!(engine, EvalEngine::Runtime { .. }) {
+            anyhow::bail!("--verify checks the burn engine against the runtime; add --engine burn");
+        }
         let bar = progress_bar(data.len() as u64);
-        let report = evaluate_with_progress(&model, &data, threads, &|n| bar.inc(n as u64))?;
+        let report = evaluate(&model, &data, engine, &|n| bar.inc(n as u64))?;
         bar.finish_and_clear();
+        let verified = match self.verify {
+            true => {
+                let bar = progress_bar(data.len() as u64);
+                let runtime =
+                    evaluate(&model, &data, EvalEngine::Runtime { threads }, &|n| bar.inc(n as u64))?;
+                bar.finish_and_clear();
+                Some(Verified::check(&report, &runtime)?)
+            }
+            false => None,
+        };
         let name = self.model.display().to_string();
         let comparison = match &self.compare {
             Some(dir) => {
@@ -84,14 +111,59 @@ impl Cmd {
             if let Some(c) = &comparison {
                 json["compare"] = serde_json::to_value(c)?;
             }
+            if let Some(v) = &verified {
+                json["verify"] = serde_json::to_value(v)?;
+            }
             super::print(&(serde_json::to_string(&json)? + "\n"))
         } else {
             let mut text = report.to_text(&name);
             if let Some(c) = &comparison {
                 text += &c.to_text(report.accuracy());
             }
+            if let Some(v) = &verified {
+                text += &v.to_text();
+            }
             super::print(&text)
         }
+    }
+}
+
+/// The burn engine's logits checked against the runtime's, image by image.
+#[derive(Debug, serde::Serialize)]
+struct Verified {
+    images: u64,
+    /// Logits compared (all equal, or the check failed).
+    logits: usize,
+    runtime: String,
+    runtime_images_per_sec: f64,
+}
+
+impl Verified {
+    fn check(burn: &EvalReport, runtime: &EvalReport) -> anyhow::Result<Verified> {
+        let classes = burn.class_names.len().max(1);
+        let differs =
+            burn.logits.chunks(classes).zip(runtime.logits.chunks(classes)).position(|(a, b)| a != b);
+        if let Some(image) = differs.or((burn.logits.len() != runtime.logits.len()).then_some(0)) {
+            anyhow::bail!(
+                "the burn engine's logits differ from the runtime's at image {image}: {:?} against {:?}; \
+                 please report this with the model file",
+                burn.logits.chunks(classes).nth(image).unwrap_or_default(),
+                runtime.logits.chunks(classes).nth(image).unwrap_or_default()
+            );
+        }
+        Ok(Verified {
+            images: runtime.total,
+            logits: runtime.logits.len(),
+            runtime: runtime.engine.clone(),
+            runtime_images_per_sec: runtime.images_per_sec(),
+        })
+    }
+
+    fn to_text(&self) -> String {
+        format!(
+            "\nverified: all {} logits of the {} images equal the runtime's ({}: {:.0} images/s)\n",
+            self.logits, self.images, self.runtime, self.runtime_images_per_sec
+        )
     }
 }
 

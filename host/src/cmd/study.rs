@@ -3,6 +3,8 @@ use std::time::Instant;
 
 use anyhow::Context;
 
+use qfd_host::args::EngineArgs;
+use qfd_host::eval::EvalEngine;
 use qfd_host::study::jobs::{run_parallel, threads_per_job};
 use qfd_host::study::report::{write_report, ProfileRuns};
 use qfd_host::study::run::{awaiting_board, done, run_one, Measure, RunResult};
@@ -44,6 +46,9 @@ pub struct Cmd {
     /// GPU); a later run without this flag only adds the board checks.
     #[arg(long)]
     skip_device: bool,
+    /// What measures each integer model's test accuracy (the result is the same with either engine).
+    #[command(flatten)]
+    engine: EngineArgs,
     /// Runs trained at once, each in a process of its own.
     #[arg(long, default_value_t = 1, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=64))]
     jobs: u16,
@@ -63,13 +68,16 @@ impl Cmd {
             .map(|p| StudyConfig::from_file(p).map(|s| (p.clone(), s)))
             .collect::<Result<_, _>>()?;
         let skip = self.skip_device;
+        let threads = self.threads.unwrap_or_else(|| EvalEngine::default().threads());
+        let engine = self.engine.engine(threads)?;
         if let Some(index) = self.worker {
-            return worker(&studies, index, self.threads, measure(&studies[0].1, skip));
+            return worker(&studies, index, self.threads, measure(&studies[0].1, skip, engine));
         }
         let started = Instant::now();
         for (path, study) in &studies {
             let runs = plan(study);
-            let todo: Vec<_> = runs.iter().filter(|r| done(r, measure(study, skip)).is_none()).collect();
+            let todo: Vec<_> =
+                runs.iter().filter(|r| done(r, measure(study, skip, engine)).is_none()).collect();
             eprintln!(
                 "study {} ({}): {} runs, {} done, {} to do",
                 study.profile,
@@ -88,7 +96,7 @@ impl Cmd {
             if self.report_only || todo.is_empty() {
                 continue;
             }
-            let must_train = todo.iter().any(|r| awaiting_board(r, measure(study, skip)).is_none());
+            let must_train = todo.iter().any(|r| awaiting_board(r, measure(study, skip, engine)).is_none());
             if must_train && study.requires_gpu && !self.allow_cpu && !tch::Cuda::is_available() {
                 eprintln!(
                     "study {}: skipped: it requires a CUDA GPU and none is usable here (--allow-cpu trains it \
@@ -103,14 +111,18 @@ impl Cmd {
                 let indices: Vec<usize> =
                     runs.iter().enumerate().filter(|(_, r)| todo.contains(r)).map(|(i, _)| i).collect();
                 let mut finished = 0;
-                let worker_args: &[&str] = if self.skip_device { &["--skip-device"] } else { &[] };
+                let mut worker_args = EngineArgs::to_args(engine);
+                if self.skip_device {
+                    worker_args.push("--skip-device".into());
+                }
+                let worker_args: Vec<&str> = worker_args.iter().map(String::as_str).collect();
                 run_parallel(
                     path,
                     &runs,
                     &indices,
                     jobs,
-                    worker_args,
-                    measure(study, skip),
+                    &worker_args,
+                    measure(study, skip, engine),
                     |run, result| {
                         finished += 1;
                         eprintln!("[{finished}/{}] {}: {}", indices.len(), run.label(), summary(result));
@@ -127,7 +139,7 @@ impl Cmd {
                     run.label(),
                     started.elapsed().as_secs_f64() / 60.0
                 );
-                let result = run_one(run, measure(study, skip)).context("the study stopped")?;
+                let result = run_one(run, measure(study, skip, engine)).context("the study stopped")?;
                 eprintln!("[{}/{}] {}: {}", i + 1, todo.len(), run.label(), summary(&result));
             }
         }
@@ -138,7 +150,7 @@ impl Cmd {
             .into_iter()
             .map(|(path, study)| {
                 let planned = plan(&study);
-                let results = planned.iter().filter_map(|r| done(r, measure(&study, skip))).collect();
+                let results = planned.iter().filter_map(|r| done(r, measure(&study, skip, engine))).collect();
                 ProfileRuns { path, study, planned, results }
             })
             .collect();
@@ -194,8 +206,9 @@ fn worker(
     Ok(())
 }
 
-/// How `study` measures its runs, without the board check when `skip_device`.
-fn measure(study: &StudyConfig, skip_device: bool) -> Measure<'_> {
+/// How `study` measures its runs, without the board check when `skip_device`, the integer accuracy by
+/// `engine`.
+fn measure(study: &StudyConfig, skip_device: bool, engine: EvalEngine) -> Measure<'_> {
     let all = study.measure();
-    Measure { device: all.device.filter(|_| !skip_device), ..all }
+    Measure { device: all.device.filter(|_| !skip_device), engine, ..all }
 }

@@ -152,6 +152,16 @@ fn load(path: &Path, data_dir: Option<&Path>, limit: Option<usize>) -> Result<Lo
 /// integer model run on the first `limit` test images (all when `None`) of its data set (read from
 /// `data_dir` when given, else where training read it); both accuracies go into the file's metadata.
 pub fn export(path: &Path, data_dir: Option<&Path>, limit: Option<usize>) -> Result<Exported, ExportError> {
+    export_with(path, data_dir, limit, crate::eval::EvalEngine::default())
+}
+
+/// [`export`], with the integer model's accuracy measured by `engine`.
+pub fn export_with(
+    path: &Path,
+    data_dir: Option<&Path>,
+    limit: Option<usize>,
+    engine: crate::eval::EvalEngine,
+) -> Result<Exported, ExportError> {
     let Loaded { config, data, trained, test, .. } = load(path, data_dir, limit)?;
     let fake = predictions(&trained.net, &DeviceData::from_dataset(&test, Device::Cpu), QuantMode::Quantize);
     let meta = GraphMeta {
@@ -172,8 +182,7 @@ pub fn export(path: &Path, data_dir: Option<&Path>, limit: Option<usize>) -> Res
         let bytes = encode(&graph)?;
         let model =
             qfd_runtime::Model::load(&bytes).map_err(|e| ExportError::Encode(EncodeError::Invalid(e)))?;
-        let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
-        crate::eval::evaluate_model(&model, &test, threads)
+        crate::eval::evaluate(&model, &test, engine, &|_| {})
             .map_err(|e| ExportError::Unsupported { layer: "model".into(), reason: e.to_string() })?
             .predictions
     };

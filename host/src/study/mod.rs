@@ -306,7 +306,11 @@ impl StudyConfig {
 
     /// How every run is measured.
     pub fn measure(&self) -> run::Measure<'_> {
-        run::Measure { device: self.device.as_ref(), test_images: self.test_images }
+        run::Measure {
+            device: self.device.as_ref(),
+            test_images: self.test_images,
+            engine: Default::default(),
+        }
     }
 
     /// The directory of the study's runs.

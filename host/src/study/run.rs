@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 use super::{Bits, DeviceStep, Group, RunSpec, Variant};
 use crate::data::{Dataset, Split};
 use crate::device::{self, DeviceError, Engine, RunOptions};
+use crate::eval::EvalEngine;
 use crate::export::{self, ExportError};
 use crate::fsutil::{self, FsError};
 use crate::train::batches::DeviceData;
@@ -132,6 +133,8 @@ pub struct Measure<'a> {
     pub device: Option<&'a DeviceStep>,
     /// Test images for the accuracies.
     pub test_images: Option<usize>,
+    /// What computes the integer model's accuracy (every engine gives the same result).
+    pub engine: EvalEngine,
 }
 
 /// The fingerprint a run's result must carry: the training options and how it is measured.
@@ -206,8 +209,13 @@ pub fn run_one(spec: &RunSpec, measure: Measure<'_>) -> Result<RunResult, RunErr
         let (acc, images) = test_accuracy(&trained_dir, &data, measure.test_images).map_err(train_err)?;
         (result.fake_quant_acc, result.test_images) = (acc, images);
     } else {
-        let exported = export::export(&trained_dir, spec.config.data.as_deref(), measure.test_images)
-            .map_err(|source| RunError::Export { label: label.clone(), source })?;
+        let exported = export::export_with(
+            &trained_dir,
+            spec.config.data.as_deref(),
+            measure.test_images,
+            measure.engine,
+        )
+        .map_err(|source| RunError::Export { label: label.clone(), source })?;
         let model = trained_dir.join("model.qfdm");
         fsutil::write_atomic(&model, &exported.bytes)?;
         result.fake_quant_acc = exported.fake_quant_accuracy;
