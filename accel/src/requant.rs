@@ -13,7 +13,7 @@
 use burn_backend::{Backend, IntDType};
 
 use qfd_runtime::format::Clamp;
-use qfd_runtime::requant::{requantize_to_code, RequantParams};
+use qfd_runtime::requant::{divisor_bits, requantize_to_code, RequantParams};
 
 use crate::tensor::Ints;
 
@@ -55,8 +55,8 @@ impl<B: Backend> Requant<B> {
             return Requant::Wide {
                 multiplier: row(params.iter().map(|p| p.multiplier as i64).collect()),
                 offset: row(params.iter().map(|p| p.offset).collect()),
-                // n - 1 = 30 - shift, within 0..=61 for a validated record.
-                shift: row(params.iter().map(|p| (30 - p.shift as i64).clamp(0, 61)).collect()),
+                // The rounding shifts by n - 1 for the divisor 2^n (the runtime's `divisor_bits`).
+                shift: row(params.iter().map(|&p| i64::from(divisor_bits(p)) - 1).collect()),
                 clamp,
             };
         }

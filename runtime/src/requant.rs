@@ -105,9 +105,10 @@ fn rounded(acc: i32, p: RequantParams) -> i64 {
     }
 }
 
-/// `n` of the divisor `2^n = 2^(31 - shift)`, within `1..=62`.
+/// `n` of the divisor `2^n = 2^(31 - shift)`, within `1..=62` (a shift outside the valid range is
+/// clamped to it, so even an unvalidated record gives a shift the rounding can use).
 #[inline(always)]
-fn divisor_bits(p: RequantParams) -> u32 {
+pub fn divisor_bits(p: RequantParams) -> u32 {
     (31 - p.shift as i32).clamp(1, 62) as u32
 }
 
