@@ -77,6 +77,10 @@ pub enum Runner {
         machine: String,
         /// `-cpu`.
         cpu: String,
+        /// Address of the machine's first UART (a CMSDK APB UART, which `-serial` connects), for the
+        /// serial link; seen from the firmware's security state.
+        #[serde(default)]
+        uart: Option<u32>,
     },
     /// A real board, flashed and read through probe-rs.
     Probe {
@@ -113,6 +117,10 @@ pub struct Board {
     /// the external flash before the vector table is read. Only RP2040 boards set it.
     #[serde(default)]
     pub boot2: bool,
+    /// A firmware crate, relative to the repository, that serves the SDK over this real board's UART
+    /// through its HAL (`qfd-host run --port`, `qfd-host mlperf`); emulated boards use `firmware/`.
+    #[serde(default)]
+    pub serial_firmware: Option<String>,
 }
 
 impl Board {

@@ -10,6 +10,7 @@
 //! - [`emit`]: a model as `no_std` Rust (static weights, one kernel call per layer, a static arena).
 
 pub mod arch;
+pub mod build_script;
 pub mod emit;
 pub mod encode;
 pub mod fixed_point;

@@ -4,6 +4,10 @@
 
 use crate::{config, link};
 
+mod consts {
+    include!(concat!(env!("OUT_DIR"), "/kernel_test.rs"));
+}
+
 /// Runs the check; never returns.
 pub fn run() -> ! {
     let variant = if qfd_runtime::kernels::select::Core::COMPILED.dsp { "dsp" } else { "portable" };
@@ -11,10 +15,10 @@ pub fn run() -> ! {
         "kernel-test on {=str}: conv2d ({=str} kernels), seed {=u32}, {=u32} cases",
         config::BOARD,
         variant,
-        config::KERNEL_TEST_SEED,
-        config::KERNEL_TEST_CASES
+        consts::KERNEL_TEST_SEED,
+        consts::KERNEL_TEST_CASES
     );
-    let s = qfd_runtime::selftest::check_conv(config::KERNEL_TEST_SEED, config::KERNEL_TEST_CASES);
+    let s = qfd_runtime::selftest::check_conv(consts::KERNEL_TEST_SEED, consts::KERNEL_TEST_CASES);
     defmt::info!(
         "kernel-test result: {=u32} cases, {=u32} through a fast variant, {=u32} mismatches (first: {})",
         s.cases,

@@ -1,24 +1,17 @@
-//! Time per inference: instructions under QEMU, cycles on real boards.
+//! The firmware's clock (`qfd_device::Clock`): instructions under QEMU, cycles on real boards.
 //!
 //! - `qfd_timer = "systick"`: SysTick free-running on the core clock, its wrap exception counting the
 //!   24-bit wraps into a 64-bit count. Under QEMU with `-icount shift=0` the virtual clock advances 1 ns
 //!   per guest instruction and SysTick ticks at the board's `clock_hz` on it, so `ticks * 1e9 / clock_hz`
 //!   is the number of instructions executed (not cycles: QEMU models no pipeline or wait states). On a
 //!   real Cortex-M0+ (no DWT cycle counter) SysTick ticks are cycles.
-//! - `qfd_timer = "dwt"`: DWT's 32-bit cycle counter, extended to 64 bits by reading it often enough
-//!   (every layer and every inference; one layer takes far less than 2^32 cycles).
-
-use qfd_link::TimeUnit;
-
-/// What [`now`] counts.
-pub const UNIT: TimeUnit =
-    if cfg!(qfd_link = "semihosting") { TimeUnit::Instructions } else { TimeUnit::Cycles };
+//! - `qfd_timer = "dwt"`: DWT's cycle counter (`qfd_device::cortex_m::DwtClock`).
 
 #[cfg(qfd_timer = "systick")]
-pub use systick::{now, start};
+pub use systick::{start, Timer};
 
 #[cfg(qfd_timer = "dwt")]
-pub use dwt::{now, start};
+pub use dwt::{start, Timer};
 
 #[cfg(qfd_timer = "systick")]
 mod systick {
@@ -27,37 +20,63 @@ mod systick {
     use cortex_m::peripheral::syst::SystClkSource;
     use cortex_m::peripheral::{Peripherals, SCB, SYST};
     use cortex_m_rt::exception;
+    use qfd_device::{Clock, TimeUnit};
+
+    use crate::config::CLOCK_HZ;
 
     const RELOAD: u32 = 0x00FF_FFFF;
     static WRAPS: AtomicU32 = AtomicU32::new(0);
 
+    /// SysTick, started.
+    pub struct Timer;
+
     /// Starts SysTick free-running on the core clock with its wrap exception enabled.
-    pub fn start(core: &mut Peripherals) {
+    pub fn start(core: &mut Peripherals) -> Timer {
         let syst = &mut core.SYST;
         syst.set_clock_source(SystClkSource::Core);
         syst.set_reload(RELOAD);
         syst.clear_current();
         syst.enable_interrupt();
         syst.enable_counter();
+        Timer
     }
 
-    /// Instructions (QEMU) or cycles (a board) since [`start`].
-    pub fn now() -> u64 {
-        let ticks = cortex_m::interrupt::free(|_| {
-            let mut wraps = WRAPS.load(Ordering::Relaxed);
-            let mut value = SYST::get_current();
-            // A wrap whose exception is pending (masked right now) has not been counted yet: count it, and
-            // re-read the counter so it belongs to the new period.
-            if SCB::is_pendst_pending() {
-                wraps += 1;
-                value = SYST::get_current();
+    impl Clock for Timer {
+        fn unit(&self) -> TimeUnit {
+            if cfg!(qfd_emulated) {
+                TimeUnit::Instructions
+            } else {
+                TimeUnit::Cycles
             }
-            u64::from(wraps) * (u64::from(RELOAD) + 1) + u64::from(RELOAD - value)
-        });
-        if cfg!(qfd_link = "semihosting") {
-            ticks * 1_000_000_000 / u64::from(crate::config::CLOCK_HZ)
-        } else {
-            ticks
+        }
+
+        /// Instructions (QEMU) or cycles (a board) since [`start`].
+        fn now(&mut self) -> u64 {
+            let ticks = cortex_m::interrupt::free(|_| {
+                let mut wraps = WRAPS.load(Ordering::Relaxed);
+                let mut value = SYST::get_current();
+                // A wrap whose exception is pending (masked right now) has not been counted yet: count it,
+                // and re-read the counter so it belongs to the new period.
+                if SCB::is_pendst_pending() {
+                    wraps += 1;
+                    value = SYST::get_current();
+                }
+                u64::from(wraps) * (u64::from(RELOAD) + 1) + u64::from(RELOAD - value)
+            });
+            if cfg!(qfd_emulated) {
+                ticks * 1_000_000_000 / u64::from(CLOCK_HZ)
+            } else {
+                ticks
+            }
+        }
+
+        fn ticks_per_second(&self) -> u64 {
+            // Under QEMU one instruction is one nanosecond of virtual time.
+            if cfg!(qfd_emulated) {
+                1_000_000_000
+            } else {
+                u64::from(CLOCK_HZ)
+            }
         }
     }
 
@@ -71,33 +90,13 @@ mod systick {
 
 #[cfg(qfd_timer = "dwt")]
 mod dwt {
-    use core::sync::atomic::{AtomicU32, Ordering};
+    use cortex_m::peripheral::Peripherals;
 
-    use cortex_m::peripheral::{Peripherals, DWT};
+    /// DWT's cycle counter.
+    pub type Timer = qfd_device::cortex_m::DwtClock;
 
-    static HIGH: AtomicU32 = AtomicU32::new(0);
-    static LAST: AtomicU32 = AtomicU32::new(0);
-
-    /// Turns on trace and DWT's cycle counter.
-    pub fn start(core: &mut Peripherals) {
-        core.DCB.enable_trace();
-        DWT::unlock();
-        core.DWT.set_cycle_count(0);
-        core.DWT.enable_cycle_counter();
-    }
-
-    /// Cycles since [`start`]; the 32-bit counter's wraps are counted as long as calls are less than
-    /// 2^32 cycles apart.
-    pub fn now() -> u64 {
-        cortex_m::interrupt::free(|_| {
-            let low = DWT::cycle_count();
-            let mut high = HIGH.load(Ordering::Relaxed);
-            if low < LAST.load(Ordering::Relaxed) {
-                high += 1;
-                HIGH.store(high, Ordering::Relaxed);
-            }
-            LAST.store(low, Ordering::Relaxed);
-            (u64::from(high) << 32) | u64::from(low)
-        })
+    /// Turns on the cycle counter.
+    pub fn start(core: &mut Peripherals) -> Timer {
+        Timer::new(&mut core.DCB, &mut core.DWT, crate::config::CLOCK_HZ)
     }
 }

@@ -26,7 +26,8 @@ fn firmware_for_tests(dir: &tempfile::TempDir) -> (Board, Vec<u8>, PathBuf) {
     let board = Board::load(&qfd_boards::boards_dir(), "qemu-m4").unwrap();
     let arena = Model::load(&bytes).unwrap().arena_size() as u64;
     let elf = dir.path().join("qfd-firmware.elf");
-    let built = firmware::build(&board, &model_path, arena, Engine::Generated, &elf).unwrap();
+    let flavor = firmware::Flavor { engine: Engine::Generated, serial: false, mlperf: false };
+    let built = firmware::build(&board, &model_path, arena, flavor, &elf).unwrap();
     (board, bytes, built.elf)
 }
 

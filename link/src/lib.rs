@@ -9,7 +9,7 @@
 //! A session:
 //!
 //! ```text
-//! device -> host   Hello { board, engine, model CRC, time unit, ... }
+//! device -> host   Hello { board, engine, model CRC, time unit, ... }   (unasked, or to a Hello request)
 //! host -> device   Infer { id: 0, input }      device -> host   Result { id: 0, logits, time, ... }
 //! host -> device   Infer { id: 1, input }      device -> host   Result { id: 1, ... }
 //! host -> device   (a corrupted frame)         device -> host   Error { id: None, kind: BadFrame(Crc) }
@@ -43,7 +43,7 @@ use serde::{Deserialize, Serialize};
 pub use frame::{FrameError, FrameReader};
 
 /// Version of this protocol; a [`Hello`] with another version is refused by the host.
-pub const PROTOCOL_VERSION: u16 = 1;
+pub const PROTOCOL_VERSION: u16 = 2;
 /// Most classes a [`InferResult`] carries (CIFAR-100 has 100).
 pub const MAX_CLASSES: usize = 128;
 /// Most layers a per-layer breakdown covers (the runtime's op table holds 128).
@@ -72,6 +72,9 @@ pub enum Request<'a> {
     },
     /// No more requests: the device answers [`Response::Done`] and stops.
     Finish,
+    /// Say [`Response::Hello`] (again): over a serial port the host opens the link long after the board
+    /// booted, so it asks.
+    Hello,
 }
 
 /// Optional measurements of one inference.
@@ -149,6 +152,8 @@ pub enum TimeUnit {
     Instructions,
     /// Core clock cycles (a real board).
     Cycles,
+    /// Microseconds (a board timed by a microsecond timer, such as the RP2040's).
+    Microseconds,
 }
 
 /// One inference's outputs and measurements.
@@ -187,6 +192,8 @@ pub enum ErrorKind {
         /// Its position.
         index: u32,
     },
+    /// The model refused a checked input (a bug in the firmware or the model).
+    Refused,
 }
 
 /// The end of a successful run.

@@ -118,6 +118,7 @@ fn the_reader_splits_a_stream_into_frames_and_skips_what_is_too_long() {
                 Some(Pushed::Frame(f)) => got.push(match decode::<Request>(f).unwrap() {
                     Request::Infer { id, .. } => std::format!("infer {id}"),
                     Request::Finish => "finish".into(),
+                    Request::Hello => "hello".into(),
                 }),
                 Some(Pushed::TooLong) => got.push("too long".into()),
                 None => {}

@@ -2,6 +2,10 @@
 
 use rtt_target::{rtt_init, ChannelMode, DownChannel, UpChannel};
 
+/// probe-rs resets the core and attaches before it reads: the device greets first.
+#[allow(dead_code)] // the MLPerf protocol has no greeting
+pub const GREETING: qfd_device::link::Greeting = qfd_device::link::Greeting::Announce;
+
 /// Up channel 1 (responses) and down channel 0 (requests).
 pub struct Link {
     up: UpChannel,

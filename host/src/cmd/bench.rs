@@ -67,6 +67,8 @@ impl Cmd {
             trace: false,
             time_all_layers: true,
             build_only: false,
+            port: None,
+            save_elf: None,
         };
         let report = run_with_progress(&opts)?;
         print_report(&report, self.json)?;

@@ -7,6 +7,7 @@ mod eval;
 mod export;
 mod inspect;
 mod kernel_test;
+mod mlperf;
 mod quantize;
 mod run;
 mod study;
@@ -30,6 +31,7 @@ pub enum Command {
     Run(run::Cmd),
     Bench(bench::Cmd),
     KernelTest(kernel_test::Cmd),
+    Mlperf(mlperf::Cmd),
     Boards(boards::Cmd),
     Eval(eval::Cmd),
     Trace(trace::Cmd),
@@ -49,6 +51,7 @@ impl Command {
             Command::Run(cmd) => cmd.run(),
             Command::Bench(cmd) => cmd.run(),
             Command::KernelTest(cmd) => cmd.run(),
+            Command::Mlperf(cmd) => cmd.run(),
             Command::Boards(cmd) => cmd.run(),
             Command::Eval(cmd) => cmd.run(),
             Command::Trace(cmd) => cmd.run(),

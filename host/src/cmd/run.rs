@@ -5,13 +5,15 @@ use anyhow::{bail, Context};
 use indicatif::{ProgressBar, ProgressStyle};
 
 use qfd_host::data::DatasetKind;
+use qfd_host::device::serial::PortName;
 use qfd_host::device::{run, Engine, RunOptions, RunReport};
 
 /// Run a model on a board and prove it computes what the host runtime computes.
 ///
 /// Builds the firmware for the board with the model compiled in, starts it (emulated boards under QEMU,
 /// counting instructions; real boards through probe-rs, with the `probe` feature), sends it N test images
-/// over the link and compares every answer with the host runtime's, bit for bit. Reports mismatches
+/// over the link (or over a UART with --port: QEMU's, or a real board's serial port, no probe needed) and
+/// compares every answer with the host runtime's, bit for bit. Reports mismatches
 /// (there must be none; --trace names the first layer that differs), accuracy on the device next to the
 /// host's, time per inference, per MAC and per layer, and the flash, RAM and stack the firmware uses.
 /// Exits with failure on any mismatch or refused input.
@@ -34,6 +36,34 @@ pub struct Cmd {
     /// Build the firmware and report its flash and RAM, without running it (any board, no probe needed).
     #[arg(long)]
     build_only: bool,
+    #[command(flatten)]
+    serial: SerialArgs,
+}
+
+/// The serial link, shared by `run` and `mlperf`.
+#[derive(Debug, clap::Args)]
+pub struct SerialArgs {
+    /// Speak over a UART: `qemu` for an emulated board's UART (QEMU puts it on a socket), or a real
+    /// board's serial device such as /dev/ttyACM0, running the firmware built for it (flash the image
+    /// that --save-elf writes; the model's CRC is checked, so a stale firmware is refused).
+    #[arg(long, value_name = "PORT")]
+    pub port: Option<String>,
+    /// Baud rate of a serial device.
+    #[arg(long, default_value_t = 115_200, value_parser = clap::value_parser!(u32).range(300..))]
+    pub baud: u32,
+    /// Also write the built firmware image here, to flash it yourself.
+    #[arg(long, value_name = "FILE")]
+    pub save_elf: Option<PathBuf>,
+}
+
+impl SerialArgs {
+    /// The port, parsed.
+    pub fn port(&self) -> Option<PortName> {
+        self.port.as_ref().map(|p| match p.as_str() {
+            "qemu" => PortName::Qemu,
+            path => PortName::Device { path: path.into(), baud: self.baud },
+        })
+    }
 }
 
 /// Options shared by `run` and `bench`.
@@ -70,6 +100,8 @@ impl Cmd {
             trace: self.trace,
             time_all_layers: false,
             build_only: self.build_only,
+            port: self.serial.port(),
+            save_elf: self.serial.save_elf.clone(),
         };
         let report = run_with_progress(&opts)?;
         print_report(&report, self.target.json)?;

@@ -69,6 +69,7 @@ impl FakeTarget {
                 }
                 Some(Pushed::Frame(f)) => match frame::decode::<Request>(f) {
                     Err(e) => Response::Error { id: None, kind: ErrorKind::BadFrame(e) },
+                    Ok(Request::Hello) => out[0].clone(),
                     Ok(Request::Finish) => {
                         let stack = StackUse { peak_bytes: 1000, size_bytes: 4000 };
                         out.push(Response::Done(Done { inferences, stack }));

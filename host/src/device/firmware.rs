@@ -47,25 +47,59 @@ pub struct Firmware {
     pub memory: MemoryUse,
 }
 
+/// Which firmware to build: how it runs the model and what it speaks over which link.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Flavor {
+    /// Generated code or the interpreter.
+    pub engine: Engine,
+    /// A UART link: QEMU's for emulated boards, the board's `serial_firmware` crate for real ones.
+    pub serial: bool,
+    /// The MLPerf Tiny runner protocol instead of the SDK's link.
+    pub mlperf: bool,
+}
+
 /// Builds the firmware for `board` with the model file `model` (a path cargo can read), copies the image
 /// to `elf`, and measures it.
 ///
-/// All boards share one cargo target directory, so the host-side build dependencies (proc macros, the
-/// code generator) compile once; cargo keeps each board's target artifacts apart because their
-/// `RUSTFLAGS` differ. A lock file held from the build until the image is copied keeps concurrent builds
-/// from handing each other's images out (the image cargo leaves is the last one built).
+/// All boards share one cargo target directory per firmware crate, so the host-side build dependencies
+/// (proc macros, the code generator) compile once; cargo keeps each board's target artifacts apart
+/// because their `RUSTFLAGS` differ. A lock file held from the build until the image is copied keeps
+/// concurrent builds from handing each other's images out (the image cargo leaves is the last one built).
 pub fn build(
     board: &Board,
     model: &Path,
     arena_bytes: u64,
-    engine: Engine,
+    flavor: Flavor,
     elf: &Path,
 ) -> Result<Firmware, DeviceError> {
-    let features: &[&str] = match engine {
-        Engine::Generated => &[],
-        Engine::Interpreter => &["interpreter"],
+    let mut features = Vec::new();
+    if flavor.engine == Engine::Interpreter {
+        features.push("interpreter");
+    }
+    if flavor.mlperf {
+        features.push("mlperf");
+    }
+    let (dir, env) = match (flavor.serial, board.is_emulated(), &board.serial_firmware) {
+        (false, ..) => (firmware_dir(), vec![]),
+        (true, true, _) => (firmware_dir(), vec![("QFD_LINK", "uart".to_string())]),
+        (true, false, Some(dir)) => {
+            if flavor.engine == Engine::Interpreter {
+                return Err(DeviceError::Mismatch(format!(
+                    "{dir} (the serial firmware of {}) runs generated code only: leave out --engine interpreter",
+                    board.name
+                )));
+            }
+            (repo_dir().join(dir), vec![])
+        }
+        (true, false, None) => {
+            return Err(DeviceError::Mismatch(format!(
+                "board {} names no serial firmware (serial_firmware in boards/{}.toml): reach it through a \
+                 debug probe instead (no --port), or add a firmware crate for its UART (docs/own-firmware.md)",
+                board.name, board.name
+            )))
+        }
     };
-    build_with(board, model, arena_bytes, features, &[], elf)
+    build_crate(&dir, board, model, arena_bytes, &features, &env, elf)
 }
 
 /// The kernel-test firmware for `board` (`--features kernel-test`): `cases` random kernel checks from
@@ -78,11 +112,32 @@ pub fn build_kernel_test(
     elf: &Path,
 ) -> Result<Firmware, DeviceError> {
     let env = [("QFD_KERNEL_TEST_SEED", seed.to_string()), ("QFD_KERNEL_TEST_CASES", cases.to_string())];
-    build_with(board, model, 0, &["kernel-test"], &env, elf)
+    build_crate(&firmware_dir(), board, model, 0, &["kernel-test"], &env, elf)
 }
 
-/// [`build`] with cargo `features` and extra environment variables for the build script.
-fn build_with(
+/// The repository's root.
+fn repo_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// The binary a firmware crate builds: its package name.
+fn binary_name(dir: &Path) -> Result<String, DeviceError> {
+    let manifest = dir.join("Cargo.toml");
+    let text = fsutil::read(&manifest)?;
+    let table: toml::Table = String::from_utf8_lossy(&text)
+        .parse()
+        .map_err(|e| DeviceError::Mismatch(format!("{}: {e}", manifest.display())))?;
+    table
+        .get("package")
+        .and_then(|p| p.get("name"))
+        .and_then(|n| n.as_str())
+        .map(str::to_string)
+        .ok_or_else(|| DeviceError::Mismatch(format!("{}: no [package] name", manifest.display())))
+}
+
+/// Builds the firmware crate in `dir` with cargo `features` and extra environment for its build script.
+fn build_crate(
+    dir: &Path,
     board: &Board,
     model: &Path,
     arena_bytes: u64,
@@ -90,7 +145,6 @@ fn build_with(
     env: &[(&str, String)],
     elf: &Path,
 ) -> Result<Firmware, DeviceError> {
-    let dir = firmware_dir();
     let target_dir = dir.join("target");
     std::fs::create_dir_all(&target_dir)
         .map_err(|source| FsError::Write { path: target_dir.clone(), source })?;
@@ -100,7 +154,7 @@ fn build_with(
     lock.lock().map_err(|source| FsError::Write { path: lock_path.clone(), source })?;
     let mut cargo = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
     cargo
-        .current_dir(&dir)
+        .current_dir(dir)
         .args(["build", "--release", "--target", &board.target, "--target-dir"])
         .arg(&target_dir)
         .env("QFD_BOARD", &board.name)
@@ -117,7 +171,7 @@ fn build_with(
         let log = tail.into_iter().rev().collect::<Vec<_>>().join("\n");
         return Err(DeviceError::Build { board: board.name.clone(), log });
     }
-    let built = target_dir.join(&board.target).join("release").join("qfd-firmware");
+    let built = target_dir.join(&board.target).join("release").join(binary_name(dir)?);
     std::fs::copy(&built, elf).map_err(|source| FsError::Write { path: elf.into(), source })?;
     drop(lock);
     let memory = memory_use(board, elf, arena_bytes)?;

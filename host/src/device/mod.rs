@@ -11,10 +11,12 @@ pub mod fake;
 pub mod firmware;
 pub mod kernel_test;
 pub mod logs;
+pub mod mlperf;
 #[cfg(feature = "probe")]
 mod probe;
 mod qemu;
 pub mod report;
+pub mod serial;
 pub mod session;
 pub mod speed;
 pub mod target;
@@ -148,10 +150,14 @@ pub struct RunOptions {
     pub time_all_layers: bool,
     /// Build and measure the firmware, do not run it.
     pub build_only: bool,
+    /// Speak over a serial link (QEMU's UART, or a serial device) instead of the board's default link.
+    pub port: Option<serial::PortName>,
+    /// Also copy the built firmware image here (to flash it yourself).
+    pub save_elf: Option<PathBuf>,
 }
 
 /// One input's answer from the host runtime.
-struct HostAnswer {
+pub(crate) struct HostAnswer {
     class: usize,
     logits: Vec<i32>,
     layer_crc: Vec<u32>,
@@ -164,7 +170,8 @@ pub fn run(opts: &RunOptions, mut on_answer: impl FnMut(usize, usize)) -> Result
     let file = ModelFile::read(&opts.model)?;
     let model = file.model()?;
     check_fits(&board, &file, &model)?;
-    if !opts.build_only && !board.is_emulated() && !cfg!(feature = "probe") {
+    check_port(&board, opts.port.as_ref())?;
+    if !opts.build_only && !board.is_emulated() && opts.port.is_none() && !cfg!(feature = "probe") {
         return Err(DeviceError::NeedsProbe { board: board.name.clone(), runner: board.run.to_string() });
     }
     // One work directory per run: concurrent runs on one board must not share the link files.
@@ -176,7 +183,11 @@ pub fn run(opts: &RunOptions, mut on_answer: impl FnMut(usize, usize)) -> Result
     fsutil::write_atomic(&model_path, file.bytes())?;
     let elf = work.join("qfd-firmware.elf");
     let arena = firmware::arena_bytes(&board, &model);
-    let built = firmware::build(&board, &model_path, arena, opts.engine, &elf)?;
+    let flavor = firmware::Flavor { engine: opts.engine, serial: opts.port.is_some(), mlperf: false };
+    let built = firmware::build(&board, &model_path, arena, flavor, &elf)?;
+    if let Some(path) = &opts.save_elf {
+        fsutil::write_atomic(path, &fsutil::read(&built.elf)?)?;
+    }
     let report = run_built(opts, &board, &file, &model, &built, &work, &mut on_answer);
     // Keep the work directory of a failed run for a look at the link files; a good run leaves nothing.
     if report.is_ok() {
@@ -206,8 +217,19 @@ fn run_built(
     let inputs: Vec<&[u8]> = images.chunks(model.input_len()).collect();
     let host = inputs.iter().map(|i| host_answer(model, i, opts.trace)).collect::<Result<Vec<_>, _>>()?;
     let detail = |i: usize| Detail { layer_time: opts.time_all_layers || i == 0, layer_crc: opts.trace };
-    let requests = request_stream(&inputs, detail);
-    let mut target = target::for_board(board, work)?;
+    let mut requests = request_stream(&inputs, detail);
+    let mut target: Box<dyn target::Target> = match &opts.port {
+        None => target::for_board(board, work)?,
+        Some(port) => {
+            // Over a serial port the board waits to be asked who it is.
+            requests.splice(0..0, session::request_frame(&qfd_link::Request::Hello));
+            let qemu = match &board.run {
+                qfd_boards::Runner::Qemu { machine, cpu, .. } => Some((machine.clone(), cpu.clone())),
+                qfd_boards::Runner::Probe { .. } => None,
+            };
+            Box::new(serial::SerialTarget::new(port.clone(), qemu, work))
+        }
+    };
     report.runner = target.describe();
     let expect = Expect {
         board: &board.name,
@@ -223,7 +245,29 @@ fn run_built(
     Ok(report)
 }
 
-fn host_answer(model: &Model, input: &[u8], trace: bool) -> Result<HostAnswer, DeviceError> {
+/// Refuses a port that does not suit the board: `qemu` is for emulated boards, a device path for real
+/// ones.
+pub fn check_port(board: &Board, port: Option<&serial::PortName>) -> Result<(), DeviceError> {
+    match (port, board.is_emulated()) {
+        (Some(serial::PortName::Device { path, .. }), true) => Err(DeviceError::Mismatch(format!(
+            "{} is emulated: its UART is QEMU's, so say --port qemu (not {path})",
+            board.name
+        ))),
+        (Some(serial::PortName::Qemu), false) => Err(DeviceError::Mismatch(format!(
+            "{} is a real board: give its serial device, e.g. --port /dev/ttyACM0",
+            board.name
+        ))),
+        (Some(_), true) if !matches!(&board.run, qfd_boards::Runner::Qemu { uart: Some(_), .. }) => {
+            Err(DeviceError::Mismatch(format!(
+                "boards/{}.toml names no UART (run = {{ qemu = {{ uart = ... }} }})",
+                board.name
+            )))
+        }
+        _ => Ok(()),
+    }
+}
+
+pub(crate) fn host_answer(model: &Model, input: &[u8], trace: bool) -> Result<HostAnswer, DeviceError> {
     let mut arena = vec![0u8; model.arena_size()];
     let mut logits = vec![0i32; model.num_classes()];
     let mut layer_crc = Vec::new();
@@ -240,7 +284,10 @@ fn host_answer(model: &Model, input: &[u8], trace: bool) -> Result<HostAnswer, D
 /// The inputs (concatenated) and their labels: the first `samples` test images of the data set, or, for a
 /// model of no known data set (a synthetic one) without `--dataset`, pseudo-random pixels without labels.
 #[allow(clippy::type_complexity)]
-fn inputs(model: &Model, opts: &RunOptions) -> Result<(String, Vec<u8>, Vec<Option<usize>>), DeviceError> {
+pub(crate) fn inputs(
+    model: &Model,
+    opts: &RunOptions,
+) -> Result<(String, Vec<u8>, Vec<Option<usize>>), DeviceError> {
     let kind = match opts.dataset {
         Some(kind) => Some(kind),
         None => model.desc().meta.dataset.parse::<DatasetKind>().ok(),

@@ -109,6 +109,7 @@ impl RunReport {
         self.time_unit = match outcome.hello.time_unit {
             TimeUnit::Instructions => "instructions",
             TimeUnit::Cycles => "cycles",
+            TimeUnit::Microseconds => "microseconds",
         };
         self.stack = Some((outcome.done.stack.peak_bytes, outcome.done.stack.size_bytes));
         for (id, kind) in &outcome.errors {

@@ -15,7 +15,7 @@ use super::DeviceError;
 pub fn request_frame(request: &Request<'_>) -> Vec<u8> {
     let len = match request {
         Request::Infer { input, .. } => qfd_link::max_request_frame(input.len()),
-        Request::Finish => 16,
+        Request::Finish | Request::Hello => 16,
     };
     let mut buf = vec![0u8; len];
     let n = frame::encode(request, &mut buf).expect("max_request_frame bounds every request").len();

@@ -112,6 +112,8 @@ pub fn measure(
                 trace: false,
                 time_all_layers: true,
                 build_only: false,
+                port: None,
+                save_elf: None,
             };
             let report = run(&opts, |_, _| {})?;
             if !report.parity() {

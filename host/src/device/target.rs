@@ -57,7 +57,7 @@ pub trait Target {
 /// The target for a board: QEMU for emulated boards, probe-rs for real ones (with the `probe` feature).
 pub fn for_board(board: &Board, work_dir: &Path) -> Result<Box<dyn Target>, DeviceError> {
     match &board.run {
-        Runner::Qemu { machine, cpu } => {
+        Runner::Qemu { machine, cpu, .. } => {
             Ok(Box::new(super::qemu::Qemu::new(machine, cpu, work_dir).map_err(|source| {
                 DeviceError::File(crate::fsutil::FsError::Write { path: work_dir.into(), source })
             })?))

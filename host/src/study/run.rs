@@ -268,6 +268,8 @@ fn run_on_board(model: &Path, step: &DeviceStep, spec: &RunSpec) -> Result<Devic
         trace: false,
         time_all_layers: false,
         build_only: false,
+        port: None,
+        save_elf: None,
     };
     let report = device::run(&opts, |_, _| {})?;
     Ok(DeviceResult {
