@@ -60,7 +60,6 @@ pub trait Clock {
 
 /// Why serving a protocol stopped.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub enum ServeError {
     /// The port could not be read.
     Read,
@@ -72,14 +71,28 @@ pub enum ServeError {
     BufferTooSmall,
 }
 
-impl core::fmt::Display for ServeError {
-    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        f.write_str(match self {
+impl ServeError {
+    /// What happened, in words.
+    pub fn message(&self) -> &'static str {
+        match self {
             ServeError::Read => "cannot read the port",
             ServeError::Write => "cannot write the port",
             ServeError::Ended => "the port ended before the host said Finish",
             ServeError::BufferTooSmall => "a buffer is smaller than the model needs",
-        })
+        }
+    }
+}
+
+impl core::fmt::Display for ServeError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str(self.message())
+    }
+}
+
+#[cfg(feature = "defmt")]
+impl defmt::Format for ServeError {
+    fn format(&self, f: defmt::Formatter<'_>) {
+        defmt::write!(f, "{=str}", self.message())
     }
 }
 

@@ -89,5 +89,8 @@ fn corrupted_frames_are_reported_and_skipped_and_a_cut_stream_fails_cleanly() {
     let message = err.to_string();
     assert!(matches!(err, DeviceError::Device { .. }), "{message}");
     assert!(message.contains("exited with failure after 1 of 1 answers"), "{message}");
-    assert!(message.contains("the link ended before Finish"), "the device's log is decoded: {message}");
+    assert!(
+        message.contains("the port ended before the host said Finish"),
+        "the device's log is decoded: {message}"
+    );
 }

@@ -1,14 +1,14 @@
-//! A target without hardware or QEMU: the host runtime answers the requests as the firmware would. The
-//! session's logic is tested on it, including the ways a device can fail.
+//! A target without hardware or QEMU: `qfd-device`, the firmware's own protocol code, serves the requests
+//! on the host with the interpreter, over an in-memory port. The session's logic is tested on it, including
+//! the ways a device can fail.
 
 use std::path::Path;
 use std::time::Duration;
 
-use qfd_link::frame::{self, Pushed};
-use qfd_link::{
-    Done, Engine, ErrorKind, FrameReader, Hello, InferResult, PanicReport, Request, Response, StackUse,
-    TimeUnit, PROTOCOL_VERSION,
-};
+use qfd_device::link::{self, Greeting, LinkBuffers};
+use qfd_device::{Board, Clock, Interpreter, TimeUnit};
+use qfd_link::frame;
+use qfd_link::{PanicReport, Response};
 use qfd_runtime::Model;
 
 use super::target::{Finished, Progress, Target, TargetError};
@@ -34,6 +34,51 @@ pub struct FakeTarget {
     fault: Fault,
 }
 
+/// The requests in, the device's bytes out.
+struct MemoryPort<'a> {
+    input: &'a [u8],
+    output: Vec<u8>,
+}
+
+impl embedded_io::ErrorType for MemoryPort<'_> {
+    type Error = std::convert::Infallible;
+}
+
+impl embedded_io::Read for MemoryPort<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> Result<usize, Self::Error> {
+        let n = buf.len().min(self.input.len());
+        buf[..n].copy_from_slice(&self.input[..n]);
+        self.input = &self.input[n..];
+        Ok(n)
+    }
+}
+
+impl embedded_io::Write for MemoryPort<'_> {
+    fn write(&mut self, buf: &[u8]) -> Result<usize, Self::Error> {
+        self.output.extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> Result<(), Self::Error> {
+        Ok(())
+    }
+}
+
+/// A clock that advances 1,000 instructions at every reading.
+struct StepClock(u64);
+
+impl Clock for StepClock {
+    fn unit(&self) -> TimeUnit {
+        TimeUnit::Instructions
+    }
+    fn now(&mut self) -> u64 {
+        self.0 += 1_000;
+        self.0
+    }
+    fn ticks_per_second(&self) -> u64 {
+        1_000_000_000
+    }
+}
+
 impl FakeTarget {
     /// A fake device running the model file `model_bytes` (which must be valid).
     pub fn new(model_bytes: Vec<u8>, fault: Fault) -> Self {
@@ -41,92 +86,36 @@ impl FakeTarget {
         FakeTarget { model_bytes, model_crc, fault }
     }
 
-    /// The device's answers to `requests`, and whether it ends cleanly.
-    fn answers(&self, requests: &[u8]) -> (Vec<Response<'static>>, bool) {
+    /// The device's bytes in answer to `requests`, and whether it ends cleanly.
+    fn answers(&self, requests: &[u8]) -> (Vec<u8>, bool) {
         let model = Model::load(&self.model_bytes).expect("the fake runs valid models");
-        let model_crc = if let Fault::ModelCrc(c) = self.fault { c } else { self.model_crc };
-        let mut out = vec![Response::Hello(Hello {
-            protocol: PROTOCOL_VERSION,
-            board: "fake",
-            engine: Engine::Interpreter,
-            model_crc,
-            time_unit: TimeUnit::Instructions,
-            clock_hz: 1_000_000,
-            input_len: model.input_len() as u32,
-            num_classes: model.num_classes() as u16,
-            num_layers: model.desc().ops.len() as u16,
-            arena_bytes: model.arena_size() as u32,
-        })];
-        let mut reader = Box::new(FrameReader::<65536>::new());
-        let (mut rest, mut answers, mut inferences) = (requests, 0usize, 0u32);
-        while !rest.is_empty() {
-            let (used, pushed) = reader.push(rest);
-            rest = &rest[used..];
-            let answer = match pushed {
-                None => continue,
-                Some(Pushed::TooLong) => {
-                    Response::Error { id: None, kind: ErrorKind::BadFrame(qfd_link::FrameError::TooLong) }
-                }
-                Some(Pushed::Frame(f)) => match frame::decode::<Request>(f) {
-                    Err(e) => Response::Error { id: None, kind: ErrorKind::BadFrame(e) },
-                    Ok(Request::Hello) => out[0].clone(),
-                    Ok(Request::Finish) => {
-                        let stack = StackUse { peak_bytes: 1000, size_bytes: 4000 };
-                        out.push(Response::Done(Done { inferences, stack }));
-                        return (out, true);
-                    }
-                    Ok(Request::Infer { id, detail, input }) => {
-                        inferences += 1;
-                        let mut arena = vec![0u8; model.arena_size()];
-                        let mut logits = vec![0i32; model.num_classes()];
-                        let mut layer_crc = heapless::Vec::new();
-                        let mut layer_time = heapless::Vec::new();
-                        let run = model.run_traced(input, &mut arena, &mut logits, |i, _, o| {
-                            if detail.layer_crc {
-                                let _ = layer_crc.push(qfd_link::layer_crc(o.bytes()));
-                            }
-                            if detail.layer_time {
-                                let _ = layer_time.push(1000 + i as u64);
-                            }
-                        });
-                        match run {
-                            Err(_) => Response::Error {
-                                id: Some(id),
-                                kind: ErrorKind::InputLength {
-                                    expected: model.input_len() as u32,
-                                    found: input.len() as u32,
-                                },
-                            },
-                            Ok(class) => Response::Result(InferResult {
-                                id,
-                                class: class as u16,
-                                logits: logits.iter().copied().collect(),
-                                time: 12_345,
-                                layer_time,
-                                layer_crc,
-                            }),
-                        }
-                    }
-                },
-            };
-            match self.fault {
-                Fault::StallAfter(n) if answers == n => return (out, false),
-                Fault::PanicAfter(n) if answers == n => {
-                    out.push(Response::Panic(PanicReport { file: "src/fake.rs", line: 7, message: "boom" }));
-                    return (out, false);
-                }
-                _ => {}
+        let mut arena = vec![0u8; model.arena_size()];
+        let crc = if let Fault::ModelCrc(c) = self.fault { c } else { self.model_crc };
+        let mut device = Interpreter::new(&model, &mut arena, crc).expect("the arena is the model's size");
+        let mut port = MemoryPort { input: requests, output: Vec::new() };
+        let board = Board { name: "fake", clock_hz: 1_000_000, stack_usage: None };
+        let mut buffers = Box::new(LinkBuffers::<65536>::new());
+        let served =
+            link::serve(&mut port, &mut device, &mut StepClock(0), &board, Greeting::Announce, &mut buffers);
+        // Hello, then one frame per answer.
+        let frames: Vec<&[u8]> = port.output.split_inclusive(|&b| b == 0).collect();
+        match self.fault {
+            Fault::StallAfter(n) => (frames[..frames.len().min(1 + n)].concat(), false),
+            Fault::PanicAfter(n) => {
+                let mut out = frames[..frames.len().min(1 + n)].concat();
+                let panic = Response::Panic(PanicReport { file: "src/fake.rs", line: 7, message: "boom" });
+                let mut buf = vec![0u8; qfd_link::MAX_RESPONSE_FRAME];
+                out.extend_from_slice(frame::encode(&panic, &mut buf).expect("a panic frame fits"));
+                (out, false)
             }
-            out.push(answer);
-            answers += 1;
+            Fault::None | Fault::ModelCrc(_) => (port.output, served.is_ok()),
         }
-        (out, false)
     }
 }
 
 impl Target for FakeTarget {
     fn describe(&self) -> String {
-        "fake device (host runtime)".into()
+        "fake device (qfd-device on the host)".into()
     }
 
     fn run(
@@ -136,11 +125,9 @@ impl Target for FakeTarget {
         timeout: Duration,
         on_bytes: &mut dyn FnMut(&[u8]) -> Progress,
     ) -> Result<Finished, TargetError> {
-        let (answers, clean) = self.answers(requests);
-        let mut buf = vec![0u8; qfd_link::MAX_RESPONSE_FRAME];
-        for answer in &answers {
-            let bytes = frame::encode(answer, &mut buf).expect("answers fit a response frame");
-            if on_bytes(bytes) == Progress::Done {
+        let (bytes, clean) = self.answers(requests);
+        for frame in bytes.split_inclusive(|&b| b == 0) {
+            if on_bytes(frame) == Progress::Done {
                 break;
             }
         }

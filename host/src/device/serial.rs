@@ -115,6 +115,11 @@ impl Session {
         Ok(Session { port: Box::new(stream), qemu: Some(qemu) })
     }
 
+    /// Whether the board is QEMU, started for this session (a real board booted before the port opened).
+    pub fn is_emulated(&self) -> bool {
+        self.qemu.is_some()
+    }
+
     /// Throws away what the board sent before we listened (a boot banner, half a frame).
     fn drain(&mut self) {
         let mut buf = [0u8; 256];
