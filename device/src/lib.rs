@@ -28,6 +28,8 @@
 
 #[cfg(feature = "cortex-m")]
 pub mod cortex_m;
+#[cfg(feature = "std")]
+pub mod host;
 pub mod link;
 pub mod mlperf;
 mod model;

@@ -3,64 +3,17 @@
 
 use qfd_codegen::encode_model;
 use qfd_codegen::synth::{synth, Arch, SynthConfig};
+use qfd_device::host::{MemoryPort, StepClock};
 use qfd_device::link::{self, Greeting, LinkBuffers};
 use qfd_device::mlperf::{self, MlperfBuffers, NoPin, TimestampMode};
-use qfd_device::{Board, Clock, Interpreter, Model as _, ServeError, TimeUnit};
+use qfd_device::{Board, Interpreter, Model as _, ServeError, TimeUnit};
 use qfd_link::frame::{self, Pushed};
 use qfd_link::{Detail, ErrorKind, FrameReader, Request, Response, MAX_RESPONSE_FRAME};
 use qfd_runtime::Model;
 
-/// Requests in, everything the device wrote out.
-struct MemoryPort {
-    input: Vec<u8>,
-    at: usize,
-    output: Vec<u8>,
-}
-
-impl MemoryPort {
-    fn new(input: Vec<u8>) -> Self {
-        MemoryPort { input, at: 0, output: Vec::new() }
-    }
-}
-
-impl embedded_io::ErrorType for MemoryPort {
-    type Error = core::convert::Infallible;
-}
-
-impl embedded_io::Read for MemoryPort {
-    fn read(&mut self, buf: &mut [u8]) -> Result<usize, Self::Error> {
-        // Awkward pieces, as a UART delivers them.
-        let n = buf.len().min(5).min(self.input.len() - self.at);
-        buf[..n].copy_from_slice(&self.input[self.at..self.at + n]);
-        self.at += n;
-        Ok(n)
-    }
-}
-
-impl embedded_io::Write for MemoryPort {
-    fn write(&mut self, buf: &[u8]) -> Result<usize, Self::Error> {
-        self.output.extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> Result<(), Self::Error> {
-        Ok(())
-    }
-}
-
 /// A clock that advances 1,000 ticks at every reading (1 ms at 1 MHz).
-struct StepClock(u64);
-
-impl Clock for StepClock {
-    fn unit(&self) -> TimeUnit {
-        TimeUnit::Microseconds
-    }
-    fn now(&mut self) -> u64 {
-        self.0 += 1_000;
-        self.0
-    }
-    fn ticks_per_second(&self) -> u64 {
-        1_000_000
-    }
+fn step_clock() -> StepClock {
+    StepClock::new(TimeUnit::Microseconds, 1_000_000, 1_000)
 }
 
 const BOARD: Board = Board { name: "host", clock_hz: 1_000_000, stack_usage: None };
@@ -100,12 +53,12 @@ fn the_link_answers_hello_every_input_and_finish() {
     }
     stream.extend(frame(&Request::Infer { id: 9, detail: Detail::default(), input: &[1, 2, 3] }));
     stream.extend(frame(&Request::Finish));
-    let mut port = MemoryPort::new(stream);
+    let mut port = MemoryPort::new(&stream, 5);
     let mut buffers = Box::new(LinkBuffers::<4096>::new());
     let served = link::serve(
         &mut port,
         &mut device_model,
-        &mut StepClock(0),
+        &mut step_clock(),
         &BOARD,
         Greeting::OnRequest,
         &mut buffers,
@@ -139,12 +92,13 @@ fn a_link_that_ends_before_finish_is_an_error() {
     let model = Model::load(&bytes).unwrap();
     let mut arena = vec![0u8; model.arena_size()];
     let mut device_model = Interpreter::new(&model, &mut arena, 0).unwrap();
-    let mut port = MemoryPort::new(frame(&Request::Hello));
+    let hello = frame(&Request::Hello);
+    let mut port = MemoryPort::new(&hello, 5);
     let mut buffers = Box::new(LinkBuffers::<4096>::new());
     let served = link::serve(
         &mut port,
         &mut device_model,
-        &mut StepClock(0),
+        &mut step_clock(),
         &BOARD,
         Greeting::Announce,
         &mut buffers,
@@ -152,7 +106,7 @@ fn a_link_that_ends_before_finish_is_an_error() {
     assert_eq!(served, Err(ServeError::Ended));
     let mut small = Box::new(LinkBuffers::<64>::new());
     let served =
-        link::serve(&mut port, &mut device_model, &mut StepClock(0), &BOARD, Greeting::Announce, &mut small);
+        link::serve(&mut port, &mut device_model, &mut step_clock(), &BOARD, Greeting::Announce, &mut small);
     assert_eq!(
         served,
         Err(ServeError::BufferTooSmall),
@@ -165,10 +119,10 @@ fn mlperf_session(model: &Model<'_>, commands: &str) -> Vec<String> {
     let mut arena = vec![0u8; model.arena_size()];
     let mut device_model = Interpreter::new(model, &mut arena, 0x1234_5678).unwrap();
     assert_eq!(device_model.info().input_len, 192);
-    let mut port = MemoryPort::new(commands.as_bytes().to_vec());
+    let mut port = MemoryPort::new(commands.as_bytes(), 5);
     let mut buffers = Box::new(MlperfBuffers::<192>::new());
     let mode = TimestampMode::Performance;
-    mlperf::serve(&mut port, &mut device_model, &mut StepClock(0), &mut NoPin, mode, &BOARD, &mut buffers)
+    mlperf::serve(&mut port, &mut device_model, &mut step_clock(), &mut NoPin, mode, &BOARD, &mut buffers)
         .unwrap();
     String::from_utf8(port.output).unwrap().lines().map(str::to_string).collect()
 }

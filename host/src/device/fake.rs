@@ -5,8 +5,9 @@
 use std::path::Path;
 use std::time::Duration;
 
+use qfd_device::host::{MemoryPort, StepClock};
 use qfd_device::link::{self, Greeting, LinkBuffers};
-use qfd_device::{Board, Clock, Interpreter, TimeUnit};
+use qfd_device::{Board, Interpreter, TimeUnit};
 use qfd_link::frame;
 use qfd_link::{PanicReport, Response};
 use qfd_runtime::Model;
@@ -34,51 +35,6 @@ pub struct FakeTarget {
     fault: Fault,
 }
 
-/// The requests in, the device's bytes out.
-struct MemoryPort<'a> {
-    input: &'a [u8],
-    output: Vec<u8>,
-}
-
-impl embedded_io::ErrorType for MemoryPort<'_> {
-    type Error = std::convert::Infallible;
-}
-
-impl embedded_io::Read for MemoryPort<'_> {
-    fn read(&mut self, buf: &mut [u8]) -> Result<usize, Self::Error> {
-        let n = buf.len().min(self.input.len());
-        buf[..n].copy_from_slice(&self.input[..n]);
-        self.input = &self.input[n..];
-        Ok(n)
-    }
-}
-
-impl embedded_io::Write for MemoryPort<'_> {
-    fn write(&mut self, buf: &[u8]) -> Result<usize, Self::Error> {
-        self.output.extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> Result<(), Self::Error> {
-        Ok(())
-    }
-}
-
-/// A clock that advances 1,000 instructions at every reading.
-struct StepClock(u64);
-
-impl Clock for StepClock {
-    fn unit(&self) -> TimeUnit {
-        TimeUnit::Instructions
-    }
-    fn now(&mut self) -> u64 {
-        self.0 += 1_000;
-        self.0
-    }
-    fn ticks_per_second(&self) -> u64 {
-        1_000_000_000
-    }
-}
-
 impl FakeTarget {
     /// A fake device running the model file `model_bytes` (which must be valid).
     pub fn new(model_bytes: Vec<u8>, fault: Fault) -> Self {
@@ -92,11 +48,17 @@ impl FakeTarget {
         let mut arena = vec![0u8; model.arena_size()];
         let crc = if let Fault::ModelCrc(c) = self.fault { c } else { self.model_crc };
         let mut device = Interpreter::new(&model, &mut arena, crc).expect("the arena is the model's size");
-        let mut port = MemoryPort { input: requests, output: Vec::new() };
+        let mut port = MemoryPort::new(requests, usize::MAX);
         let board = Board { name: "fake", clock_hz: 1_000_000, stack_usage: None };
         let mut buffers = Box::new(LinkBuffers::<65536>::new());
-        let served =
-            link::serve(&mut port, &mut device, &mut StepClock(0), &board, Greeting::Announce, &mut buffers);
+        let served = link::serve(
+            &mut port,
+            &mut device,
+            &mut StepClock::new(TimeUnit::Instructions, 1_000_000_000, 1_000),
+            &board,
+            Greeting::Announce,
+            &mut buffers,
+        );
         // Hello, then one frame per answer.
         let frames: Vec<&[u8]> = port.output.split_inclusive(|&b| b == 0).collect();
         match self.fault {
