@@ -6,7 +6,8 @@
 //!   ([`Interpreter`]);
 //! - a [`Clock`]: DWT's cycle counter ([`cortex_m::DwtClock`], feature `cortex-m`) or your own.
 //!
-//! Then one call serves a protocol until the port closes:
+//! Then one call serves a protocol until the host is done or the port fails (call it again to serve the
+//! next session):
 //! - [`link::serve`]: the SDK's own link (postcard messages in CRC-checked COBS frames), which
 //!   `qfd-host run --port` speaks to prove the board computes what the host computes;
 //! - [`mlperf::serve`]: the MLPerf Tiny runner protocol (`name%`, `db load N%`, `infer N W%`, ...), which
@@ -18,7 +19,8 @@
 //!
 //! let mut model = qfd_device::generated_model!(model);
 //! let board = qfd_device::Board { name: "rp-pico", clock_hz: 125_000_000, stack_usage: None };
-//! qfd_device::mlperf::serve(&mut uart, &mut model, &mut clock, &mut pin, &board, buffers);
+//! let mode = qfd_device::mlperf::TimestampMode::Performance;
+//! qfd_device::mlperf::serve(&mut uart, &mut model, &mut clock, &mut pin, mode, &board, buffers);
 //! ```
 //!
 //! The crate is `no_std` and allocation-free; its buffers are sized by the model at compile time and

@@ -73,7 +73,8 @@ impl OutputPin for NoPin {
     }
 }
 
-/// Serves runner commands from `port` until it ends (never, on a UART).
+/// Serves runner commands from `port` until it ends (an in-memory port) or fails (a UART's break or
+/// framing error, say); firmware calls it again to go on.
 pub fn serve<P, M, C, T, const INPUT: usize>(
     port: &mut P,
     model: &mut M,
