@@ -187,7 +187,11 @@ pub fn run(
     }
     let mut report = MlperfReport {
         board: board.name.clone(),
-        port: port.to_string(),
+        port: if run.port.is_none() && !board.is_emulated() {
+            "no port (built only)".into()
+        } else {
+            port.to_string()
+        },
         mode: opts.mode,
         device: Vec::new(),
         dataset: String::new(),
