@@ -64,21 +64,26 @@ fn stack_bounds() -> (usize, usize) {
 }
 
 /// Paints the stack from its lowest address up to just below the current stack pointer, so that
-/// [`stack_usage`] can find the deepest word written since. Call first thing in `main`.
+/// [`stack_usage`] can find the deepest word written since. Call first thing in `main` (cortex-m-rt runs it
+/// on the main stack, MSP). Interrupts are masked meanwhile, so no handler's frame is below the stack
+/// pointer while it is painted over.
 #[inline(never)]
 pub fn paint_stack() {
-    let (bottom, _) = stack_bounds();
-    let sp = cortex_m::register::msp::read() as usize - MARGIN;
-    let mut addr = bottom;
-    while addr + 4 <= sp {
-        // SAFETY: [bottom, sp) is stack memory below every live frame (the margin covers this function's
-        // own), so nothing reads it before it is written again by a deeper call.
-        #[allow(unsafe_code)]
-        unsafe {
-            write_volatile(addr as *mut u32, PAINT)
-        };
-        addr += 4;
-    }
+    cortex_m::interrupt::free(|_| {
+        let (bottom, _) = stack_bounds();
+        let sp = cortex_m::register::msp::read() as usize - MARGIN;
+        let mut addr = bottom;
+        while addr + 4 <= sp {
+            // SAFETY: [bottom, sp) is main-stack memory below every live frame (the margin covers this
+            // closure's own), and with interrupts masked no handler is using it, so nothing reads it
+            // before a deeper call writes it again.
+            #[allow(unsafe_code)]
+            unsafe {
+                write_volatile(addr as *mut u32, PAINT)
+            };
+            addr += 4;
+        }
+    })
 }
 
 /// The deepest stack use since [`paint_stack`], and the stack's size.

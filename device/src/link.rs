@@ -67,7 +67,7 @@ where
     }
     let LinkBuffers { reader, out } = buffers;
     if greeting == Greeting::Announce {
-        send(port, out, &Response::Hello(hello(board, model, clock)))?;
+        send(port, out, &Response::Hello(hello(board, &info, clock)))?;
     }
     let mut chunk = [0u8; 256];
     let mut inferences = 0u32;
@@ -85,7 +85,7 @@ where
                 Some(Pushed::TooLong) => bad_frame(FrameError::TooLong),
                 Some(Pushed::Frame(bytes)) => match frame::decode::<Request>(bytes) {
                     Err(e) => bad_frame(e),
-                    Ok(Request::Hello) => Response::Hello(hello(board, model, clock)),
+                    Ok(Request::Hello) => Response::Hello(hello(board, &info, clock)),
                     Ok(Request::Finish) => {
                         let stack =
                             board.stack_usage.map_or(StackUse { peak_bytes: 0, size_bytes: 0 }, |f| f());
@@ -94,7 +94,7 @@ where
                     }
                     Ok(Request::Infer { id, detail, input }) => {
                         inferences += 1;
-                        infer(model, clock, id, detail, input)
+                        infer(model, &info, clock, id, detail, input)
                     }
                 },
             };
@@ -103,8 +103,7 @@ where
     }
 }
 
-fn hello<'b>(board: &'b Board, model: &impl Model, clock: &impl Clock) -> Hello<'b> {
-    let info = model.info();
+fn hello<'b>(board: &'b Board, info: &crate::ModelInfo, clock: &impl Clock) -> Hello<'b> {
     Hello {
         protocol: PROTOCOL_VERSION,
         board: board.name,
@@ -139,13 +138,13 @@ pub(crate) fn check_input(info: &crate::ModelInfo, input: &[u8]) -> Result<(), E
 /// Checks the input, runs the model and measures what `detail` asks.
 fn infer(
     model: &mut impl Model,
+    info: &crate::ModelInfo,
     clock: &mut impl Clock,
     id: u32,
     detail: Detail,
     input: &[u8],
 ) -> Response<'static> {
-    let info = model.info();
-    if let Err(kind) = check_input(&info, input) {
+    if let Err(kind) = check_input(info, input) {
         return Response::Error { id: Some(id), kind };
     }
     let mut logits = [0i32; MAX_CLASSES];

@@ -104,6 +104,7 @@ where
         mode,
         board,
         input: &mut buffers.input[..info.input_len],
+        info,
         loaded: 0,
         expected: 0,
         logits: [0; MAX_CLASSES],
@@ -154,6 +155,8 @@ struct Dut<'a, P, M, C, T> {
     board: &'a Board,
     /// The model's input, being loaded by `db` commands.
     input: &'a mut [u8],
+    /// The model's sizes, read once.
+    info: crate::ModelInfo,
     loaded: usize,
     expected: usize,
     logits: [i32; MAX_CLASSES],
@@ -173,9 +176,9 @@ impl<P: Read + Write, M: Model, C: Clock, T: OutputPin> Dut<'_, P, M, C, T> {
             ("name", ..) => self.line(format_args!("m-name-dut-[{}]", self.board.name)),
             ("timestamp", ..) => self.timestamp(),
             ("profile", ..) => {
-                let info = self.model.info();
                 self.line(format_args!("m-profile-[qfd-device {}]", env!("CARGO_PKG_VERSION")))?;
-                self.line(format_args!("m-model-[qfdm-{:08x}]", info.model_crc))
+                let crc = self.info.model_crc;
+                self.line(format_args!("m-model-[qfdm-{crc:08x}]"))
             }
             ("help", ..) => {
                 self.line(format_args!(
@@ -261,9 +264,8 @@ impl<P: Read + Write, M: Model, C: Clock, T: OutputPin> Dut<'_, P, M, C, T> {
             let (loaded, len) = (self.loaded, self.input.len());
             return self.line(format_args!("e-[Load the input first: {loaded} of {len} bytes loaded]"));
         }
-        let info = self.model.info();
-        if let Err(qfd_link::ErrorKind::InputCodeOutOfRange { index }) = check_input(&info, self.input) {
-            let bits = info.input_bits;
+        if let Err(qfd_link::ErrorKind::InputCodeOutOfRange { index }) = check_input(&self.info, self.input) {
+            let bits = self.info.input_bits;
             return self
                 .line(format_args!("e-[Input byte {index} does not fit the model's {bits}-bit codes]"));
         }
@@ -283,7 +285,7 @@ impl<P: Read + Write, M: Model, C: Clock, T: OutputPin> Dut<'_, P, M, C, T> {
     }
 
     fn run_once(&mut self) -> Result<(), ServeError> {
-        let classes = self.model.info().num_classes;
+        let classes = self.info.num_classes;
         let ran = self.model.infer(self.input, &mut self.logits[..classes], &mut |_, _| {});
         self.have_results = ran.is_some();
         match ran {
@@ -296,7 +298,7 @@ impl<P: Read + Write, M: Model, C: Clock, T: OutputPin> Dut<'_, P, M, C, T> {
         if !self.have_results {
             return self.line(format_args!("e-[No results yet: run 'infer' first]"));
         }
-        let classes = self.model.info().num_classes;
+        let classes = self.info.num_classes;
         self.port.write_all(b"m-results-[").map_err(|_| ServeError::Write)?;
         for (i, logit) in self.logits[..classes].iter().enumerate() {
             let sep = if i + 1 < classes { "," } else { "" };

@@ -2,13 +2,12 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::{bail, Context};
-use indicatif::{ProgressBar, ProgressStyle};
 
 use qfd_host::data::DatasetKind;
 use qfd_host::device::mlperf::{run, MlperfOptions, Mode};
 use qfd_host::device::RunOptions;
 
-use super::run::{SerialArgs, TargetArgs};
+use super::run::{with_progress, SerialArgs, TargetArgs};
 
 /// Drive a board through the MLPerf Tiny runner protocol, as EEMBC's runners do.
 ///
@@ -72,20 +71,7 @@ impl Cmd {
             iterations: self.iterations,
             warmup: self.warmup,
         };
-        let bar =
-            ProgressBar::new_spinner().with_message(format!("building the firmware for {}", opts.run.board));
-        bar.enable_steady_tick(Duration::from_millis(200));
-        let style = ProgressStyle::with_template("{msg} {bar:30} {pos}/{len} [{elapsed_precise}, ETA {eta}]")
-            .expect("a valid template");
-        let report = run(&opts, |done, total| {
-            if bar.length().is_none() {
-                bar.set_style(style.clone());
-                bar.set_length(total as u64);
-                bar.set_message(format!("runner commands on {}", opts.run.board));
-            }
-            bar.set_position(done as u64);
-        });
-        bar.finish_and_clear();
+        let report = with_progress(&opts.run.board, "runner commands on", |progress| run(&opts, progress));
         let report = report
             .with_context(|| format!("cannot run {} on {}", opts.run.model.display(), opts.run.board))?;
         let text =

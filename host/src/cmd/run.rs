@@ -119,20 +119,27 @@ impl Cmd {
 
 /// Runs with a spinner while building and a bar while the device answers.
 pub fn run_with_progress(opts: &RunOptions) -> anyhow::Result<RunReport> {
-    let bar = ProgressBar::new_spinner().with_message(format!("building the firmware for {}", opts.board));
+    let report = with_progress(&opts.board, "running on", |progress| run(opts, progress));
+    report.with_context(|| format!("cannot run {} on {}", opts.model.display(), opts.board))
+}
+
+/// Calls `work` with a progress callback `(done, total)`: a spinner while the firmware for `board` builds,
+/// then a bar named `doing` and the board once the first answer comes.
+pub fn with_progress<R>(board: &str, doing: &str, work: impl FnOnce(&mut dyn FnMut(usize, usize)) -> R) -> R {
+    let bar = ProgressBar::new_spinner().with_message(format!("building the firmware for {board}"));
     bar.enable_steady_tick(Duration::from_millis(200));
     let style = ProgressStyle::with_template("{msg} {bar:30} {pos}/{len} [{elapsed_precise}, ETA {eta}]")
         .expect("a valid template");
-    let report = run(opts, |done, total| {
+    let result = work(&mut |done, total| {
         if bar.length().is_none() {
             bar.set_style(style.clone());
             bar.set_length(total as u64);
-            bar.set_message(format!("running on {}", opts.board));
+            bar.set_message(format!("{doing} {board}"));
         }
         bar.set_position(done as u64);
     });
     bar.finish_and_clear();
-    report.with_context(|| format!("cannot run {} on {}", opts.model.display(), opts.board))
+    result
 }
 
 /// Prints the report as text or JSON.

@@ -16,7 +16,6 @@ use serde::Serialize;
 
 use super::serial::{PortName, Session};
 use super::{check_port, firmware, host_answer, inputs, DeviceError, MemoryUse, RunOptions};
-use crate::fsutil::{self, FsError};
 use crate::model_file::ModelFile;
 
 /// Bytes per `db` command: 64 hex digits, within the 80-character commands of the reference firmware.
@@ -170,21 +169,8 @@ pub fn run(
     let file = ModelFile::read(&run.model)?;
     let model = file.model()?;
     firmware::check_fits(&board, &file, &model)?;
-    let stamp = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
-    let work = firmware::firmware_dir().join("target").join("run").join(&board.name).join(format!(
-        "mlperf-{}-{}",
-        std::process::id(),
-        stamp.as_nanos()
-    ));
-    std::fs::create_dir_all(&work).map_err(|source| FsError::Write { path: work.clone(), source })?;
-    let model_path = work.join("model.qfdm");
-    fsutil::write_atomic(&model_path, file.bytes())?;
-    let elf = work.join("qfd-firmware.elf");
     let flavor = firmware::Flavor { engine: run.engine, serial: true, mlperf: true };
-    let built = firmware::build(&board, &model_path, firmware::arena_bytes(&board, &model), flavor, &elf)?;
-    if let Some(path) = &run.save_elf {
-        fsutil::write_atomic(path, &fsutil::read(&built.elf)?)?;
-    }
+    let (work, built) = super::build_in_work_dir(&board, &file, &model, flavor, run.save_elf.as_deref())?;
     let mut report = MlperfReport {
         board: board.name.clone(),
         port: if run.port.is_none() && !board.is_emulated() {
@@ -213,7 +199,7 @@ pub fn run(
     report.dataset = dataset;
     let session = match (&port, &board.run) {
         (PortName::Qemu, qfd_boards::Runner::Qemu { machine, cpu, .. }) => {
-            Session::qemu(machine, cpu, &elf, &work)?
+            Session::qemu(machine, cpu, &built.elf, &work)?
         }
         (PortName::Device { path, baud }, _) => Session::device(path, *baud)?,
         (PortName::Qemu, _) => unreachable!("check_port refused --port qemu for a real board"),
@@ -275,13 +261,19 @@ fn converse(
         report.inputs.push(InputResult { index, results, equal, latency_us });
         progress(index + 1, total);
     }
-    latencies.sort_by(f64::total_cmp);
-    report.median_latency_us = latencies.get(latencies.len() / 2).copied().filter(|_| !latencies.is_empty());
-    if latencies.len() % 2 == 0 && latencies.len() >= 2 {
-        let k = latencies.len() / 2;
-        report.median_latency_us = Some((latencies[k - 1] + latencies[k]) / 2.0);
-    }
+    report.median_latency_us = median(&mut latencies);
     Ok(())
+}
+
+/// The median (the mean of the middle two for an even count), as the runner reports it.
+fn median(values: &mut [f64]) -> Option<f64> {
+    values.sort_by(f64::total_cmp);
+    let k = values.len() / 2;
+    match values.len() {
+        0 => None,
+        n if n % 2 == 1 => Some(values[k]),
+        _ => Some((values[k - 1] + values[k]) / 2.0),
+    }
 }
 
 /// The numbers of an `m-results-[a,b,...]` line.
@@ -365,5 +357,26 @@ impl Runner {
             return Err(self.fail("the device did not say m-load-done after the last byte".into()));
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_median_of_odd_and_even_counts() {
+        assert_eq!(median(&mut []), None);
+        assert_eq!(median(&mut [3.0, 1.0, 2.0]), Some(2.0));
+        assert_eq!(median(&mut [4.0, 1.0, 3.0, 2.0]), Some(2.5));
+    }
+
+    #[test]
+    fn results_lines_are_read_whole_or_not_at_all() {
+        let lines = |l: &str| vec!["m-infer-done".to_string(), l.to_string()];
+        assert_eq!(parse_results(&lines("m-results-[-3,0,17]")), Some(vec![-3, 0, 17]));
+        assert_eq!(parse_results(&lines("m-results-[-3,0.5,17]")), None, "not integer logits");
+        assert_eq!(parse_results(&lines("m-results-[-3,0,17")), None, "cut short");
+        assert_eq!(parse_results(&lines("m-lap-us-12")), None);
     }
 }

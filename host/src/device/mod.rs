@@ -174,7 +174,26 @@ pub fn run(opts: &RunOptions, mut on_answer: impl FnMut(usize, usize)) -> Result
     if !opts.build_only && !board.is_emulated() && opts.port.is_none() && !cfg!(feature = "probe") {
         return Err(DeviceError::NeedsProbe { board: board.name.clone(), runner: board.run.to_string() });
     }
-    // One work directory per run: concurrent runs on one board must not share the link files.
+    let flavor = firmware::Flavor { engine: opts.engine, serial: opts.port.is_some(), mlperf: false };
+    let (work, built) = build_in_work_dir(&board, &file, &model, flavor, opts.save_elf.as_deref())?;
+    let report = run_built(opts, &board, &file, &model, &built, &work, &mut on_answer);
+    // Keep the work directory of a failed run for a look at the link files; a good run leaves nothing.
+    if report.is_ok() {
+        let _ = std::fs::remove_dir_all(&work);
+    }
+    report
+}
+
+/// Builds the firmware in a fresh work directory under `firmware/target/run/<board>/` (one per run:
+/// concurrent runs on one board must not share link files or sockets) and copies the image to `save_elf`
+/// if asked. Returns the directory and the image.
+pub(crate) fn build_in_work_dir(
+    board: &Board,
+    file: &ModelFile,
+    model: &Model,
+    flavor: firmware::Flavor,
+    save_elf: Option<&std::path::Path>,
+) -> Result<(PathBuf, Firmware), DeviceError> {
     let stamp = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
     let run_name = format!("{}-{}", std::process::id(), stamp.as_nanos());
     let work = firmware::firmware_dir().join("target").join("run").join(&board.name).join(run_name);
@@ -182,18 +201,11 @@ pub fn run(opts: &RunOptions, mut on_answer: impl FnMut(usize, usize)) -> Result
     let model_path = work.join("model.qfdm");
     fsutil::write_atomic(&model_path, file.bytes())?;
     let elf = work.join("qfd-firmware.elf");
-    let arena = firmware::arena_bytes(&board, &model);
-    let flavor = firmware::Flavor { engine: opts.engine, serial: opts.port.is_some(), mlperf: false };
-    let built = firmware::build(&board, &model_path, arena, flavor, &elf)?;
-    if let Some(path) = &opts.save_elf {
+    let built = firmware::build(board, &model_path, firmware::arena_bytes(board, model), flavor, &elf)?;
+    if let Some(path) = save_elf {
         fsutil::write_atomic(path, &fsutil::read(&built.elf)?)?;
     }
-    let report = run_built(opts, &board, &file, &model, &built, &work, &mut on_answer);
-    // Keep the work directory of a failed run for a look at the link files; a good run leaves nothing.
-    if report.is_ok() {
-        let _ = std::fs::remove_dir_all(&work);
-    }
-    report
+    Ok((work, built))
 }
 
 /// [`run`] after the build.

@@ -36,18 +36,26 @@ impl Qemu {
     }
 
     fn spawn(&self, elf: &Path) -> Result<Child, DeviceError> {
-        Command::new("qemu-system-arm")
-            .current_dir(&self.dir)
-            .args(["-machine", &self.machine, "-cpu", &self.cpu, "-nographic", "-monitor", "none"])
-            .args(["-serial", "none", "-semihosting-config", "enable=on,target=native", "-icount", "shift=0"])
-            .arg("-kernel")
-            .arg(elf)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
+        command(&self.machine, &self.cpu, &self.dir, &["-serial", "none"], elf)
             .spawn()
             .map_err(|source| DeviceError::Spawn { program: "qemu-system-arm".into(), source })
     }
+}
+
+/// The QEMU command line for every emulated run: the machine, semihosting for the firmware's logs, files
+/// and exit status, `-icount shift=0` so that SysTick counts guest instructions, and `serial` for the UART;
+/// run in `dir`, with stdout and stderr piped.
+pub(super) fn command(machine: &str, cpu: &str, dir: &Path, serial: &[&str], elf: &Path) -> Command {
+    let mut qemu = Command::new("qemu-system-arm");
+    qemu.current_dir(dir)
+        .args(["-machine", machine, "-cpu", cpu, "-nographic", "-monitor", "none"])
+        .args(serial)
+        .args(["-semihosting-config", "enable=on,target=native", "-icount", "shift=0", "-kernel"])
+        .arg(std::path::absolute(elf).unwrap_or_else(|_| elf.to_path_buf()))
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    qemu
 }
 
 impl Target for Qemu {
@@ -69,8 +77,7 @@ impl Target for Qemu {
         };
         write(REQUESTS_FILE, requests)?;
         write(RESPONSES_FILE, &[])?;
-        let elf = std::path::absolute(elf).unwrap_or_else(|_| elf.to_path_buf());
-        let mut child = self.spawn(&elf).map_err(TargetError::Other)?;
+        let mut child = self.spawn(elf).map_err(TargetError::Other)?;
         // stdout (defmt frames) and stderr are drained on threads so QEMU never blocks on a full pipe.
         let log = drain(child.stdout.take());
         let errors = drain(child.stderr.take());

@@ -7,7 +7,7 @@
 use std::io::{ErrorKind, Read, Write};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Child;
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -74,17 +74,10 @@ impl Session {
         let socket = dir.join("uart.sock");
         let _ = std::fs::remove_file(&socket);
         let chardev = format!("socket,id=uart,path={},server=on,wait=on", socket.display());
-        let mut child = Command::new("qemu-system-arm")
-            .current_dir(dir)
-            .args(["-machine", machine, "-cpu", cpu, "-nographic", "-monitor", "none"])
-            .args(["-chardev", &chardev, "-serial", "chardev:uart"])
-            .args(["-semihosting-config", "enable=on,target=native", "-icount", "shift=0", "-kernel"])
-            .arg(std::path::absolute(elf).unwrap_or_else(|_| elf.into()))
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .map_err(|source| DeviceError::Spawn { program: "qemu-system-arm".into(), source })?;
+        let mut child =
+            super::qemu::command(machine, cpu, dir, &["-chardev", &chardev, "-serial", "chardev:uart"], elf)
+                .spawn()
+                .map_err(|source| DeviceError::Spawn { program: "qemu-system-arm".into(), source })?;
         let log = super::qemu::drain(child.stdout.take());
         let errors = super::qemu::drain(child.stderr.take());
         let start = Instant::now();
